@@ -1,0 +1,102 @@
+"""One S3 configuration, honoured the same way by every backend."""
+import dataclasses
+import os
+from typing import Any, Dict, Optional
+
+__all__ = ["S3Config"]
+
+_SECRET_FIELDS = ("aws_secret_access_key", "aws_session_token")
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Config:
+    """Where and how to reach S3.
+
+    Args:
+        endpoint_url: an S3-compatible endpoint (MinIO, a local server, ...). ``None`` reads the standard
+            ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` variables, then falls back to AWS itself.
+        region: the bucket's region; ``None`` uses ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` or the profile's.
+        profile: a named profile from the AWS config files.
+        aws_access_key_id, aws_secret_access_key, aws_session_token: explicit credentials; ``None`` uses the
+            usual chain (environment, profile, instance role). Never printed.
+        anonymous: unsigned requests, for public buckets.
+        connect_timeout, read_timeout: seconds before a connection attempt or a stalled read fails.
+        max_attempts: total attempts per request (first try included) for the backends we drive.
+    """
+
+    endpoint_url: Optional[str] = None
+    region: Optional[str] = None
+    profile: Optional[str] = None
+    aws_access_key_id: Optional[str] = None
+    aws_secret_access_key: Optional[str] = dataclasses.field(default=None, repr=False)
+    aws_session_token: Optional[str] = dataclasses.field(default=None, repr=False)
+    anonymous: bool = False
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if self.endpoint_url is not None and not self.endpoint_url.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint_url must start with http:// or https://, got {self.endpoint_url!r}")
+        if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
+            raise ValueError("give both aws_access_key_id and aws_secret_access_key, or neither")
+        if self.anonymous and self.aws_access_key_id is not None:
+            raise ValueError("anonymous=True cannot be combined with explicit credentials")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise ValueError("connect_timeout and read_timeout must be positive")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+
+    def resolved(self) -> "S3Config":
+        """This configuration with the standard environment variables filled in where a field is ``None``."""
+        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        region = self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        profile = self.profile or os.environ.get("AWS_PROFILE")
+        return dataclasses.replace(self, endpoint_url=endpoint or None, region=region, profile=profile)
+
+    @property
+    def verify_ssl(self) -> bool:
+        return True
+
+    @property
+    def use_https(self) -> bool:
+        return self.endpoint_url is None or self.endpoint_url.startswith("https://")
+
+    def credential_env(self) -> Dict[str, str]:
+        """Environment variables that hand these settings to a subprocess or a native client."""
+        env: Dict[str, str] = {}
+        if self.aws_access_key_id is not None:
+            env["AWS_ACCESS_KEY_ID"] = self.aws_access_key_id
+            env["AWS_SECRET_ACCESS_KEY"] = self.aws_secret_access_key or ""
+            if self.aws_session_token:
+                env["AWS_SESSION_TOKEN"] = self.aws_session_token
+        if self.profile:
+            env["AWS_PROFILE"] = self.profile
+        if self.region:
+            env["AWS_REGION"] = self.region
+            env["AWS_DEFAULT_REGION"] = self.region
+        return env
+
+    def boto3_client_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments for ``boto3.Session(...).client("s3", **kwargs)`` (without the session part)."""
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        config = Config(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            signature_version=UNSIGNED if self.anonymous else None,
+            s3={"addressing_style": "path"} if self.endpoint_url else None,
+            max_pool_connections=32,
+        )
+        kwargs: Dict[str, Any] = {"config": config}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        if self.region:
+            kwargs["region_name"] = self.region
+        if self.aws_access_key_id is not None:
+            kwargs["aws_access_key_id"] = self.aws_access_key_id
+            kwargs["aws_secret_access_key"] = self.aws_secret_access_key
+            kwargs["aws_session_token"] = self.aws_session_token
+        return kwargs
