@@ -6,20 +6,25 @@ this module, which builds a fresh one in each process on first use.
 """
 import os
 import threading
-from typing import Any, Callable, Dict, Hashable, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Tuple
 
 __all__ = ["process_client", "forget_clients"]
 
 _lock = threading.Lock()
 _clients: Dict[Tuple[str, Hashable], Any] = {}
 _owner_pid = os.getpid()
+# Clients inherited through fork are kept alive, never used: destroying a native client (the CRT's, the AWS
+# C++ SDK's) in the child would join threads that only exist in the parent, and hang.
+_inherited: List[Dict[Tuple[str, Hashable], Any]] = []
 
 
 def forget_clients() -> None:
-    """Drop every cached client (called in a child right after ``fork``)."""
-    global _lock, _owner_pid
+    """Stop using every cached client (called in a child right after ``fork``)."""
+    global _lock, _owner_pid, _clients
     _lock = threading.Lock()  # a lock held by another thread at fork time would never be released
-    _clients.clear()
+    if _clients:
+        _inherited.append(_clients)
+        _clients = {}
     _owner_pid = os.getpid()
 
 
