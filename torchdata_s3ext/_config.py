@@ -85,7 +85,7 @@ class S3Config:
         config = Config(
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
-            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
             signature_version=UNSIGNED if self.anonymous else None,
             s3={"addressing_style": "path"} if self.endpoint_url else None,
             max_pool_connections=32,

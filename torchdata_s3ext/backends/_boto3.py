@@ -1,17 +1,24 @@
-"""Backend ``boto3``: one streamed ``get_object`` per shard, read through a large buffer."""
-from typing import Any, BinaryIO
+"""Backend ``boto3`` (and ``auto``): the object as consecutive ranged GETs, several in flight, each retried
+and resumed from the byte it reached, checked against the object's size and pinned to its ETag."""
+import dataclasses
+from typing import Any, BinaryIO, Optional
 
 from .._clients import process_client
 from .._config import S3Config
-from .._streams import ChunkReader, buffered
-from .._url import parse_s3_url
+from .._ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from .._retry import ShortRead, backoff_sleep, is_retryable
+from .._url import S3Location, parse_s3_url
 from ._botocore_errors import botocore_errors_named
 
 __all__ = ["open_url", "boto3_client"]
 
+_READ_SIZE = 1 << 20
 
-def boto3_client(config: S3Config) -> Any:
-    """This process's boto3 S3 client for ``config``."""
+
+def boto3_client(config: S3Config, retries: bool = True) -> Any:
+    """This process's boto3 S3 client for ``config``; ``retries=False`` leaves every retry to the caller."""
+    if not retries:
+        config = dataclasses.replace(config, max_attempts=1)
 
     def make_client() -> Any:
         import boto3
@@ -22,15 +29,82 @@ def boto3_client(config: S3Config) -> Any:
     return process_client("boto3", config, make_client)
 
 
-def open_url(url: str, config: S3Config, buffer_size: int = 1 << 20, **get_object_kwargs: Any) -> BinaryIO:
-    location = parse_s3_url(url)
-    with botocore_errors_named(url, config):
-        response = boto3_client(config).get_object(Bucket=location.bucket, Key=location.key, **get_object_kwargs)
-    body = response["Body"]
+class _ObjectParts:
+    """Fetches byte ranges of one object version, retrying and resuming on transient faults."""
 
-    def read_chunk(size: int) -> bytes:
-        with botocore_errors_named(url, config):
-            return body.read(size)
+    def __init__(self, url: str, location: S3Location, config: S3Config) -> None:
+        self.url = url
+        self.location = location
+        self.config = config
+        self.client = boto3_client(config, retries=False)
+        self.etag: Optional[str] = None
 
-    raw = ChunkReader(url, read_chunk, close=body.close, expected_size=response.get("ContentLength"))
-    return buffered(raw, buffer_size)  # type: ignore[return-value]
+    def get(self, start: int, end: Optional[int]) -> Any:
+        """One GET of bytes ``start..end-1`` (``end=None``: one part from ``start``)."""
+        kwargs = {"Bucket": self.location.bucket, "Key": self.location.key, "Range": f"bytes={start}-{'' if end is None else end - 1}"}
+        if self.etag:
+            kwargs["IfMatch"] = self.etag  # the object must not change between parts
+        with botocore_errors_named(self.url, self.config):
+            return self.client.get_object(**kwargs)
+
+    def fetch(self, start: int, end: int, response: Any = None) -> bytes:
+        """Bytes ``start..end-1``; a cut or short body is resumed from the byte it reached."""
+        data = bytearray()
+        attempt = 1
+        while len(data) < end - start:
+            try:
+                if response is None:
+                    response = self._retrying_get(start + len(data), end, attempt)
+                body = response["Body"]
+                for chunk in iter(lambda: body.read(_READ_SIZE), b""):
+                    data += chunk
+                response = None
+                if len(data) < end - start:
+                    raise ShortRead(f"{self.url}: body ended at byte {start + len(data)} of range {start}-{end - 1}")
+            except Exception as error:
+                response = None
+                if not _transient(error) or attempt >= self.config.max_attempts:
+                    if _transient(error):
+                        raise OSError(f"{self.url}: gave up at byte {start + len(data)} after {attempt} attempts: {error}") from error
+                    raise
+                backoff_sleep(attempt)
+                attempt += 1
+        if len(data) > end - start:
+            raise OSError(f"{self.url}: range {start}-{end - 1} returned {len(data)} bytes")
+        return bytes(data)
+
+    def _retrying_get(self, start: int, end: Optional[int], attempt: int) -> Any:
+        while True:
+            try:
+                return self.get(start, end)
+            except Exception as error:
+                if not _transient(error) or attempt >= self.config.max_attempts:
+                    raise
+                backoff_sleep(attempt)
+                attempt += 1
+
+
+def _transient(error: BaseException) -> bool:
+    """Retryable itself, or translated (with the URL) from a retryable botocore error."""
+    cause = error.__cause__
+    return is_retryable(error) or (cause is not None and is_retryable(cause))
+
+
+def open_url(
+    url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY
+) -> BinaryIO:
+    """Open ``url`` for streaming; ``part_size`` bytes per GET, ``concurrency`` GETs in flight."""
+    parts = _ObjectParts(url, parse_s3_url(url), config)
+    try:
+        first = parts._retrying_get(0, part_size, attempt=1)
+    except OSError as error:
+        if "InvalidRange" not in str(error):
+            raise
+        return RangedReader(url, 0, parts.fetch)  # type: ignore[return-value]  # an empty object
+    content_range = first.get("ContentRange")
+    if not content_range:
+        raise OSError(f"{url}: the server ignored the Range header (no Content-Range in its answer)")
+    size = int(content_range.rsplit("/", 1)[1])
+    parts.etag = first.get("ETag")
+    first_part = parts.fetch(0, min(part_size, size), response=first)
+    return RangedReader(url, size, parts.fetch, part_size, concurrency, first_part=first_part)  # type: ignore[return-value]
