@@ -1,7 +1,9 @@
 """torchdata-s3ext: train PyTorch models straight from S3.
 
-Importing this package registers the functional forms ``open_s3``, ``group_wds_samples`` and
-``decode_png_pair`` on torchdata's ``IterDataPipe``.
+Importing this package registers these functional forms on torchdata's ``IterDataPipe``:
+``open_s3`` (URLs -> ``(url, stream)`` on any backend), ``group_wds_samples`` (tar members -> WebDataset
+samples), ``decode_png_pair`` (PNG bytes -> uint8 tensors), ``shuffle_shards``, ``shard_across_readers`` and
+``shuffle_samples`` (seeded, per-epoch, exactly-once sharding across workers and ranks).
 """
 import warnings
 
@@ -11,16 +13,51 @@ with warnings.catch_warnings():
     import torchdata.datapipes  # noqa: F401
 
 from ._config import S3Config
+from ._decode import PngPairDecoderIterDataPipe, decode_png
+from ._listing import list_shards
 from ._opener import S3OpenerIterDataPipe
+from ._pipeline import wds_pipe
+from ._sharding import (
+    ExactlyOnceReadingService,
+    RankEqualizer,
+    ReaderShardingIterDataPipe,
+    SampleShufflerIterDataPipe,
+    ShardShufflerIterDataPipe,
+    reading_service,
+)
 from ._version import __version__
+from ._wds import WdsSampleGrouperIterDataPipe, group_by_keys, split_member_name
 from .backends import backend_names
 
 S3Opener = S3OpenerIterDataPipe
+WdsSampleGrouper = WdsSampleGrouperIterDataPipe
+PngPairDecoder = PngPairDecoderIterDataPipe
+ShardShuffler = ShardShufflerIterDataPipe
+ReaderSharding = ReaderShardingIterDataPipe
+SampleShuffler = SampleShufflerIterDataPipe
 
 __all__ = [
+    "ExactlyOnceReadingService",
+    "PngPairDecoder",
+    "PngPairDecoderIterDataPipe",
+    "RankEqualizer",
+    "ReaderSharding",
+    "ReaderShardingIterDataPipe",
     "S3Config",
     "S3Opener",
     "S3OpenerIterDataPipe",
-    "backend_names",
+    "SampleShuffler",
+    "SampleShufflerIterDataPipe",
+    "ShardShuffler",
+    "ShardShufflerIterDataPipe",
+    "WdsSampleGrouper",
+    "WdsSampleGrouperIterDataPipe",
     "__version__",
+    "backend_names",
+    "decode_png",
+    "group_by_keys",
+    "list_shards",
+    "reading_service",
+    "split_member_name",
+    "wds_pipe",
 ]

@@ -1,8 +1,11 @@
 """Which failures are worth another attempt, and how long to wait before it (exponential backoff, full jitter)."""
 import random
 import time
+from typing import Callable, Optional, TypeVar
 
-__all__ = ["RETRYABLE_CODES", "is_retryable", "backoff_sleep", "ShortRead"]
+T = TypeVar("T")
+
+__all__ = ["RETRYABLE_CODES", "is_retryable", "backoff_sleep", "ShortRead", "TransientError", "is_transient", "call_with_retries"]
 
 #: S3 error codes that mean "try again later"
 RETRYABLE_CODES = frozenset(
@@ -14,11 +17,15 @@ BASE_DELAY = 0.1
 MAX_DELAY = 5.0
 
 
-class ShortRead(OSError):
+class TransientError(OSError):
+    """A failure another attempt may not meet (throttling, a cut connection), as a backend reports it."""
+
+
+class ShortRead(TransientError):
     """A response body ended before the bytes it promised (a silently cut connection)."""
 
 
-def is_retryable(error: BaseException) -> bool:
+def is_retryable(error: Optional[BaseException]) -> bool:
     from botocore.exceptions import (
         ClientError,
         ConnectionClosedError,
@@ -30,6 +37,8 @@ def is_retryable(error: BaseException) -> bool:
     )
     from urllib3.exceptions import HTTPError as Urllib3Error
 
+    if error is None:
+        return False
     if isinstance(error, ClientError):
         info = error.response.get("Error", {})
         status = str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
@@ -38,7 +47,7 @@ def is_retryable(error: BaseException) -> bool:
         return False  # a dead endpoint fails at once, naming the endpoint, rather than after a long backoff
     return isinstance(
         error,
-        (ShortRead, IncompleteReadError, ReadTimeoutError, ResponseStreamingError, ConnectionClosedError,
+        (TransientError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError, ConnectionClosedError,
          Urllib3Error, ConnectionError, TimeoutError),
     )
 
@@ -46,3 +55,23 @@ def is_retryable(error: BaseException) -> bool:
 def backoff_sleep(attempt: int, base_delay: float = BASE_DELAY, max_delay: float = MAX_DELAY) -> None:
     """Sleep before retry number ``attempt`` (1-based): uniform in [0, min(max_delay, base * 2**attempt)]."""
     time.sleep(random.uniform(0, min(max_delay, base_delay * (2 ** attempt))))
+
+
+def is_transient(error: BaseException) -> bool:
+    """Retryable itself, or translated (with the URL) from a retryable error."""
+    return is_retryable(error) or is_retryable(error.__cause__)
+
+
+def call_with_retries(url: str, max_attempts: int, operation: Callable[[], T]) -> T:
+    """``operation()``, attempted up to ``max_attempts`` times while it fails transiently."""
+    attempt = 1
+    while True:
+        try:
+            return operation()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            if attempt >= max_attempts:
+                raise OSError(f"{url}: gave up after {attempt} attempts: {error}") from error
+            backoff_sleep(attempt)
+            attempt += 1

@@ -6,7 +6,7 @@ from typing import Any, BinaryIO, Optional
 from .._clients import process_client
 from .._config import S3Config
 from .._ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
-from .._retry import ShortRead, backoff_sleep, is_retryable
+from .._retry import ShortRead, backoff_sleep, call_with_retries, is_transient
 from .._url import S3Location, parse_s3_url
 from ._botocore_errors import botocore_errors_named
 
@@ -54,7 +54,7 @@ class _ObjectParts:
         while len(data) < end - start:
             try:
                 if response is None:
-                    response = self._retrying_get(start + len(data), end, attempt)
+                    response = self.get(start + len(data), end)
                 body = response["Body"]
                 for chunk in iter(lambda: body.read(_READ_SIZE), b""):
                     data += chunk
@@ -63,8 +63,8 @@ class _ObjectParts:
                     raise ShortRead(f"{self.url}: body ended at byte {start + len(data)} of range {start}-{end - 1}")
             except Exception as error:
                 response = None
-                if not _transient(error) or attempt >= self.config.max_attempts:
-                    if _transient(error):
+                if not is_transient(error) or attempt >= self.config.max_attempts:
+                    if is_transient(error):
                         raise OSError(f"{self.url}: gave up at byte {start + len(data)} after {attempt} attempts: {error}") from error
                     raise
                 backoff_sleep(attempt)
@@ -73,21 +73,6 @@ class _ObjectParts:
             raise OSError(f"{self.url}: range {start}-{end - 1} returned {len(data)} bytes")
         return bytes(data)
 
-    def _retrying_get(self, start: int, end: Optional[int], attempt: int) -> Any:
-        while True:
-            try:
-                return self.get(start, end)
-            except Exception as error:
-                if not _transient(error) or attempt >= self.config.max_attempts:
-                    raise
-                backoff_sleep(attempt)
-                attempt += 1
-
-
-def _transient(error: BaseException) -> bool:
-    """Retryable itself, or translated (with the URL) from a retryable botocore error."""
-    cause = error.__cause__
-    return is_retryable(error) or (cause is not None and is_retryable(cause))
 
 
 def open_url(
@@ -96,7 +81,7 @@ def open_url(
     """Open ``url`` for streaming; ``part_size`` bytes per GET, ``concurrency`` GETs in flight."""
     parts = _ObjectParts(url, parse_s3_url(url), config)
     try:
-        first = parts._retrying_get(0, part_size, attempt=1)
+        first = call_with_retries(url, config.max_attempts, lambda: parts.get(0, part_size))
     except OSError as error:
         if "InvalidRange" not in str(error):
             raise

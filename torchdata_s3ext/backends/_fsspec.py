@@ -1,8 +1,11 @@
-"""Backend ``fsspec``: an s3fs file, read in large sequential blocks."""
+"""Backend ``fsspec``: s3fs as the client, the object read as ranged ``cat_file`` parts, several in flight,
+each retried on a transient fault (see ``_ranged.py`` for the memory bound)."""
 from typing import Any, BinaryIO
 
 from .._clients import process_client
 from .._config import S3Config
+from .._ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from .._retry import call_with_retries
 from .._url import parse_s3_url
 from ._botocore_errors import botocore_errors_named
 
@@ -27,7 +30,7 @@ def s3fs_filesystem(config: S3Config) -> Any:
             config_kwargs={
                 "connect_timeout": config.connect_timeout,
                 "read_timeout": config.read_timeout,
-                "retries": {"max_attempts": config.max_attempts, "mode": "standard"},
+                "retries": {"total_max_attempts": 1},  # retries are ours, per part
             },
             skip_instance_cache=True,
         )
@@ -35,15 +38,24 @@ def s3fs_filesystem(config: S3Config) -> Any:
     return process_client("s3fs", config, make_filesystem)
 
 
-def open_url(url: str, config: S3Config, block_size: int = 8 << 20, **open_kwargs: Any) -> BinaryIO:
-    location = parse_s3_url(url)
-    filesystem = s3fs_filesystem(config)
-    open_kwargs.setdefault("cache_type", "readahead")
+def _named(url: str, config: S3Config, operation: Any) -> Any:
     try:
         with botocore_errors_named(url, config):
-            return filesystem.open(f"{location.bucket}/{location.key}", "rb", block_size=block_size, **open_kwargs)
+            return operation()
     except OSError as error:
         if url in str(error):
             raise
         # s3fs names the path without the scheme; say which URL failed, keeping the error's type.
         raise type(error)(error.errno, f"{error.strerror or error}", url) from error
+
+
+def open_url(url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY) -> BinaryIO:
+    location = parse_s3_url(url)
+    path = f"{location.bucket}/{location.key}"
+    filesystem = s3fs_filesystem(config)
+    size = call_with_retries(url, config.max_attempts, lambda: _named(url, config, lambda: filesystem.info(path)["size"]))
+
+    def fetch(start: int, end: int) -> bytes:
+        return call_with_retries(url, config.max_attempts, lambda: _named(url, config, lambda: filesystem.cat_file(path, start=start, end=end)))
+
+    return RangedReader(url, size, fetch, part_size, concurrency)  # type: ignore[return-value]

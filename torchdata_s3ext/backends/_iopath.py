@@ -3,6 +3,7 @@ from typing import Any, BinaryIO
 
 from .._clients import process_client
 from .._config import S3Config
+from .._streams import ChunkReader, ResumingReader, buffered, skipping
 from .._url import parse_s3_url
 from ._boto3 import boto3_client
 from ._botocore_errors import botocore_errors_named
@@ -28,7 +29,24 @@ def _path_manager(config: S3Config) -> Any:
 
 
 def open_url(url: str, config: S3Config, read_chunk_size: int = 8 << 20, **open_kwargs: Any) -> BinaryIO:
-    """Open with iopath's chunked reader (``read_chunk_size`` bytes per ranged GET), not its whole-object download."""
+    """Open with iopath's chunked reader (``read_chunk_size`` bytes per ranged GET), not its whole-object
+    download. iopath cannot open at an offset: after a transient fault the object is reopened and the bytes
+    already read are skipped."""
     parse_s3_url(url)
-    with botocore_errors_named(url, config):
-        return _path_manager(config).open(url, "rb", read_chunk_size=read_chunk_size, **open_kwargs)
+
+    def open_stream() -> Any:
+        with botocore_errors_named(url, config):
+            return _path_manager(config).open(url, "rb", read_chunk_size=read_chunk_size, **open_kwargs)
+
+    def read_chunk(stream: Any) -> Any:
+        def read(size: int) -> bytes:
+            with botocore_errors_named(url, config):
+                return stream.read(size)
+
+        return read
+
+    def open_raw() -> ChunkReader:
+        stream = open_stream()
+        return ChunkReader(url, read_chunk(stream), close=stream.close, expected_size=stream.length)
+
+    return buffered(ResumingReader(url, skipping(open_raw), config.max_attempts))  # type: ignore[return-value]

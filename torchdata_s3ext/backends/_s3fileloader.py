@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 from .._clients import process_client
 from .._config import S3Config
 from .._environ import scoped_environ
+from .._retry import ShortRead, TransientError, call_with_retries
 from .._url import parse_s3_url
 from ._boto3 import boto3_client
 from ._botocore_errors import botocore_errors_named
@@ -45,11 +46,17 @@ def open_url(url: str, config: S3Config, request_timeout_ms: int = -1) -> Binary
     location = parse_s3_url(url)
     with botocore_errors_named(url, config):
         expected_size = boto3_client(config).head_object(Bucket=location.bucket, Key=location.key)["ContentLength"]
+    if request_timeout_ms < 0:
+        request_timeout_ms = int(config.read_timeout * 1000)
     handler = _native_handler(config, request_timeout_ms)
-    received = 0
-    for _ in range(config.max_attempts):
-        data = handler.s3_read(url)
-        received = len(data)
-        if received == expected_size:
-            return io.BytesIO(data)
-    raise OSError(f"{url}: torchdata's S3 handler returned {received} of {expected_size} bytes after {config.max_attempts} attempts")
+
+    def read_whole_object() -> bytes:
+        try:
+            data = handler.s3_read(url)
+        except ValueError as error:  # how the native handler reports curl and S3 errors
+            raise TransientError(f"{url}: torchdata's S3 handler failed: {error}") from error
+        if len(data) != expected_size:
+            raise ShortRead(f"{url}: torchdata's S3 handler returned {len(data)} of {expected_size} bytes")
+        return data
+
+    return io.BytesIO(call_with_retries(url, config.max_attempts, read_whole_object))

@@ -9,7 +9,8 @@ from .._clients import process_client
 from .._config import S3Config
 from .._environ import scoped_environ
 from .._errors import translate_client_error
-from .._streams import ChunkReader, buffered
+from .._retry import TransientError
+from .._streams import ChunkReader, ResumingReader, buffered
 from .._url import parse_s3_url
 
 __all__ = ["open_url"]
@@ -36,41 +37,54 @@ def _client(config: S3Config, part_size: int) -> Any:
     return process_client("s3torchconnector", (config, part_size), make_client)
 
 
+_TRANSIENT_MARKS = ("SlowDown", "503", "500", "reset", "timed out", "timeout", "closed", "Connection", "broken")
+
+
 def _translate(url: str, error: Exception) -> OSError:
     message = str(error)
-    for code in ("NoSuchBucket", "NoSuchKey", "AccessDenied", "Forbidden", "SlowDown"):
+    for code in ("NoSuchBucket", "NoSuchKey", "AccessDenied", "Forbidden"):
         if code in message:
             return translate_client_error(url, code, message)
     if "not found" in message.lower() or "404" in message:
         return translate_client_error(url, "404", message)
     if "403" in message:
         return translate_client_error(url, "403", message)
+    if any(mark in message for mark in _TRANSIENT_MARKS):
+        return TransientError(f"{url}: {message}")
     return OSError(f"{url}: {message}")
 
 
 def open_url(url: str, config: S3Config, part_size: int = 8 << 20, buffer_size: int = 1 << 20) -> BinaryIO:
+    """Stream ``url`` from the CRT's part stream; a cut stream resumes with a GET from the byte reached."""
     location = parse_s3_url(url)
     client = _client(config, part_size)
     try:
         # The native client reads credentials from the environment when it signs; give it ours.
         with scoped_environ(config.credential_env()):
             size = client.head_object(location.bucket, location.key).size
-            parts = iter(client._get_object_stream(location.bucket, location.key))
     except Exception as error:
         raise _translate(url, error) from error
-    pending = bytearray()
 
-    def read_chunk(size_wanted: int) -> bytes:
-        nonlocal pending
-        while not pending:
-            try:
-                pending = bytearray(next(parts))
-            except StopIteration:
-                return b""
-            except Exception as error:
-                raise _translate(url, error) from error
-        chunk = bytes(pending[:size_wanted])
-        del pending[:size_wanted]
-        return chunk
+    def open_at(offset: int) -> ChunkReader:
+        try:
+            with scoped_environ(config.credential_env()):
+                parts = iter(client._get_object_stream(location.bucket, location.key, start=offset, end=size))
+        except Exception as error:
+            raise _translate(url, error) from error
+        pending = memoryview(b"")
 
-    return buffered(ChunkReader(url, read_chunk, expected_size=size), buffer_size)  # type: ignore[return-value]
+        def read_chunk(size_wanted: int) -> bytes:
+            nonlocal pending
+            while not pending:
+                try:
+                    pending = memoryview(next(parts))
+                except StopIteration:
+                    return b""
+                except Exception as error:
+                    raise _translate(url, error) from error
+            chunk, pending = pending[:size_wanted], pending[size_wanted:]
+            return chunk.tobytes()
+
+        return ChunkReader(url, read_chunk, expected_size=size - offset)
+
+    return buffered(ResumingReader(url, open_at, config.max_attempts), buffer_size)  # type: ignore[return-value]

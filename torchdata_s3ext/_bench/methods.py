@@ -1,0 +1,159 @@
+"""The benchmark's methods: each builds a dataset of ``{"image": bytes, "label": bytes, ...}`` samples over
+the same shards, the URL list read ``repeats`` times over, for a DataLoader to batch.
+
+Every ``open_s3`` backend is a method; so are the article's compositions of torchdata's built-in openers
+and of the webdataset library, and ``raw`` (one streamed GET per shard, nothing parsed: the ceiling), which
+the runner drives itself.
+"""
+import dataclasses
+import importlib.util
+import os
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..backends import BACKENDS
+
+__all__ = ["MethodContext", "METHODS", "repeated", "RAW", "method_names", "check_method_names", "build_dataset", "unavailable_reason"]
+
+RAW = "raw"
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodContext:
+    """Where the shards are: S3 URLs, and optionally the same shards on a local mount (for ``local``-style
+    methods); every method reads its list ``repeats`` times over."""
+
+    urls: Tuple[str, ...]
+    mount_paths: Optional[Tuple[str, ...]] = None
+    endpoint_url: Optional[str] = None
+    region: Optional[str] = None
+    repeats: int = 1
+
+
+def repeated(urls: Sequence[str], repeats: int) -> List[str]:
+    return list(urls) * repeats
+
+
+def _url_pipe(urls: Sequence[str], context: MethodContext):
+    from torchdata.datapipes.iter import IterableWrapper
+
+    # A finite list split over the DataLoader workers by sharding_filter(), like webdataset's split_by_worker.
+    return IterableWrapper(repeated(urls, context.repeats)).sharding_filter()
+
+
+def _grouped(tar_streams):
+    from .. import _wds  # noqa: F401  (registers group_wds_samples)
+
+    return tar_streams.load_from_tar().group_wds_samples()
+
+
+def _open_s3_method(backend: str) -> Callable[[MethodContext], Iterable]:
+    def build(context: MethodContext) -> Iterable:
+        import torchdata_s3ext  # noqa: F401  (registers open_s3)
+
+        urls = context.mount_paths if backend == "local" else context.urls
+        streams = _url_pipe(urls, context).open_s3(backend=backend, endpoint_url=context.endpoint_url, region=context.region)
+        return _grouped(streams)
+
+    return build
+
+
+def _fsspec_file_opener(context: MethodContext) -> Iterable:
+    from torchdata.datapipes.iter import FSSpecFileOpener
+
+    connection = {"endpoint_url": context.endpoint_url} if context.endpoint_url else {}
+    return _grouped(FSSpecFileOpener(_url_pipe(context.urls, context), mode="rb", **connection))
+
+
+def _iopath_file_opener(context: MethodContext) -> Iterable:
+    from torchdata.datapipes.iter import IoPathFileOpener
+
+    from .._config import S3Config
+    from ..backends._iopath import _path_manager
+
+    # iopath's own S3 handler wants an AWS profile; ours hands it this endpoint's client.
+    path_manager = _path_manager(S3Config(endpoint_url=context.endpoint_url, region=context.region).resolved())
+    return _grouped(IoPathFileOpener(_url_pipe(context.urls, context), mode="rb", pathmgr=path_manager))
+
+
+def _s3_file_loader(context: MethodContext) -> Iterable:
+    from torchdata.datapipes.iter import S3FileLoader
+
+    if context.endpoint_url:
+        # The native handler reads its endpoint from these variables; this process runs this method only.
+        scheme, _, host = context.endpoint_url.partition("://")
+        os.environ.update(S3_ENDPOINT_URL=host, S3_USE_HTTPS="1" if scheme == "https" else "0", S3_VERIFY_SSL="0")
+    return _grouped(S3FileLoader(_url_pipe(context.urls, context), region=context.region or "us-east-1"))
+
+
+def _file_opener(context: MethodContext) -> Iterable:
+    from torchdata.datapipes.iter import FileOpener
+
+    return _grouped(FileOpener(_url_pipe(context.mount_paths, context), mode="b"))
+
+
+def _webdataset_pipe(context: MethodContext) -> Iterable:
+    import webdataset
+
+    from ..backends._awscli import find_aws_command
+
+    endpoint = f" --endpoint-url {context.endpoint_url}" if context.endpoint_url else ""
+    urls = [f"pipe:{find_aws_command()} s3 cp{endpoint} {url} -" for url in repeated(context.urls, context.repeats)]
+    return webdataset.WebDataset(urls, shardshuffle=False, empty_check=False)
+
+
+#: name -> (what it measures, builder, needs: "s3" or "mount")
+METHODS: Dict[str, Tuple[str, Optional[Callable[[MethodContext], Iterable]], str]] = {
+    **{
+        name: (f"open_s3(backend={name!r}): {description}", _open_s3_method(name), "mount" if name == "local" else "s3")
+        for name, (_, description, _) in BACKENDS.items()
+    },
+    "torchdata-fsspec": ("torchdata FSSpecFileOpener (article)", _fsspec_file_opener, "s3"),
+    "torchdata-iopath": ("torchdata IoPathFileOpener (article)", _iopath_file_opener, "s3"),
+    "torchdata-s3fileloader": ("torchdata S3FileLoader (article)", _s3_file_loader, "s3"),
+    "torchdata-fileopener": ("torchdata FileOpener on a mounted path (article's FFM)", _file_opener, "mount"),
+    "webdataset-awscli": ("webdataset with pipe:aws s3 cp URL - (article)", _webdataset_pipe, "s3"),
+    RAW: ("one streamed GET per shard, nothing parsed (the ceiling)", None, "s3"),
+}
+
+#: the optional library each method needs, by import name
+_REQUIRES: Dict[str, str] = {
+    "s3torchconnector": "s3torchconnector",
+    "webdataset-awscli": "webdataset",
+}
+
+
+def method_names() -> List[str]:
+    return list(METHODS)
+
+
+def check_method_names(names: Iterable[str]) -> List[str]:
+    """``names`` with ``all`` expanded; ``ValueError`` listing the valid names for an unknown one."""
+    chosen: List[str] = []
+    for name in names:
+        if name == "all":
+            chosen.extend(method for method in METHODS if method not in chosen)
+        elif name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; valid methods: all, {', '.join(METHODS)}")
+        elif name not in chosen:
+            chosen.append(name)
+    return chosen
+
+
+def unavailable_reason(name: str, context: MethodContext) -> Optional[str]:
+    """Why ``name`` cannot run here (a library missing, no S3 source or no mount), or ``None``."""
+    needs = METHODS[name][2]
+    if needs == "mount" and not context.mount_paths:
+        return "needs the shards on a local path (--mount DIR, or a local SRC with --server)"
+    if needs == "s3" and not context.urls:
+        return "needs the shards in S3 (an s3:// SRC, or --server)"
+    module = _REQUIRES.get(name)
+    if module is not None and importlib.util.find_spec(module) is None:
+        return f"{module} is not installed"
+    return None
+
+
+def build_dataset(name: str, context: MethodContext) -> Iterable:
+    builder = METHODS[name][1]
+    if builder is None:
+        raise ValueError(f"method {name!r} is not a dataset; the runner drives it itself")
+    return builder(context)

@@ -1,0 +1,290 @@
+"""Run one benchmark method in a process of its own (so its memory and CPU are its own), or all of them.
+
+``run_methods`` starts ``python -m torchdata_s3ext._bench.runner JOB.json RESULT.json`` per method; the
+child runs the article's empty training loop (and, with a train step, its cached-vs-streamed measurement)
+and writes one result dictionary.
+"""
+import dataclasses
+import importlib
+import itertools
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+from .methods import METHODS, RAW, MethodContext, build_dataset, repeated, unavailable_reason
+from .stats import WindowClock, WindowStats, stall_fraction
+
+__all__ = ["BenchJob", "run_method", "run_methods", "load_train_step", "payload_bytes"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchJob:
+    """One method's measurement settings."""
+
+    method: str
+    context: MethodContext
+    batch_size: int = 4
+    num_workers: int = 4
+    batches: int = 500
+    window: int = 100
+    time_limit: float = 600.0
+    train_step: Optional[str] = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "BenchJob":
+        fields = json.loads(text)
+        context = fields.pop("context")
+        for name in ("urls", "mount_paths"):
+            context[name] = tuple(context[name]) if context[name] is not None else None
+        return cls(context=MethodContext(**context), **fields)
+
+
+def load_train_step(spec: str) -> Callable[[Any], Any]:
+    """``module:function`` -> the function; ``ValueError`` naming the spec when it is not one."""
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise ValueError(f"--train-step must be module:function, got {spec!r}")
+    function = getattr(importlib.import_module(module_name), function_name, None)
+    if not callable(function):
+        raise ValueError(f"--train-step {spec!r}: {function_name!r} is not a function of {module_name!r}")
+    return function
+
+
+def payload_bytes(batch: Any) -> int:
+    """Bytes of sample data in a collated batch: every ``bytes`` value, however the batch nests them."""
+    if isinstance(batch, (bytes, bytearray)):
+        return len(batch)
+    if isinstance(batch, dict):
+        return sum(payload_bytes(value) for value in batch.values())
+    if isinstance(batch, (list, tuple)):
+        return sum(payload_bytes(value) for value in batch)
+    return 0
+
+
+class _PeakMemory:
+    """Samples the summed RSS of this process and its descendants (DataLoader workers, CLI children)."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        total = 0
+        for process in [self._process] + self._process.children(recursive=True):
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                continue  # a worker that exited between listing and reading
+        self.peak_bytes = max(self.peak_bytes, total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def __enter__(self) -> "_PeakMemory":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _cpu_seconds() -> float:
+    # RUSAGE_CHILDREN covers waited-for descendants: DataLoader workers and the CLI processes they ran.
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+
+
+def _timed(items: Iterable[Any], clock: WindowClock, limit: int, deadline: float, on_item: Callable[[Any], None]) -> bool:
+    """Feed up to ``limit`` items to ``on_item``, ticking ``clock`` after each; ``False`` if the deadline cut it short."""
+    for item in itertools.islice(items, limit):
+        on_item(item)
+        clock.tick()
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
+def _repeats(job: BenchJob) -> int:
+    """Passes over the shard list that give ``job.batches`` batches even if every shard held one sample."""
+    shards = len(job.context.urls or job.context.mount_paths or ()) or 1
+    return -(-job.batches * job.batch_size // shards)
+
+
+def _loader(job: BenchJob):
+    from torch.utils.data import DataLoader
+
+    context = dataclasses.replace(job.context, repeats=_repeats(job))
+    return DataLoader(build_dataset(job.method, context), batch_size=job.batch_size, num_workers=job.num_workers)
+
+
+def _empty_loop(job: BenchJob, deadline: float) -> Dict[str, Any]:
+    counts = {"samples": 0, "payload_bytes": 0}
+
+    def count(batch: Any) -> None:
+        counts["payload_bytes"] += payload_bytes(batch)
+        counts["samples"] += len(batch["__key__"]) if isinstance(batch, dict) and "__key__" in batch else job.batch_size
+
+    batches = iter(_loader(job))
+    clock = WindowClock(job.window)
+    complete = _timed(batches, clock, job.batches, deadline, count)
+    del batches  # shuts the workers down, so their CPU time is counted below
+    return {**counts, "clock": clock, "complete": complete}
+
+
+def _raw_loop(job: BenchJob, deadline: float) -> Dict[str, Any]:
+    """One process reading the shards' bytes in turn; a "batch" is ``batch_size`` samples' worth of bytes."""
+    from .._config import S3Config
+    from .raw import TarSampleCounter, object_chunks
+
+    config = S3Config(endpoint_url=job.context.endpoint_url, region=job.context.region).resolved()
+    counts = {"samples": 0, "payload_bytes": 0}
+
+    def batches_done() -> Iterable[None]:
+        counter = TarSampleCounter()  # one for all shards: a tar's zero padding reads as no member
+        for url in repeated(job.context.urls, _repeats(job)):
+            for chunk in object_chunks(url, config):
+                counter.feed(chunk)
+                counts["payload_bytes"] = counter.payload_bytes
+                while counter.samples - counts["samples"] >= job.batch_size:
+                    counts["samples"] += job.batch_size
+                    yield None
+
+    clock = WindowClock(job.window)
+    complete = _timed(batches_done(), clock, job.batches, deadline, lambda _: None)
+    return {**counts, "clock": clock, "complete": complete}
+
+
+def _step_seconds(stats: WindowStats, clock: WindowClock) -> Optional[float]:
+    if stats.mean is not None:
+        return stats.mean / stats.window
+    return clock.elapsed / len(clock.stamps) if clock.stamps else None
+
+
+def _train_step_measurement(job: BenchJob, deadline: float) -> Dict[str, Any]:
+    """The article's second measurement: step time on one cached batch vs. on batches streamed by the loader."""
+    assert job.train_step is not None
+    train_step = load_train_step(job.train_step)
+    batches = iter(_loader(job))
+    cached_batch = next(batches)
+    cached_clock = WindowClock(job.window)
+    _timed(itertools.repeat(cached_batch), cached_clock, job.batches, deadline, train_step)
+    streamed_clock = WindowClock(job.window)
+    _timed(batches, streamed_clock, job.batches, deadline, train_step)
+    del batches
+    cached = _step_seconds(cached_clock.stats(), cached_clock)
+    streamed = _step_seconds(streamed_clock.stats(), streamed_clock)
+    return {"cached_step_s": cached, "streamed_step_s": streamed, "stall_fraction": stall_fraction(cached, streamed)}
+
+
+def run_method(job: BenchJob) -> Dict[str, Any]:
+    """Measure ``job.method`` in this process; returns the result dictionary the report reads."""
+    deadline = time.monotonic() + job.time_limit
+    cpu_start = _cpu_seconds()
+    with _PeakMemory() as memory:
+        loop = _raw_loop(job, deadline) if job.method == RAW else _empty_loop(job, deadline)
+        # raw yields bytes, not batches: there is nothing to train on
+        train = _train_step_measurement(job, deadline) if job.train_step and job.method != RAW else None
+    stats: WindowStats = loop["clock"].stats()
+    clock: WindowClock = loop["clock"]
+    batches = len(clock.stamps)
+    if stats.mean is not None:
+        samples_per_s = job.batch_size * stats.window / stats.mean
+    else:
+        samples_per_s = loop["samples"] / clock.elapsed if clock.elapsed > 0 else None
+    bytes_per_sample = loop["payload_bytes"] / loop["samples"] if loop["samples"] else None
+    return {
+        "method": job.method,
+        "description": METHODS[job.method][0],
+        "status": "ok" if loop["complete"] else "time limit",
+        "batches": batches,
+        "samples": loop["samples"],
+        "payload_bytes": loop["payload_bytes"],
+        "elapsed_s": clock.elapsed,
+        "window": stats.window,
+        "window_times_s": stats.durations,
+        "mean_window_s": stats.mean,
+        "variance_window_s2": stats.variance,
+        "samples_per_s": samples_per_s,
+        "mb_per_s": samples_per_s * bytes_per_sample / 1e6 if samples_per_s and bytes_per_sample else None,
+        "peak_rss_mb": memory.peak_bytes / 1e6,
+        "cpu_s": _cpu_seconds() - cpu_start,
+        "train_step": train,
+    }
+
+
+def _failed(job: BenchJob, status: str, error: str) -> Dict[str, Any]:
+    return {"method": job.method, "description": METHODS[job.method][0], "status": status, "error": error}
+
+
+def _last_lines(text: str, count: int = 6) -> str:
+    return "\n".join(text.strip().splitlines()[-count:])
+
+
+def run_methods(
+    jobs: List[BenchJob], env: Optional[Dict[str, str]] = None, on_result: Optional[Callable[[Dict[str, Any]], None]] = None
+) -> List[Dict[str, Any]]:
+    """Each job in its own ``python`` process, one after the other; a failing method is a result, not an error."""
+    results = []
+    for job in jobs:
+        reason = unavailable_reason(job.method, job.context)
+        if reason is not None:
+            result = _failed(job, "unavailable", reason)
+        else:
+            result = _run_in_child(job, env)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+def _run_in_child(job: BenchJob, env: Optional[Dict[str, str]]) -> Dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="torchdata-s3ext-bench-") as workdir:
+        job_path, result_path = os.path.join(workdir, "job.json"), os.path.join(workdir, "result.json")
+        with open(job_path, "w") as job_file:
+            job_file.write(job.to_json())
+        command = [sys.executable, "-m", "torchdata_s3ext._bench.runner", job_path, result_path]
+        try:
+            # The child stops itself at time_limit; the margin covers start-up and worker shutdown.
+            finished = subprocess.run(
+                command, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, timeout=job.time_limit + 120,
+            )
+        except subprocess.TimeoutExpired:
+            return _failed(job, "error", f"killed after {job.time_limit + 120:.0f} s")
+        if finished.returncode != 0 or not os.path.exists(result_path):
+            return _failed(job, "error", _last_lines(finished.stderr) or f"exit status {finished.returncode}")
+        with open(result_path) as result_file:
+            return json.load(result_file)
+
+
+def _main(job_path: str, result_path: str) -> None:
+    with open(job_path) as job_file:
+        job = BenchJob.from_json(job_file.read())
+    result = run_method(job)
+    with open(result_path, "w") as result_file:
+        json.dump(result, result_file)
+
+
+if __name__ == "__main__":
+    _main(*sys.argv[1:3])

@@ -1,0 +1,128 @@
+"""s3rver (a file-backed S3 server on Node.js) on 127.0.0.1, for benchmarks: unlike moto it answers ranged
+GETs on large objects quickly, so range-based clients (s3fs, iopath, s3torchconnector) are judged fairly.
+
+It is installed once with npm into a cache folder and started with ``node``; the interface matches
+:class:`torchdata_s3ext.testing.LocalS3Server` (``start``/``stop``, ``endpoint_url``, ``env()``).
+"""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from typing import Dict, Optional, Sequence
+
+__all__ = ["S3rverServer", "install_s3rver", "S3RVER_VERSION", "S3RVER_CREDENTIALS"]
+
+S3RVER_VERSION = "3.7.1"
+
+#: the only credentials s3rver accepts
+S3RVER_CREDENTIALS: Dict[str, str] = {
+    "AWS_ACCESS_KEY_ID": "S3RVER",
+    "AWS_SECRET_ACCESS_KEY": "S3RVER",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "torchdata-s3ext", "s3rver")
+
+
+def install_s3rver(cache_dir: Optional[str] = None, timeout: float = 600.0) -> str:
+    """Path of s3rver's CLI script, installing ``s3rver@3.7.1`` with npm into ``cache_dir`` the first time."""
+    cache_dir = cache_dir or default_cache_dir()
+    script = os.path.join(cache_dir, "node_modules", "s3rver", "bin", "s3rver.js")
+    if os.path.exists(script):
+        return script
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise FileNotFoundError("--server s3rver needs Node.js (`node` and `npm` on PATH)")
+    os.makedirs(cache_dir, exist_ok=True)
+    subprocess.run(
+        [npm, "install", "--prefix", cache_dir, "--no-audit", "--no-fund", f"s3rver@{S3RVER_VERSION}"],
+        check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=timeout,
+    )
+    return script
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class S3rverServer:
+    """s3rver on ``127.0.0.1`` with its objects in ``directory`` (a temporary folder by default) and the
+    buckets ``buckets`` created at start."""
+
+    def __init__(
+        self, buckets: Sequence[str] = ("bench",), directory: Optional[str] = None, host: str = "127.0.0.1",
+        startup_timeout: float = 30.0, cache_dir: Optional[str] = None,
+    ) -> None:
+        self.buckets = tuple(buckets)
+        self.host = host
+        self.port: Optional[int] = None
+        self.startup_timeout = startup_timeout
+        self.cache_dir = cache_dir
+        self._directory = directory
+        self._owned_directory: Optional[tempfile.TemporaryDirectory] = None
+        self._process: Optional[subprocess.Popen] = None
+
+    @property
+    def endpoint_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the server is not started")
+        return f"http://{self.host}:{self.port}"
+
+    def env(self) -> Dict[str, str]:
+        return {**S3RVER_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url}
+
+    def start(self) -> "S3rverServer":
+        script = install_s3rver(self.cache_dir)
+        if self._directory is None:
+            self._owned_directory = tempfile.TemporaryDirectory(prefix="s3rver-")
+            self._directory = self._owned_directory.name
+        self.port = _free_port(self.host)
+        command = ["node", script, "--address", self.host, "--port", str(self.port), "--directory", self._directory, "--silent"]
+        for bucket in self.buckets:
+            command += ["--configure-bucket", bucket]
+        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                stderr = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
+                raise RuntimeError(f"s3rver exited with status {self._process.returncode}: {stderr.strip()}")
+            try:
+                urllib.request.urlopen(f"{self.endpoint_url}/", timeout=2).close()
+                return self
+            except urllib.error.HTTPError:
+                return self  # it answers (403 for an unsigned request): it is up
+            except (urllib.error.URLError, ConnectionError, socket.timeout):
+                time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"s3rver did not answer on {self.endpoint_url} within {self.startup_timeout} s")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._process is not None and self._process.stderr is not None:
+            self._process.stderr.close()
+        self._process = None
+        if self._owned_directory is not None:
+            self._owned_directory.cleanup()
+            self._owned_directory = None
+            self._directory = None
+
+    def __enter__(self) -> "S3rverServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,216 @@
+"""The ``group_wds_samples`` datapipe: tar members from ``load_from_tar()`` in, WebDataset samples out.
+
+The rules are WebDataset's (``webdataset.tariterators``), so a shard gives the same samples here as there:
+
+- a member ``dir/sub.v1/sample_0001.image.png`` belongs to sample ``dir/sub.v1/sample_0001`` as field
+  ``image.png``: the key is the member path up to the *first* dot of the file name, directories
+  (dots in them included) kept; the field is the rest, lower-cased;
+- a member whose file name has no dot (``README``, ``dir/LICENSE``), or a top-level one starting with a dot
+  (``.hidden``), belongs to no sample and is skipped, and so are WebDataset's metadata members (a first
+  path component ``__name__``, e.g. ``__index__``); like WebDataset, ``dir/.hidden`` is field ``hidden``
+  of sample ``dir/``;
+- a sample is a run of consecutive members with the same key, in one shard: it ends when the key changes
+  or the shard ends, so nothing is buffered beyond one sample, and samples never span shards;
+- a field seen twice in one sample is an error (``ValueError``), as in WebDataset.
+
+Two differences: ``load_from_tar()`` normalises member names before we see them, so ``./a.png`` is
+sample ``a`` (WebDataset: ``./a``); and a member outside the shard (``../a.png``, ``/a.png``) raises
+``ValueError`` naming it.
+"""
+import itertools
+import os
+import re
+from io import BufferedIOBase
+from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple
+
+from torchdata.datapipes import functional_datapipe
+from torchdata.datapipes.iter import IterDataPipe
+
+__all__ = [
+    "WdsSampleGrouperIterDataPipe",
+    "group_by_keys",
+    "read_members",
+    "split_inner_path",
+    "split_member_name",
+]
+
+# Both are webdataset's own expressions (tariterators.base_plus_ext and tar_file_iterator's skip_meta).
+_KEY_AND_FIELD = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
+_METADATA_MEMBER = re.compile(r"__[^/]*__($|/)")
+_SHARD_AND_MEMBER = re.compile(r"^(.*\.(?:tar|tar\.gz|tgz))/(.+)$", re.IGNORECASE)
+
+
+def split_member_name(member_name: str) -> Optional[Tuple[str, str]]:
+    """Split a tar member name into ``(sample_key, field)`` by WebDataset's rule, or ``None`` to skip it.
+
+    The key is everything up to the first dot of the file name (directories kept, dots in them
+    included); the field is the rest, lower-cased. ``None`` for a file name without a dot, a top-level
+    name starting with a dot, and WebDataset's metadata members (first path component ``__name__``).
+
+    >>> split_member_name("dir/sub.v1/sample_0001.image.PNG")
+    ('dir/sub.v1/sample_0001', 'image.png')
+    >>> split_member_name("dir/README") is None
+    True
+    """
+    if _METADATA_MEMBER.match(member_name):
+        return None
+    match = _KEY_AND_FIELD.match(member_name)
+    if match is None:
+        return None
+    return match.group(1), match.group(2).lower()
+
+
+def split_inner_path(inner_pathname: str, shard_name: Optional[str]) -> Tuple[str, str]:
+    """Split a path from ``load_from_tar()`` into ``(shard_url, member_name)``.
+
+    ``load_from_tar()`` names a member ``os.path.normpath(os.path.join(shard_url, member_name))``, which
+    turns ``s3://b/k.tar`` into ``s3:/b/k.tar``, so the URL is taken from the tar stream's name
+    (``shard_name``, set by ``open_s3``) and the member name is what follows it. A stream without a name
+    (torchdata's ``FileOpener`` gives none) is split after the *last* ``.tar/``, ``.tar.gz/`` or
+    ``.tgz/`` in the path, and the shard URL is then that normalised path.
+
+    Raises:
+        ValueError: the member lies outside the shard (an absolute or ``..`` member name), or the
+            stream has no name and the path no ``.tar/``
+    """
+    if shard_name:
+        shard_prefix = os.path.join(os.path.normpath(shard_name), "")
+        if not inner_pathname.startswith(shard_prefix):
+            raise ValueError(
+                f"tar member {inner_pathname!r} is outside shard {shard_name!r} (absolute or '..' member name?)"
+            )
+        return shard_name, inner_pathname[len(shard_prefix):]
+    match = _SHARD_AND_MEMBER.match(inner_pathname)
+    if match is None:
+        raise ValueError(
+            f"cannot tell shard from member in {inner_pathname!r}: the tar stream has no name and the path "
+            "has no '.tar/', '.tar.gz/' or '.tgz/'; open shards with open_s3() or name the stream"
+        )
+    return match.group(1), match.group(2)
+
+
+def read_members(pairs: Iterable[Tuple[str, BufferedIOBase]]) -> Iterator[Tuple[str, str, bytes]]:
+    """Turn ``load_from_tar()`` pairs into ``(shard_url, member_name, data)``, reading and closing each member.
+
+    A member is read whole and closed before the next one is taken: the tar stream only moves forward,
+    and closing the last member lets ``load_from_tar()`` close the shard.
+    """
+    for inner_pathname, member_stream in pairs:
+        try:
+            shard_stream = getattr(member_stream, "parent_stream", None)
+            shard_url, member_name = split_inner_path(inner_pathname, getattr(shard_stream, "name", None))
+            data = member_stream.read()
+        finally:
+            member_stream.close()
+        yield shard_url, member_name, data
+
+
+def _checked(sample: Dict[str, Any], required_fields: Sequence[str]) -> Dict[str, Any]:
+    missing = [field for field in required_fields if field not in sample]
+    if missing:
+        fields = sorted(field for field in sample if not field.startswith("__"))
+        raise ValueError(
+            f"sample {sample['__key__']!r} in {sample['__url__']!r} lacks required field(s) {missing}; "
+            f"it has {fields}"
+        )
+    return sample
+
+
+def group_by_keys(
+    members: Iterable[Tuple[str, str, bytes]], required_fields: Sequence[str] = ()
+) -> Iterator[Dict[str, Any]]:
+    """Group ``(shard_url, member_name, data)`` members into WebDataset samples, streaming.
+
+    Yields ``{"__key__": sample_key, "__url__": shard_url, field: data, ...}`` for each run of consecutive
+    members with the same key in the same shard (see :func:`split_member_name`); members that belong to
+    no sample are skipped.
+
+    Raises:
+        ValueError: a field repeats within a sample, or a sample lacks one of ``required_fields``;
+            the message names the shard URL and the sample key
+    """
+    sample: Optional[Dict[str, Any]] = None
+    for shard_url, member_name, data in members:
+        key_and_field = split_member_name(member_name)
+        if key_and_field is None:
+            continue
+        sample_key, field = key_and_field
+        if sample is None or sample_key != sample["__key__"] or shard_url != sample["__url__"]:
+            if sample is not None:
+                yield _checked(sample, required_fields)
+            sample = {"__key__": sample_key, "__url__": shard_url}
+        if field in sample:
+            raise ValueError(
+                f"duplicate field {field!r} in sample {sample_key!r} in {shard_url!r} (member {member_name!r})"
+            )
+        sample[field] = data
+    if sample is not None:
+        yield _checked(sample, required_fields)
+
+
+def _tar_stream(pair: Tuple[str, BufferedIOBase]) -> Any:
+    return getattr(pair[1], "parent_stream", None)
+
+
+@functional_datapipe("group_wds_samples")
+class WdsSampleGrouperIterDataPipe(IterDataPipe[Dict[str, Any]]):
+    r"""
+    Groups the ``(path, stream)`` pairs of ``load_from_tar()`` into WebDataset samples, dicts
+    ``{"__key__": sample_key, "__url__": shard_url, "<field>": bytes, ...}`` (functional name:
+    ``group_wds_samples``).
+
+    Members are read one at a time, in tar order, and closed once read; a sample is yielded as soon as
+    the next key (or the next shard) starts, so memory holds one sample whatever the shard size.
+
+    Args:
+        source_datapipe: the output of ``load_from_tar()``, over shards opened by ``open_s3()`` (or any
+            opener, see the Note)
+        required_fields: fields every sample must have, as named in the sample (``"image.png"``, ``"cls"``);
+            a sample lacking one raises ``ValueError`` naming its URL, its key and the missing fields
+
+    Note:
+        Keys and fields follow WebDataset: a member ``dir/sub.v1/sample_0001.image.png`` is field
+        ``image.png`` of sample ``dir/sub.v1/sample_0001`` (key = path up to the first dot of the file
+        name, field lower-cased). A member without a dot in its file name, and WebDataset's ``__name__``
+        metadata members, are skipped; a field repeated within a sample raises ``ValueError`` naming the
+        URL and the key. A sample never spans two shards, nor two passes over the same shard.
+        Directories, links and other non-regular members never get here: ``load_from_tar()`` skips them.
+
+        ``__url__`` is the shard URL as given to ``open_s3()``, read from the tar stream's name, because
+        ``load_from_tar()``'s paths turn ``s3://`` into ``s3:/``. A tar stream without a name (torchdata's
+        ``FileOpener`` gives none) is split after the last ``.tar/``, ``.tar.gz/`` or ``.tgz/`` of the path,
+        and ``__url__`` is then that normalised path.
+
+    Example:
+        >>> import io, tarfile
+        >>> import torchdata_s3ext
+        >>> from torchdata.datapipes.iter import IterableWrapper
+        >>> from torchdata.datapipes.utils import StreamWrapper
+        >>> shard = io.BytesIO()
+        >>> with tarfile.open(fileobj=shard, mode="w") as tar:
+        ...     for member_name, data in [("train/0001.png", b"PNG"), ("train/0001.cls", b"7")]:
+        ...         info = tarfile.TarInfo(member_name)
+        ...         info.size = len(data)
+        ...         tar.addfile(info, io.BytesIO(data))
+        >>> url = "s3://bucket/shard-000000.tar"
+        >>> dp = IterableWrapper([(url, StreamWrapper(io.BytesIO(shard.getvalue()), name=url))], deepcopy=False)
+        >>> list(dp.load_from_tar().group_wds_samples(required_fields=["png"]))
+        [{'__key__': 'train/0001', '__url__': 's3://bucket/shard-000000.tar', 'png': b'PNG', 'cls': b'7'}]
+    """
+
+    def __init__(
+        self, source_datapipe: IterDataPipe[Tuple[str, BufferedIOBase]], required_fields: Sequence[str] = ()
+    ) -> None:
+        if isinstance(required_fields, str):
+            raise TypeError(f"required_fields must be a sequence of field names, not the string {required_fields!r}")
+        self.source_datapipe = source_datapipe
+        self.required_fields: Tuple[str, ...] = tuple(required_fields)
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        # One group per tar stream, not per URL: a one-sample shard listed twice in a row (``cycle()``)
+        # must give two samples, not one with every field duplicated.
+        for _, shard_pairs in itertools.groupby(self.source_datapipe, key=_tar_stream):
+            yield from group_by_keys(read_members(shard_pairs), self.required_fields)
+
+    def __len__(self) -> int:
+        raise TypeError(f"{type(self).__name__} instance doesn't have valid length")

@@ -1,0 +1,273 @@
+"""The ``torchdata-s3ext`` command (also ``python -m torchdata_s3ext``): make the article's synthetic dataset,
+benchmark every way of reading it, serve a local S3 for trying things by hand, and a demo of all three."""
+import argparse
+import contextlib
+import os
+import platform
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_OUT = "bench-results"
+SERVERS = ("moto", "s3rver")
+#: the bucket a started server holds the dataset in when SRC is a local folder
+BENCH_BUCKET = "bench"
+
+
+def _add_endpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint-url", help="an S3-compatible endpoint (MinIO, s3rver, a `serve`); default: AWS_ENDPOINT_URL, then AWS"
+    )
+
+
+def _add_dataset_options(parser: argparse.ArgumentParser, shards: int, samples: int, size: int) -> None:
+    group = parser.add_argument_group("dataset (the article's: 100 samples of 1024x1024 per ~420 MB shard)")
+    group.add_argument("--shards", type=int, default=shards, help=f"number of shards (default {shards})")
+    group.add_argument("--samples-per-shard", type=int, default=samples, help=f"default {samples}")
+    group.add_argument("--size", type=int, default=size, help=f"image side in pixels (default {size})")
+    group.add_argument("--classes", type=int, default=256, help="label values 0..classes-1 (default 256)")
+    group.add_argument("--seed", type=int, default=0, help="same seed, same pixels (default 0)")
+    group.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="shards written at once")
+
+
+def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: int, num_workers: int) -> None:
+    parser.add_argument("--methods", nargs="+", default=["all"], metavar="METHOD",
+                        help="methods to measure (default: all); see `bench --list-methods`")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--num-workers", type=int, default=num_workers)
+    parser.add_argument("--batches", type=int, default=batches, help="batches per method (shards are cycled)")
+    parser.add_argument("--window", type=int, default=window, help="iterations per timing window (first excluded)")
+    parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per method before it is stopped")
+    parser.add_argument("--train-step", metavar="MODULE:FUNCTION",
+                        help="also time this step on one cached batch vs. streamed batches (data-stall fraction), "
+                             "e.g. torchdata_s3ext._bench.steps:decode_and_convolve")
+    parser.add_argument("--server", choices=SERVERS,
+                        help="start a local S3 server, put the dataset in it and benchmark against it")
+    parser.add_argument("--mount", metavar="DIR", help="the same shards on a local path, for the local methods")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder for results.json and the chart (default {DEFAULT_OUT})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="torchdata-s3ext", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    make = commands.add_parser("make-dataset", help="write the synthetic WebDataset to a folder or s3://bucket/prefix")
+    make.add_argument("dest", metavar="DEST")
+    _add_dataset_options(make, shards=4, samples=100, size=1024)
+    make.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_endpoint(make)
+
+    bench = commands.add_parser("bench", help="the article's empty training loop, per method, in its own process")
+    bench.add_argument("src", metavar="SRC", nargs="?", help="s3://bucket/prefix or a local folder of shards")
+    bench.add_argument("--list-methods", action="store_true", help="list the methods and exit")
+    _add_bench_options(bench, batches=500, window=100, num_workers=4)
+    _add_endpoint(bench)
+    _add_dataset_options(bench, shards=4, samples=100, size=1024)
+
+    serve = commands.add_parser("serve", help="run a local S3 server on 127.0.0.1 until Ctrl-C")
+    serve.add_argument("--server", choices=SERVERS, default="moto")
+    serve.add_argument("--bucket", action="append", default=[], help="create this bucket (repeatable)")
+    serve.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+
+    demo = commands.add_parser("demo", help="local server -> small dataset -> bench over every method -> table and chart")
+    _add_bench_options(demo, batches=100, window=10, num_workers=2)
+    _add_dataset_options(demo, shards=4, samples=20, size=256)
+    demo.set_defaults(server="moto", src=None, endpoint_url=None)
+    return parser
+
+
+def _config(endpoint_url: Optional[str]):
+    from ._config import S3Config
+
+    return S3Config(endpoint_url=endpoint_url)
+
+
+def _dataset_spec(args: argparse.Namespace):
+    from ._dataset import DatasetSpec
+
+    return DatasetSpec(args.shards, args.samples_per_shard, args.size, args.classes, args.seed)
+
+
+def _make_dataset(args: argparse.Namespace) -> int:
+    from ._dataset import write_dataset
+
+    urls = write_dataset(args.dest, _dataset_spec(args), _config(args.endpoint_url), jobs=args.jobs, progress=not args.no_progress)
+    print(f"wrote {len(urls)} shards: {urls[0]} .. {urls[-1]}" if len(urls) > 1 else f"wrote {urls[0]}")
+    return 0
+
+
+def _start_server(kind: str, buckets: Sequence[str], stack: contextlib.ExitStack):
+    """A started local server of ``kind`` holding ``buckets``, stopped when ``stack`` closes."""
+    if kind == "s3rver":
+        from ._bench.s3rver import S3rverServer
+
+        return stack.enter_context(S3rverServer(buckets=buckets))
+    from .backends._boto3 import boto3_client
+    from .testing import LocalS3Server
+
+    server = stack.enter_context(LocalS3Server())
+    client = boto3_client(_server_config(server))
+    for bucket in buckets:
+        client.create_bucket(Bucket=bucket)
+    return server
+
+
+def _server_config(server: Any):
+    """An :class:`S3Config` for a started local server, with its credentials."""
+    from ._config import S3Config
+
+    env = server.env()
+    return S3Config(endpoint_url=server.endpoint_url, region=env["AWS_DEFAULT_REGION"],
+                    aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+
+def _shell_exports(env: Dict[str, str]) -> str:
+    return "\n".join(f"export {name}={value}" for name, value in sorted(env.items()))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        server = _start_server(args.server, args.bucket, stack)
+        print(f"{args.server} S3 server on {server.endpoint_url}; buckets: {', '.join(args.bucket) or '(none)'}")
+        print("to use it from a shell:\n" + _shell_exports(server.env()))
+        print("Ctrl-C stops it" + (f"; stopping by itself after {args.duration:g} s" if args.duration else ""), flush=True)
+        deadline = time.monotonic() + args.duration if args.duration else None
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic())))
+        except KeyboardInterrupt:
+            pass
+    print("stopped")
+    return 0
+
+
+def _server_bucket_and_prefix(src: Optional[str]) -> Tuple[str, str]:
+    from ._url import is_s3_url
+
+    if src and is_s3_url(src):
+        bucket, _, prefix = src[len("s3://"):].partition("/")
+        return bucket, prefix.strip("/")
+    return BENCH_BUCKET, "dataset"
+
+
+def _local_dataset(args: argparse.Namespace, stack: contextlib.ExitStack) -> List[str]:
+    """SRC's shards when it is a folder holding some; else a dataset made from the options, in SRC or a temporary folder."""
+    from ._dataset import write_dataset
+    from ._listing import list_shards
+    from ._url import is_s3_url
+
+    local_src = args.src if args.src and not is_s3_url(args.src) else None
+    if local_src and os.path.isdir(local_src) and any(name.endswith(".tar") for name in os.listdir(local_src)):
+        return list_shards(local_src)
+    folder = local_src or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-dataset-"))
+    return write_dataset(folder, _dataset_spec(args), jobs=args.jobs)
+
+
+def _sources_on_server(args: argparse.Namespace, stack: contextlib.ExitStack):
+    """Start ``args.server`` and upload the local dataset to it; the local copy is the methods' mount."""
+    from ._bench.methods import MethodContext
+    from ._dataset import upload_shards
+
+    local_paths = _local_dataset(args, stack)
+    bucket, prefix = _server_bucket_and_prefix(args.src)
+    server = _start_server(args.server, [bucket], stack)
+    config = _server_config(server)
+    dest = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+    print(f"uploading {len(local_paths)} shards to {dest} on {args.server} at {server.endpoint_url}", flush=True)
+    urls = upload_shards(local_paths, dest, config, jobs=args.jobs)
+    context = MethodContext(urls=tuple(urls), mount_paths=tuple(local_paths), endpoint_url=server.endpoint_url,
+                            region=config.region)
+    return context, server.env()
+
+
+def _sources(args: argparse.Namespace):
+    """The shards as given: an s3:// SRC (plus --mount), or a local SRC (local methods only)."""
+    from ._listing import list_shards
+    from ._url import is_s3_url
+    from ._bench.methods import MethodContext
+
+    if not args.src:
+        raise SystemExit("bench: give SRC (s3://bucket/prefix or a folder), or --server to make one")
+    config = _config(args.endpoint_url)
+    if is_s3_url(args.src):
+        urls = tuple(list_shards(args.src, config=config))
+        mount = tuple(list_shards(args.mount)) if args.mount else None
+    else:
+        urls, mount = (), tuple(list_shards(args.mount or args.src))
+    return MethodContext(urls=urls, mount_paths=mount, endpoint_url=config.resolved().endpoint_url), {}
+
+
+def _machine() -> str:
+    import torch
+
+    return f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def _print_progress(result: Dict[str, Any]) -> None:
+    rate = result.get("samples_per_s")
+    shown = f"{rate:.1f} samples/s" if rate is not None else f"{result['status']}: {result.get('error', '')}".splitlines()[0]
+    print(f"  {result['method']:<24} {shown}", flush=True)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from ._bench.methods import check_method_names
+    from ._bench.report import format_table, with_ratios, write_chart, write_json
+    from ._bench.runner import BenchJob, run_methods
+
+    try:
+        methods = check_method_names(args.methods)
+    except ValueError as error:
+        raise SystemExit(f"{args.command}: {error}") from error
+    with contextlib.ExitStack() as stack:
+        context, env = _sources_on_server(args, stack) if args.server else _sources(args)
+        jobs = [
+            BenchJob(method=name, context=context, batch_size=args.batch_size, num_workers=args.num_workers,
+                     batches=args.batches, window=args.window, time_limit=args.time_limit, train_step=args.train_step)
+            for name in methods
+        ]
+        print(f"measuring {len(jobs)} methods over {len(context.urls or context.mount_paths or ())} shards, "
+              f"each in its own process", flush=True)
+        rows = with_ratios(run_methods(jobs, env=env, on_result=_print_progress))
+    machine = _machine()
+    title = (f"empty training loop: batch {args.batch_size}, {args.num_workers} workers, {args.batches} batches, "
+             f"windows of {args.window} (first excluded); {args.server or context.endpoint_url or 'AWS S3'}; {machine}")
+    print()
+    print(format_table(rows, title))
+    settings = {key: value for key, value in vars(args).items() if key not in ("handler", "list_methods")}
+    settings.update(methods=methods, machine=machine, endpoint_url=context.endpoint_url)
+    json_path, chart_path = os.path.join(args.out, "results.json"), os.path.join(args.out, "samples_per_s.png")
+    write_json(json_path, rows, settings)
+    write_chart(chart_path, rows, title=f"batch {args.batch_size}, {args.num_workers} workers; {machine}")
+    print(f"\nwrote {json_path} and {chart_path}")
+    return 0 if any(row.get("samples_per_s") is not None for row in rows) else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.list_methods:
+        from ._bench.methods import METHODS
+
+        for name, (description, _, _) in METHODS.items():
+            print(f"{name:<24} {description}")
+        return 0
+    return _run_bench(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    print(f"demo: {args.shards} shards x {args.samples_per_shard} samples of {args.size}x{args.size} "
+          f"in a local {args.server} server; methods: {' '.join(args.methods)}", flush=True)
+    return _run_bench(args)
+
+
+COMMANDS = {"make-dataset": _make_dataset, "bench": _bench, "serve": _serve, "demo": _demo}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
