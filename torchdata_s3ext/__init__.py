@@ -2,7 +2,8 @@
 
 Importing this package registers these functional forms on torchdata's ``IterDataPipe``:
 ``open_s3`` (URLs -> ``(url, stream)`` on any backend), ``group_wds_samples`` (tar members -> WebDataset
-samples), ``decode_png_pair`` (PNG bytes -> uint8 tensors), ``shuffle_shards``, ``shard_across_readers`` and
+samples), ``decode_png_pair`` (PNG bytes -> uint8 tensors), ``load_wds_shards`` (``(url, stream)`` -> samples, with an
+error policy for damaged shards), ``shuffle_shards``, ``shard_across_readers`` and
 ``shuffle_samples`` (seeded, per-epoch, exactly-once sharding across workers and ranks).
 """
 import warnings
@@ -16,6 +17,7 @@ from ._config import S3Config
 from ._decode import PngPairDecoderIterDataPipe, decode_png
 from ._listing import list_shards
 from ._opener import S3OpenerIterDataPipe
+from ._policy import DataErrorWarning, ErrorCounts
 from ._pipeline import wds_pipe
 from ._sharding import (
     ExactlyOnceReadingService,
@@ -26,17 +28,20 @@ from ._sharding import (
     reading_service,
 )
 from ._version import __version__
-from ._wds import WdsSampleGrouperIterDataPipe, group_by_keys, split_member_name
+from ._wds import WdsSampleGrouperIterDataPipe, WdsShardLoaderIterDataPipe, group_by_keys, split_member_name
 from .backends import backend_names
 
 S3Opener = S3OpenerIterDataPipe
 WdsSampleGrouper = WdsSampleGrouperIterDataPipe
+WdsShardLoader = WdsShardLoaderIterDataPipe
 PngPairDecoder = PngPairDecoderIterDataPipe
 ShardShuffler = ShardShufflerIterDataPipe
 ReaderSharding = ReaderShardingIterDataPipe
 SampleShuffler = SampleShufflerIterDataPipe
 
 __all__ = [
+    "DataErrorWarning",
+    "ErrorCounts",
     "ExactlyOnceReadingService",
     "PngPairDecoder",
     "PngPairDecoderIterDataPipe",
@@ -52,6 +57,8 @@ __all__ = [
     "ShardShufflerIterDataPipe",
     "WdsSampleGrouper",
     "WdsSampleGrouperIterDataPipe",
+    "WdsShardLoader",
+    "WdsShardLoaderIterDataPipe",
     "__version__",
     "backend_names",
     "decode_png",
