@@ -77,6 +77,10 @@ def test_bench_on_its_own_server_reports_a_row_per_method_json_and_chart(tmp_pat
         assert 0.0 <= row["train_step"]["stall_fraction"] <= 1.0
     assert report["results"][-1]["train_step"] is None  # raw has no batches to train on
     assert report["results"][-1]["ratio_to_raw"] == 1.0
+    # one GET per small shard over S3, nothing at all from the local mount
+    assert [row["requests_per_epoch"] for row in report["results"]] == [2, 0, 0, 2]
+    assert report["results"][0]["cost_usd_per_epoch"] == pytest.approx(2 * 0.0004 / 1000)
+    assert "req/epoch: S3 requests of one pass over the shards" in output
     with Image.open(out / "samples_per_s.png") as chart:
         assert chart.format == "PNG" and chart.size[0] > 100
 
@@ -93,6 +97,35 @@ def test_bench_reads_an_s3_prefix_at_an_endpoint_and_reports_what_it_cannot_run(
     assert "local: needs the shards on a local path" in output
     rows = json.loads((tmp_path / "results.json").read_text())["results"]
     assert [row["status"] for row in rows] == ["ok", "unavailable"]
+
+
+def test_bench_through_an_s3like_link_reports_a_row_per_method_with_its_requests(tmp_path, capsys):
+    dataset, out = tmp_path / "data", tmp_path / "results"
+    main(["make-dataset", str(dataset), *TINY, "--no-progress"])
+    methods = ["boto3", "fsspec", "torchdata-fsspec", "raw"]
+    code = main([
+        "bench", str(dataset), "--server", "moto", "--link", "s3like", "--link-mbps", "50", "--link-latency-ms", "5",
+        "--methods", *methods, *QUICK_BENCH, "--out", str(out),
+    ])
+    output = capsys.readouterr().out
+    assert code == 0, output
+    assert "link s3like: 50 MB/s and 5 ms to first byte per connection, through http://127.0.0.1:" in output
+    assert _table_methods(output) == methods
+    report = json.loads((out / "results.json").read_text())
+    assert report["settings"]["link"] == "s3like" and report["settings"]["link_mbps"] == 50.0
+    assert [row["status"] for row in report["results"]] == ["ok"] * len(methods)
+    assert all(row["samples"] == 12 for row in report["results"])
+    # per shard: boto3 and raw one GET, our fsspec a HEAD and a GET; torchdata's opener's are not seen
+    requests = {row["method"]: row["request_stats_per_epoch"] for row in report["results"]}
+    assert requests["boto3"]["gets"] == requests["raw"]["gets"] == 2
+    assert requests["fsspec"]["heads"] == requests["fsspec"]["gets"] == 2
+    assert requests["torchdata-fsspec"] is None
+
+
+def test_bench_link_s3like_needs_an_http_endpoint(tmp_path):
+    main(["make-dataset", str(tmp_path), *TINY, "--no-progress"])
+    with pytest.raises(SystemExit, match="--link s3like needs an http:// endpoint"):
+        main(["bench", str(tmp_path), "--endpoint-url", "https://s3.example.com", "--link", "s3like", "--methods", "local"])
 
 
 def test_bench_rejects_an_unknown_method_naming_the_valid_ones(tmp_path):

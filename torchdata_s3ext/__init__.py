@@ -19,6 +19,7 @@ from ._listing import list_shards
 from ._opener import S3OpenerIterDataPipe
 from ._policy import DataErrorWarning, ErrorCounts
 from ._pipeline import wds_pipe
+from ._stats import RequestStats
 from ._sharding import (
     ExactlyOnceReadingService,
     RankEqualizer,
@@ -48,6 +49,7 @@ __all__ = [
     "RankEqualizer",
     "ReaderSharding",
     "ReaderShardingIterDataPipe",
+    "RequestStats",
     "S3Config",
     "S3Opener",
     "S3OpenerIterDataPipe",

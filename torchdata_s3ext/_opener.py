@@ -6,6 +6,7 @@ from torchdata.datapipes.iter import IterDataPipe
 from torchdata.datapipes.utils import StreamWrapper
 
 from ._config import S3Config
+from ._stats import RequestStats, process_stats
 from ._url import is_s3_url
 from .backends import check_backend_name, get_opener
 
@@ -37,6 +38,11 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
         A URL that is not ``s3://`` on an S3 backend, a missing bucket or key, denied access or an
         unreachable endpoint raise ``ValueError`` / ``FileNotFoundError`` / ``PermissionError`` /
         ``ConnectionError`` naming the URL. Credentials never appear in messages or ``repr``.
+
+    Note:
+        ``stats`` counts this process's S3 requests (GET/HEAD/LIST/PUT), our retries and the body bytes
+        received, with their cost (``stats.cost_usd()``). The counters are per process, shared by every
+        pipe in it; each DataLoader worker counts its own, so read ``stats`` where the pipe is iterated.
 
     Example:
         >>> import torchdata_s3ext
@@ -71,6 +77,11 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
             if self.backend != "local" and not is_s3_url(url):
                 raise ValueError(f"not an S3 URL (expected s3://bucket/key) for backend {self.backend!r}: {url!r}")
             yield url, StreamWrapper(open_url(url, self.config, **self.backend_kwargs), name=url)
+
+    @property
+    def stats(self) -> RequestStats:
+        """This process's live request counters (see the Note above)."""
+        return process_stats()
 
     def __len__(self) -> int:
         return len(self.source_datapipe)

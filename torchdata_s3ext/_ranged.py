@@ -10,6 +10,8 @@ import concurrent.futures
 import io
 from typing import Callable, Deque, Optional
 
+from ._stats import process_stats
+
 __all__ = ["RangedReader", "DEFAULT_PART_SIZE", "DEFAULT_CONCURRENCY"]
 
 DEFAULT_PART_SIZE = 8 << 20
@@ -39,6 +41,7 @@ class RangedReader(io.RawIOBase):
         self._pool = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="s3-part") if size else None
         self._concurrency = concurrency
         if first_part is not None:
+            process_stats().add(bytes_received=len(first_part))
             self._part = memoryview(first_part)
             self._next_offset = len(first_part)
         self._fill_window()
@@ -54,6 +57,7 @@ class RangedReader(io.RawIOBase):
 
     def _checked_fetch(self, start: int, end: int) -> bytes:
         data = self._fetch(start, end)
+        process_stats().add(bytes_received=len(data))
         if len(data) != end - start:
             raise OSError(f"{self.url}: bytes {start}-{end - 1} came back as {len(data)} bytes, not {end - start}")
         return data

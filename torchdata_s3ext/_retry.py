@@ -3,6 +3,8 @@ import random
 import time
 from typing import Callable, Optional, TypeVar
 
+from ._stats import process_stats
+
 T = TypeVar("T")
 
 __all__ = ["RETRYABLE_CODES", "is_retryable", "backoff_sleep", "ShortRead", "TransientError", "is_transient", "call_with_retries"]
@@ -53,7 +55,10 @@ def is_retryable(error: Optional[BaseException]) -> bool:
 
 
 def backoff_sleep(attempt: int, base_delay: float = BASE_DELAY, max_delay: float = MAX_DELAY) -> None:
-    """Sleep before retry number ``attempt`` (1-based): uniform in [0, min(max_delay, base * 2**attempt)]."""
+    """Sleep before retry number ``attempt`` (1-based): uniform in [0, min(max_delay, base * 2**attempt)].
+
+    Every retry of ours passes here, so this is where :func:`process_stats` counts it."""
+    process_stats().add(retries=1)
     time.sleep(random.uniform(0, min(max_delay, base_delay * (2 ** attempt))))
 
 

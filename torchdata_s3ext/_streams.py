@@ -2,6 +2,8 @@
 import io
 from typing import Callable, Optional
 
+from ._stats import process_stats
+
 __all__ = ["ChunkReader", "ResumingReader", "buffered", "skipping"]
 
 DEFAULT_BUFFER_SIZE = 1 << 20
@@ -37,6 +39,7 @@ class ChunkReader(io.RawIOBase):
             raise OSError(f"{self.url}: body ended after {self.bytes_read} of {self.expected_size} bytes")
         view[:n] = chunk
         self.bytes_read += n
+        process_stats().add(bytes_received=n)
         return n
 
     def close(self) -> None:

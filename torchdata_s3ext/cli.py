@@ -2,6 +2,7 @@
 benchmark every way of reading it, serve a local S3 for trying things by hand, and a demo of all three."""
 import argparse
 import contextlib
+import dataclasses
 import os
 import platform
 import sys
@@ -13,6 +14,8 @@ __all__ = ["main", "build_parser"]
 
 DEFAULT_OUT = "bench-results"
 SERVERS = ("moto", "s3rver")
+#: ``--link``: none, or a proxy that gives every connection S3's bandwidth and time to first byte
+LINKS = ("none", "s3like")
 #: the bucket a started server holds the dataset in when SRC is a local folder
 BENCH_BUCKET = "bench"
 
@@ -46,6 +49,12 @@ def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: in
                              "e.g. torchdata_s3ext._bench.steps:decode_and_convolve")
     parser.add_argument("--server", choices=SERVERS,
                         help="start a local S3 server, put the dataset in it and benchmark against it")
+    parser.add_argument("--link", choices=LINKS, default="none",
+                        help="s3like: reach the endpoint through a local proxy that behaves like S3's link, per "
+                             "connection (--link-mbps, --link-latency-ms); needs an http:// endpoint (default none)")
+    parser.add_argument("--link-mbps", type=float, default=90.0, help="s3like: MB/s per connection (default 90)")
+    parser.add_argument("--link-latency-ms", type=float, default=30.0,
+                        help="s3like: milliseconds to the first byte of each answer (default 30)")
     parser.add_argument("--mount", metavar="DIR", help="the same shards on a local path, for the local methods")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder for results.json and the chart (default {DEFAULT_OUT})")
 
@@ -200,6 +209,31 @@ def _sources(args: argparse.Namespace):
     return MethodContext(urls=urls, mount_paths=mount, endpoint_url=config.resolved().endpoint_url), {}
 
 
+def _through_link(args: argparse.Namespace, context: Any, env: Dict[str, str], stack: contextlib.ExitStack):
+    """``context`` and ``env`` pointed at an S3-like link to their endpoint when ``--link s3like``, else as given."""
+    if args.link == "none":
+        return context, env
+    if args.link_mbps <= 0 or args.link_latency_ms < 0:
+        raise SystemExit(f"{args.command}: --link-mbps must be positive and --link-latency-ms not negative, "
+                         f"got {args.link_mbps:g} and {args.link_latency_ms:g}")
+    if not (context.endpoint_url or "").startswith("http://"):
+        raise SystemExit(f"{args.command}: --link s3like needs an http:// endpoint (--server, or --endpoint-url http://...), "
+                         f"got {context.endpoint_url or 'AWS S3'}")
+    from .testing._proxy import FaultPlan, S3Proxy
+
+    plan = FaultPlan(bandwidth_bytes_per_s=args.link_mbps * 1e6, first_byte_latency_s=args.link_latency_ms / 1000)
+    proxy = stack.enter_context(S3Proxy(context.endpoint_url, plan))
+    print(f"link s3like: {args.link_mbps:g} MB/s and {args.link_latency_ms:g} ms to first byte per connection, "
+          f"through {proxy.endpoint_url}", flush=True)
+    return dataclasses.replace(context, endpoint_url=proxy.endpoint_url), {**env, "AWS_ENDPOINT_URL": proxy.endpoint_url}
+
+
+def _link_label(args: argparse.Namespace) -> str:
+    if args.link == "none":
+        return ""
+    return f"; link s3like ({args.link_mbps:g} MB/s, {args.link_latency_ms:g} ms per connection)"
+
+
 def _machine() -> str:
     import torch
 
@@ -223,6 +257,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         raise SystemExit(f"{args.command}: {error}") from error
     with contextlib.ExitStack() as stack:
         context, env = _sources_on_server(args, stack) if args.server else _sources(args)
+        context, env = _through_link(args, context, env, stack)
         jobs = [
             BenchJob(method=name, context=context, batch_size=args.batch_size, num_workers=args.num_workers,
                      batches=args.batches, window=args.window, time_limit=args.time_limit, train_step=args.train_step)
@@ -233,14 +268,15 @@ def _run_bench(args: argparse.Namespace) -> int:
         rows = with_ratios(run_methods(jobs, env=env, on_result=_print_progress))
     machine = _machine()
     title = (f"empty training loop: batch {args.batch_size}, {args.num_workers} workers, {args.batches} batches, "
-             f"windows of {args.window} (first excluded); {args.server or context.endpoint_url or 'AWS S3'}; {machine}")
+             f"windows of {args.window} (first excluded); {args.server or context.endpoint_url or 'AWS S3'}{_link_label(args)}; "
+             f"{machine}")
     print()
     print(format_table(rows, title))
     settings = {key: value for key, value in vars(args).items() if key not in ("handler", "list_methods")}
     settings.update(methods=methods, machine=machine, endpoint_url=context.endpoint_url)
     json_path, chart_path = os.path.join(args.out, "results.json"), os.path.join(args.out, "samples_per_s.png")
     write_json(json_path, rows, settings)
-    write_chart(chart_path, rows, title=f"batch {args.batch_size}, {args.num_workers} workers; {machine}")
+    write_chart(chart_path, rows, title=f"batch {args.batch_size}, {args.num_workers} workers{_link_label(args)}; {machine}")
     print(f"\nwrote {json_path} and {chart_path}")
     return 0 if any(row.get("samples_per_s") is not None for row in rows) else 1
 

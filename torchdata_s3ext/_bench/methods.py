@@ -12,7 +12,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..backends import BACKENDS
 
-__all__ = ["MethodContext", "METHODS", "repeated", "RAW", "method_names", "check_method_names", "build_dataset", "unavailable_reason"]
+__all__ = ["MethodContext", "METHODS", "UNCOUNTED", "repeated", "RAW", "method_names", "check_method_names", "build_dataset",
+           "unavailable_reason"]
 
 RAW = "raw"
 
@@ -113,6 +114,13 @@ METHODS: Dict[str, Tuple[str, Optional[Callable[[MethodContext], Iterable]], str
     "torchdata-fileopener": ("torchdata FileOpener on a mounted path (article's FFM)", _file_opener, "mount"),
     "webdataset-awscli": ("webdataset with pipe:aws s3 cp URL - (article)", _webdataset_pipe, "s3"),
     RAW: ("one streamed GET per shard, nothing parsed (the ceiling)", None, "s3"),
+}
+
+#: methods whose S3 requests happen where ``process_stats()`` cannot see them, and why
+UNCOUNTED: Dict[str, str] = {
+    "torchdata-fsspec": "fsspec makes and caches its own s3fs client",
+    "torchdata-s3fileloader": "torchdata's native client sends its requests unseen",
+    "webdataset-awscli": "`aws s3 cp` sends its requests unseen",
 }
 
 #: the optional library each method needs, by import name

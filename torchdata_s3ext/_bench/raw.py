@@ -4,6 +4,7 @@ import os
 from typing import Iterator, Optional
 
 from .._config import S3Config
+from .._stats import process_stats
 from .._url import parse_s3_url
 
 __all__ = ["TarSampleCounter", "object_chunks"]
@@ -64,6 +65,7 @@ def object_chunks(url: str, config: S3Config, chunk_size: int = 8 << 20) -> Iter
     body = boto3_client(config).get_object(Bucket=location.bucket, Key=location.key)["Body"]
     try:
         for chunk in iter(lambda: body.read(chunk_size), b""):
+            process_stats().add(bytes_received=len(chunk))
             yield chunk
     finally:
         body.close()

@@ -18,6 +18,8 @@ COLUMNS = (
     ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
     ("CPU s", "cpu_s", "{:.1f}"),
     ("stall", "stall_fraction", "{:.0%}"),
+    ("req/epoch", "requests_per_epoch", "{}"),
+    ("$/epoch", "cost_usd_per_epoch", "{:.2e}"),
     ("status", "status", "{}"),
 )
 
@@ -55,6 +57,9 @@ def format_table(rows: Sequence[Dict[str, Any]], title: Optional[str] = None) ->
         lines.append("  ".join(cell.ljust(width) if index == 0 else cell.rjust(width) for index, (cell, width) in enumerate(zip(line, widths))))
         if number == 0:
             lines.append("  ".join("-" * width for width in widths))
+    if any(row.get("requests_per_epoch") is not None for row in rows):
+        lines += ["", "req/epoch: S3 requests of one pass over the shards; $/epoch: their cost at S3 Standard "
+                      "($0.0004 per 1,000 GET or HEAD, $0.005 per 1,000 LIST or PUT)"]
     notes = [f"  {row['method']}: {row['error']}" for row in rows if row.get("error")]
     if notes:
         lines += ["", "not measured:"] + notes

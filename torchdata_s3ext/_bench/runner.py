@@ -1,8 +1,8 @@
 """Run one benchmark method in a process of its own (so its memory and CPU are its own), or all of them.
 
 ``run_methods`` starts ``python -m torchdata_s3ext._bench.runner JOB.json RESULT.json`` per method; the
-child runs the article's empty training loop (and, with a train step, its cached-vs-streamed measurement)
-and writes one result dictionary.
+child counts the S3 requests of one pass over the shards, runs the article's empty training loop (and, with
+a train step, its cached-vs-streamed measurement) and writes one result dictionary.
 """
 import dataclasses
 import importlib
@@ -17,10 +17,16 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from .methods import METHODS, RAW, MethodContext, build_dataset, repeated, unavailable_reason
+from .._config import S3Config
+from .._stats import process_stats
+from .methods import METHODS, RAW, UNCOUNTED, MethodContext, build_dataset, repeated, unavailable_reason
 from .stats import WindowClock, WindowStats, stall_fraction
 
-__all__ = ["BenchJob", "run_method", "run_methods", "load_train_step", "payload_bytes"]
+__all__ = ["BenchJob", "run_method", "run_methods", "load_train_step", "payload_bytes", "epoch_requests",
+           "ACCOUNTING_TIME_LIMIT"]
+
+#: seconds the request-counting pass over the shards may take before its counts are reported as unknown
+ACCOUNTING_TIME_LIMIT = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,12 +158,15 @@ def _empty_loop(job: BenchJob, deadline: float) -> Dict[str, Any]:
     return {**counts, "clock": clock, "complete": complete}
 
 
+def _raw_config(job: BenchJob) -> S3Config:
+    return S3Config(endpoint_url=job.context.endpoint_url, region=job.context.region).resolved()
+
+
 def _raw_loop(job: BenchJob, deadline: float) -> Dict[str, Any]:
     """One process reading the shards' bytes in turn; a "batch" is ``batch_size`` samples' worth of bytes."""
-    from .._config import S3Config
     from .raw import TarSampleCounter, object_chunks
 
-    config = S3Config(endpoint_url=job.context.endpoint_url, region=job.context.region).resolved()
+    config = _raw_config(job)
     counts = {"samples": 0, "payload_bytes": 0}
 
     def batches_done() -> Iterable[None]:
@@ -197,8 +206,34 @@ def _train_step_measurement(job: BenchJob, deadline: float) -> Dict[str, Any]:
     return {"cached_step_s": cached, "streamed_step_s": streamed, "stall_fraction": stall_fraction(cached, streamed)}
 
 
+def _epoch_items(job: BenchJob) -> Iterable[Any]:
+    from .raw import object_chunks
+
+    if job.method == RAW:
+        config = _raw_config(job)
+        return (chunk for url in job.context.urls for chunk in object_chunks(url, config))
+    return build_dataset(job.method, dataclasses.replace(job.context, repeats=1))
+
+
+def epoch_requests(job: BenchJob, time_limit: float = ACCOUNTING_TIME_LIMIT) -> Dict[str, Any]:
+    """The S3 requests (and our retries, and bytes) of one pass over the shard list, read in this process
+    without workers, and their cost at S3 Standard prices; ``None`` where they are not seen or the pass ran
+    out of time. Run before the timed loop, so that none of the loop's requests is still in flight to count."""
+    unknown: Dict[str, Any] = {"requests_per_epoch": None, "request_stats_per_epoch": None, "cost_usd_per_epoch": None}
+    if job.method in UNCOUNTED:
+        return unknown
+    deadline = time.monotonic() + time_limit
+    before = process_stats().snapshot()
+    for _ in _epoch_items(job):
+        if time.monotonic() > deadline:
+            return unknown
+    epoch = process_stats() - before
+    return {"requests_per_epoch": epoch.requests, "request_stats_per_epoch": epoch.as_dict(), "cost_usd_per_epoch": epoch.cost_usd()}
+
+
 def run_method(job: BenchJob) -> Dict[str, Any]:
     """Measure ``job.method`` in this process; returns the result dictionary the report reads."""
+    accounting = epoch_requests(job)
     deadline = time.monotonic() + job.time_limit
     cpu_start = _cpu_seconds()
     with _PeakMemory() as memory:
@@ -230,6 +265,7 @@ def run_method(job: BenchJob) -> Dict[str, Any]:
         "peak_rss_mb": memory.peak_bytes / 1e6,
         "cpu_s": _cpu_seconds() - cpu_start,
         "train_step": train,
+        **accounting,
     }
 
 

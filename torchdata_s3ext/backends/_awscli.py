@@ -17,6 +17,7 @@ from typing import BinaryIO, List, Optional, Sequence
 from .._config import S3Config
 from .._errors import translate_client_error
 from .._retry import TransientError
+from .._stats import process_stats
 from .._streams import ChunkReader, ResumingReader, buffered
 from .._url import parse_s3_url
 
@@ -77,6 +78,7 @@ def _open_process(url: str, offset: int, config: S3Config, aws_command: Optional
     # get-object prints its JSON answer on stdout, so the body goes to a pipe of its own.
     body_read, body_write = os.pipe()
     command = _command(url, offset, f"/dev/fd/{body_write}", config, aws_command, extra_args)
+    process_stats().add(gets=1)  # the CLI's own retries (AWS_MAX_ATTEMPTS) are not seen
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
         pass_fds=(body_write,),

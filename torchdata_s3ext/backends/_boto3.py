@@ -7,6 +7,7 @@ from .._clients import process_client
 from .._config import S3Config
 from .._ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from .._retry import ShortRead, backoff_sleep, call_with_retries, is_transient
+from .._stats import count_botocore_requests
 from .._url import S3Location, parse_s3_url
 from ._botocore_errors import botocore_errors_named
 
@@ -24,7 +25,9 @@ def boto3_client(config: S3Config, retries: bool = True) -> Any:
         import boto3
 
         session = boto3.session.Session(profile_name=config.profile) if config.profile else boto3.session.Session()
-        return session.client("s3", **config.boto3_client_kwargs())
+        client = session.client("s3", **config.boto3_client_kwargs())
+        count_botocore_requests(client.meta.events)
+        return client
 
     return process_client("boto3", config, make_client)
 

@@ -6,6 +6,7 @@ from .._clients import process_client
 from .._config import S3Config
 from .._ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from .._retry import call_with_retries
+from .._stats import count_botocore_requests
 from .._url import parse_s3_url
 from ._botocore_errors import botocore_errors_named
 
@@ -16,15 +17,19 @@ def s3fs_filesystem(config: S3Config) -> Any:
     """This process's ``s3fs.S3FileSystem`` for ``config`` (never fsspec's shared instance cache)."""
 
     def make_filesystem() -> Any:
+        import aiobotocore.session
         import s3fs
 
+        # A session of our own, hooked before s3fs makes (or remakes) its client from it.
+        session = aiobotocore.session.AioSession(profile=config.profile) if config.profile else aiobotocore.session.AioSession()
+        count_botocore_requests(session)
         client_kwargs = {"region_name": config.region} if config.region else {}
         return s3fs.S3FileSystem(
             anon=config.anonymous,
             key=config.aws_access_key_id,
             secret=config.aws_secret_access_key,
             token=config.aws_session_token,
-            profile=config.profile,
+            session=session,
             endpoint_url=config.endpoint_url,
             client_kwargs=client_kwargs,
             config_kwargs={

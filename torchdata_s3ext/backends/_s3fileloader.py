@@ -12,6 +12,7 @@ from .._clients import process_client
 from .._config import S3Config
 from .._environ import scoped_environ
 from .._retry import ShortRead, TransientError, call_with_retries
+from .._stats import process_stats
 from .._url import parse_s3_url
 from ._boto3 import boto3_client
 from ._botocore_errors import botocore_errors_named
@@ -51,10 +52,12 @@ def open_url(url: str, config: S3Config, request_timeout_ms: int = -1) -> Binary
     handler = _native_handler(config, request_timeout_ms)
 
     def read_whole_object() -> bytes:
+        process_stats().add(gets=1)  # as we see it: one read; the native client may split it in parts
         try:
             data = handler.s3_read(url)
         except ValueError as error:  # how the native handler reports curl and S3 errors
             raise TransientError(f"{url}: torchdata's S3 handler failed: {error}") from error
+        process_stats().add(bytes_received=len(data))
         if len(data) != expected_size:
             raise ShortRead(f"{url}: torchdata's S3 handler returned {len(data)} of {expected_size} bytes")
         return data

@@ -10,6 +10,7 @@ from .._config import S3Config
 from .._environ import scoped_environ
 from .._errors import translate_client_error
 from .._retry import TransientError
+from .._stats import process_stats
 from .._streams import ChunkReader, ResumingReader, buffered
 from .._url import parse_s3_url
 
@@ -62,10 +63,13 @@ def open_url(url: str, config: S3Config, part_size: int = 8 << 20, buffer_size: 
         # The native client reads credentials from the environment when it signs; give it ours.
         with scoped_environ(config.credential_env()):
             size = client.head_object(location.bucket, location.key).size
+        process_stats().add(heads=1)
     except Exception as error:
         raise _translate(url, error) from error
 
     def open_at(offset: int) -> ChunkReader:
+        # The CRT splits one GET into ranged GETs of ``part_size``; counted as such, not seen one by one.
+        process_stats().add(gets=max(1, -(-(size - offset) // part_size)))
         try:
             with scoped_environ(config.credential_env()):
                 parts = iter(client._get_object_stream(location.bucket, location.key, start=offset, end=size))

@@ -78,6 +78,12 @@ class S3Proxy:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def handle_one_request(self) -> None:
+                try:
+                    super().handle_one_request()
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client hung up mid-body: its business, not an error
+
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
