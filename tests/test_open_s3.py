@@ -150,12 +150,20 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("backend", ["boto3", "fsspec", "iopath", "awscli"])
-def test_open_s3_unreachable_endpoint_fails_naming_endpoint_and_url(backend, s3_server):
+def test_open_s3_unreachable_endpoint_fails_at_once_naming_endpoint_and_url(backend, s3_server):
     endpoint = f"http://127.0.0.1:{_closed_port()}"
-    config = S3Config(endpoint_url=endpoint, connect_timeout=1, max_attempts=1)
-    with pytest.raises(OSError, match="s3://bucket/shard.tar") as error:
+    config = S3Config(endpoint_url=endpoint, connect_timeout=1, max_attempts=5)
+    retries_before = _retries()
+    with pytest.raises(ConnectionError, match="s3://bucket/shard.tar") as error:
         read_members(IterableWrapper(["s3://bucket/shard.tar"]).open_s3(backend=backend, config=config))
-    assert endpoint in str(error.value) or "connect" in str(error.value).lower()
+    assert endpoint in str(error.value)
+    assert _retries() == retries_before  # not retried with backoff
+
+
+def _retries() -> int:
+    from torchdata_s3ext._stats import process_stats
+
+    return process_stats().retries
 
 
 def test_open_s3_missing_key_on_local_backend_names_path(tmp_path):

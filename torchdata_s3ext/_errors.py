@@ -2,7 +2,7 @@
 import errno
 from typing import Optional
 
-__all__ = ["translate_client_error", "unreachable_endpoint"]
+__all__ = ["EndpointUnreachable", "translate_client_error", "unreachable_endpoint"]
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
@@ -25,6 +25,10 @@ def translate_client_error(url: str, code: str, message: Optional[str] = None) -
     return OSError(errno.EIO, f"S3 error ({detail})", url)
 
 
-def unreachable_endpoint(url: str, endpoint: Optional[str], reason: object) -> ConnectionError:
+class EndpointUnreachable(ConnectionError):
+    """Nothing answers at the endpoint: reported at once, never retried with backoff."""
+
+
+def unreachable_endpoint(url: str, endpoint: Optional[str], reason: object) -> EndpointUnreachable:
     where = endpoint or "the AWS S3 endpoint"
-    return ConnectionError(errno.ECONNREFUSED, f"cannot reach {where}: {reason}", url)
+    return EndpointUnreachable(errno.ECONNREFUSED, f"cannot reach {where}: {reason}", url)

@@ -3,6 +3,7 @@ import random
 import time
 from typing import Callable, Optional, TypeVar
 
+from ._errors import EndpointUnreachable
 from ._stats import process_stats
 
 T = TypeVar("T")
@@ -39,7 +40,7 @@ def is_retryable(error: Optional[BaseException]) -> bool:
     )
     from urllib3.exceptions import HTTPError as Urllib3Error
 
-    if error is None:
+    if error is None or isinstance(error, EndpointUnreachable):
         return False
     if isinstance(error, ClientError):
         info = error.response.get("Error", {})

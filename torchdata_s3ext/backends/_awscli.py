@@ -15,7 +15,7 @@ import threading
 from typing import BinaryIO, List, Optional, Sequence
 
 from .._config import S3Config
-from .._errors import translate_client_error
+from .._errors import translate_client_error, unreachable_endpoint
 from .._retry import TransientError
 from .._stats import process_stats
 from .._streams import ChunkReader, ResumingReader, buffered
@@ -57,7 +57,7 @@ def _command(
     return command + list(extra_args)
 
 
-def _error_from_stderr(url: str, stderr: str, returncode: int) -> OSError:
+def _error_from_stderr(url: str, endpoint: Optional[str], stderr: str, returncode: int) -> OSError:
     message = stderr.strip()
     for code in ("NoSuchBucket", "NoSuchKey", "AccessDenied", "InvalidAccessKeyId"):
         if code in stderr:
@@ -69,7 +69,7 @@ def _error_from_stderr(url: str, stderr: str, returncode: int) -> OSError:
     if any(mark in stderr for mark in _TRANSIENT_MARKS):
         return TransientError(f"{url}: `aws` failed transiently (status {returncode}): {message}")
     if "Could not connect" in stderr or "Connect timeout" in stderr:
-        return ConnectionError(f"{url}: cannot reach the endpoint: {message}")
+        return unreachable_endpoint(url, endpoint, message)
     return OSError(f"{url}: `aws` exited with status {returncode}: {message}")
 
 
@@ -104,7 +104,7 @@ def _open_process(url: str, offset: int, config: S3Config, aws_command: Optional
             returncode = process.wait()
             stderr_thread.join(timeout=5)
             if returncode != 0:
-                raise _error_from_stderr(url, b"".join(stderr_chunks).decode(errors="replace"), returncode)
+                raise _error_from_stderr(url, config.endpoint_url, b"".join(stderr_chunks).decode(errors="replace"), returncode)
         return chunk
 
     def close() -> None:
