@@ -55,3 +55,25 @@ def test_ranged_reader_is_forward_only_and_reports_its_position(put_object):
     stream.close()
     with pytest.raises(ValueError, match="closed"):
         stream.read(1)
+
+
+def test_ranged_read_checks_content_against_a_plain_md5_etag(put_object, monkeypatch):
+    url = put_object(bytes(range(256)) * 40)
+    assert read_all(url, part_size=1000) == bytes(range(256)) * 40  # matches: no error
+    monkeypatch.setattr(_boto3, "_plain_md5", lambda response: "0" * 32)
+    with pytest.raises(OSError, match="do not match the object's ETag"):
+        read_all(url, part_size=1000)
+
+
+@pytest.mark.parametrize(
+    "response, expected",
+    [
+        ({"ETag": '"9e107d9d372bb6826bd81d3542a419d6"'}, "9e107d9d372bb6826bd81d3542a419d6"),
+        ({"ETag": '"9e107d9d372bb6826bd81d3542a419d6-3"'}, None),  # multipart upload
+        ({"ETag": '"9e107d9d372bb6826bd81d3542a419d6"', "ServerSideEncryption": "aws:kms"}, None),
+        ({"ETag": '"9e107d9d372bb6826bd81d3542a419d6"', "SSECustomerAlgorithm": "AES256"}, None),
+        ({}, None),
+    ],
+)
+def test_only_plain_single_part_etags_are_taken_as_md5(response, expected):
+    assert _boto3._plain_md5(response) == expected

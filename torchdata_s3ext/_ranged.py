@@ -4,9 +4,13 @@
 resumed by the backend). Up to ``concurrency`` parts are fetched ahead on a small thread pool while the
 caller reads the current one, so at most ``(concurrency + 1) * part_size`` bytes are held per open object.
 One connection to S3 tops out near 90 MB/s; several parts in flight add up, on a fast local link as well.
+
+Given ``content_md5`` (the ETag of a plain, single-part upload), the parts are hashed in order on one more
+thread as they arrive, and the last part is only handed out once the whole object matched it.
 """
 import collections
 import concurrent.futures
+import hashlib
 import io
 from typing import Callable, Deque, Optional
 
@@ -27,6 +31,7 @@ class RangedReader(io.RawIOBase):
         part_size: int = DEFAULT_PART_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
         first_part: Optional[bytes] = None,
+        content_md5: Optional[str] = None,
     ) -> None:
         if part_size < 1 or concurrency < 1:
             raise ValueError(f"part_size and concurrency must be positive, got {part_size} and {concurrency}")
@@ -40,11 +45,18 @@ class RangedReader(io.RawIOBase):
         self._pending: Deque["concurrent.futures.Future[bytes]"] = collections.deque()
         self._pool = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="s3-part") if size else None
         self._concurrency = concurrency
+        self._content_md5 = content_md5
+        self._md5 = hashlib.md5()
+        self._hashed: Optional["concurrent.futures.Future[None]"] = None
+        self._hasher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="s3-md5") if content_md5 else None
         if first_part is not None:
             process_stats().add(bytes_received=len(first_part))
             self._part = memoryview(first_part)
             self._next_offset = len(first_part)
+            self._hash_in_order(first_part)
         self._fill_window()
+        if self._next_offset >= self.size and not self._pending:
+            self._check_md5()
 
     def readable(self) -> bool:
         return True
@@ -52,8 +64,27 @@ class RangedReader(io.RawIOBase):
     def _fill_window(self) -> None:
         while self._pool is not None and len(self._pending) < self._concurrency and self._next_offset < self.size:
             end = min(self._next_offset + self._part_size, self.size)
-            self._pending.append(self._pool.submit(self._checked_fetch, self._next_offset, end))
+            part = self._pool.submit(self._checked_fetch, self._next_offset, end)
+            self._pending.append(part)
+            self._hash_in_order(part)
             self._next_offset = end
+
+    def _hash_in_order(self, part: "bytes | concurrent.futures.Future[bytes]") -> None:
+        # One hashing thread takes the parts in the order they were requested, whenever each arrives.
+        if self._hasher is not None:
+            data_of = part.result if isinstance(part, concurrent.futures.Future) else lambda: part
+            self._hashed = self._hasher.submit(lambda: self._md5.update(data_of()))
+
+    def _check_md5(self) -> None:
+        """Raise unless the object's bytes match ``content_md5`` (called before the last part is handed out)."""
+        if self._hashed is None:
+            return
+        self._hashed.result()
+        self._hashed = None
+        digest = self._md5.hexdigest()
+        if digest != self._content_md5:
+            raise OSError(f"{self.url}: the bytes received do not match the object's ETag "
+                          f"(MD5 {digest}, ETag {self._content_md5})")
 
     def _checked_fetch(self, start: int, end: int) -> bytes:
         data = self._fetch(start, end)
@@ -65,8 +96,11 @@ class RangedReader(io.RawIOBase):
     def _next_part(self) -> bool:
         if not self._pending:
             return False
-        self._part = memoryview(self._pending.popleft().result())
+        part = self._pending.popleft().result()
         self._fill_window()
+        if not self._pending:
+            self._check_md5()
+        self._part = memoryview(part)
         return True
 
     def read(self, size: int = -1) -> bytes:
@@ -96,5 +130,7 @@ class RangedReader(io.RawIOBase):
                 future.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pending.clear()
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=False, cancel_futures=True)
         self._part = memoryview(b"")
         super().close()

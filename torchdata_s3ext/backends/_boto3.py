@@ -79,9 +79,11 @@ class _ObjectParts:
 
 
 def open_url(
-    url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY
+    url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY,
+    verify_etag: bool = True,
 ) -> BinaryIO:
-    """Open ``url`` for streaming; ``part_size`` bytes per GET, ``concurrency`` GETs in flight."""
+    """Open ``url`` for streaming; ``part_size`` bytes per GET, ``concurrency`` GETs in flight; with
+    ``verify_etag``, the content is checked against an ETag that is a plain MD5 before the last part is read."""
     parts = _ObjectParts(url, parse_s3_url(url), config)
     try:
         first = call_with_retries(url, config.max_attempts, lambda: parts.get(0, part_size))
@@ -95,4 +97,16 @@ def open_url(
     size = int(content_range.rsplit("/", 1)[1])
     parts.etag = first.get("ETag")
     first_part = parts.fetch(0, min(part_size, size), response=first)
-    return RangedReader(url, size, parts.fetch, part_size, concurrency, first_part=first_part)  # type: ignore[return-value]
+    content_md5 = _plain_md5(first) if verify_etag else None
+    return RangedReader(  # type: ignore[return-value]
+        url, size, parts.fetch, part_size, concurrency, first_part=first_part, content_md5=content_md5
+    )
+
+
+def _plain_md5(response: Any) -> Optional[str]:
+    """The ETag as an MD5 hex digest when it is one: a single-part upload without SSE-KMS or SSE-C."""
+    etag = (response.get("ETag") or "").strip('"')
+    encrypted = response.get("ServerSideEncryption") == "aws:kms" or response.get("SSECustomerAlgorithm")
+    if encrypted or len(etag) != 32 or any(c not in "0123456789abcdef" for c in etag.lower()):
+        return None
+    return etag.lower()
