@@ -62,3 +62,13 @@ def test_persistent_slow_down_fails_after_bounded_attempts_naming_url(backend, w
     with pytest.raises(OSError, match=shards.urls[0]):
         members(shards.urls, backend, faulty.endpoint_url, max_attempts=2)
     assert faulty.object_gets <= 6
+
+
+@pytest.mark.parametrize("backend", ["boto3", "fsspec"])
+def test_a_stalled_body_times_out_and_is_resumed(backend, wds_shards, proxy):
+    shards = wds_shards(num_shards=2, samples_per_shard=3, image_size=48)
+    faulty = proxy(FaultPlan(stall_every=2, stall_seconds=4, max_faults=2))
+    config = S3Config(endpoint_url=faulty.endpoint_url, max_attempts=4, read_timeout=1)
+    dp = IterableWrapper(shards.urls).open_s3(backend=backend, config=config, part_size=16384).load_from_tar()
+    assert [(name.rsplit("/", 1)[1], stream.read()) for name, stream in dp] == expected(shards)
+    assert faulty.faults_injected == 2
