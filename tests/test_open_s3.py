@@ -235,3 +235,12 @@ def test_tar_with_directory_member_reads_files_only(s3_server, s3_bucket):
         tar.addfile(info, io.BytesIO(b"abc"))
     boto3.client("s3").put_object(Bucket=s3_bucket, Key="d.tar", Body=buffer.getvalue())
     assert read_members(IterableWrapper([f"s3://{s3_bucket}/d.tar"]).open_s3()) == [("a.image", b"abc")]
+
+
+def test_s3config_verify_ssl_reaches_boto3_and_the_aws_cli():
+    from torchdata_s3ext.backends._awscli import _command
+
+    config = S3Config(endpoint_url="https://127.0.0.1:9443", verify_ssl=False)
+    assert config.boto3_client_kwargs()["verify"] is False
+    assert "--no-verify-ssl" in _command("s3://bucket/key.tar", 0, "-", config, "aws", ())
+    assert S3Config().boto3_client_kwargs()["verify"] is True

@@ -22,6 +22,7 @@ class S3Config:
         anonymous: unsigned requests, for public buckets.
         connect_timeout, read_timeout: seconds before a connection attempt or a stalled read fails.
         max_attempts: total attempts per request (first try included) for the backends we drive.
+        verify_ssl: check the endpoint's TLS certificate (turn off only for a self-signed test endpoint).
     """
 
     endpoint_url: Optional[str] = None
@@ -34,6 +35,7 @@ class S3Config:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     max_attempts: int = 3
+    verify_ssl: bool = True
 
     def __post_init__(self) -> None:
         if self.endpoint_url is not None and not self.endpoint_url.startswith(("http://", "https://")):
@@ -53,10 +55,6 @@ class S3Config:
         region = self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         profile = self.profile or os.environ.get("AWS_PROFILE")
         return dataclasses.replace(self, endpoint_url=endpoint or None, region=region, profile=profile)
-
-    @property
-    def verify_ssl(self) -> bool:
-        return True
 
     @property
     def use_https(self) -> bool:
@@ -90,7 +88,7 @@ class S3Config:
             s3={"addressing_style": "path"} if self.endpoint_url else None,
             max_pool_connections=32,
         )
-        kwargs: Dict[str, Any] = {"config": config}
+        kwargs: Dict[str, Any] = {"config": config, "verify": self.verify_ssl}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         if self.region:

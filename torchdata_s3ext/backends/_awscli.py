@@ -53,6 +53,8 @@ def _command(
         command += ["--profile", config.profile]
     if config.anonymous:
         command += ["--no-sign-request"]
+    if not config.verify_ssl:
+        command += ["--no-verify-ssl"]
     command += ["--cli-connect-timeout", str(int(config.connect_timeout)), "--cli-read-timeout", str(int(config.read_timeout))]
     return command + list(extra_args)
 

@@ -23,7 +23,9 @@ def s3fs_filesystem(config: S3Config) -> Any:
         # A session of our own, hooked before s3fs makes (or remakes) its client from it.
         session = aiobotocore.session.AioSession(profile=config.profile) if config.profile else aiobotocore.session.AioSession()
         count_botocore_requests(session)
-        client_kwargs = {"region_name": config.region} if config.region else {}
+        client_kwargs: dict = {"verify": config.verify_ssl}
+        if config.region:
+            client_kwargs["region_name"] = config.region
         return s3fs.S3FileSystem(
             anon=config.anonymous,
             key=config.aws_access_key_id,
