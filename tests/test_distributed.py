@@ -3,7 +3,6 @@ local S3 server: every sample exactly once across ranks, and equal counts per ra
 import collections
 import json
 import multiprocessing
-import os
 import socket
 import traceback
 import uuid

@@ -5,7 +5,6 @@ import socket
 import tarfile
 
 import pytest
-import torch
 from torch.utils.data import DataLoader
 from torchdata.dataloader2 import DataLoader2
 from torchdata.datapipes.iter import IterableWrapper

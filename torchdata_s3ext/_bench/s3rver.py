@@ -6,13 +6,11 @@ It is installed once with npm into a cache folder and started with ``node``; the
 """
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
+
+from ..testing._server import ServerProcess
 
 __all__ = ["S3rverServer", "install_s3rver", "S3RVER_VERSION", "S3RVER_CREDENTIALS"]
 
@@ -48,81 +46,38 @@ def install_s3rver(cache_dir: Optional[str] = None, timeout: float = 600.0) -> s
     return script
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
-class S3rverServer:
+class S3rverServer(ServerProcess):
     """s3rver on ``127.0.0.1`` with its objects in ``directory`` (a temporary folder by default) and the
     buckets ``buckets`` created at start."""
+
+    label = "s3rver"
 
     def __init__(
         self, buckets: Sequence[str] = ("bench",), directory: Optional[str] = None, host: str = "127.0.0.1",
         startup_timeout: float = 30.0, cache_dir: Optional[str] = None,
     ) -> None:
+        super().__init__(host=host, startup_timeout=startup_timeout)
         self.buckets = tuple(buckets)
-        self.host = host
-        self.port: Optional[int] = None
-        self.startup_timeout = startup_timeout
         self.cache_dir = cache_dir
         self._directory = directory
         self._owned_directory: Optional[tempfile.TemporaryDirectory] = None
-        self._process: Optional[subprocess.Popen] = None
-
-    @property
-    def endpoint_url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("the server is not started")
-        return f"http://{self.host}:{self.port}"
 
     def env(self) -> Dict[str, str]:
         return {**S3RVER_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url}
 
-    def start(self) -> "S3rverServer":
+    def command(self) -> List[str]:
         script = install_s3rver(self.cache_dir)
         if self._directory is None:
             self._owned_directory = tempfile.TemporaryDirectory(prefix="s3rver-")
             self._directory = self._owned_directory.name
-        self.port = _free_port(self.host)
         command = ["node", script, "--address", self.host, "--port", str(self.port), "--directory", self._directory, "--silent"]
         for bucket in self.buckets:
             command += ["--configure-bucket", bucket]
-        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-                raise RuntimeError(f"s3rver exited with status {self._process.returncode}: {stderr.strip()}")
-            try:
-                urllib.request.urlopen(f"{self.endpoint_url}/", timeout=2).close()
-                return self
-            except urllib.error.HTTPError:
-                return self  # it answers (403 for an unsigned request): it is up
-            except (urllib.error.URLError, ConnectionError, socket.timeout):
-                time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"s3rver did not answer on {self.endpoint_url} within {self.startup_timeout} s")
+        return command
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._process is not None and self._process.stderr is not None:
-            self._process.stderr.close()
-        self._process = None
+        super().stop()
         if self._owned_directory is not None:
             self._owned_directory.cleanup()
             self._owned_directory = None
             self._directory = None
-
-    def __enter__(self) -> "S3rverServer":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

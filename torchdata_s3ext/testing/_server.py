@@ -3,12 +3,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
-__all__ = ["LocalS3Server", "TEST_CREDENTIALS"]
+__all__ = ["LocalS3Server", "ServerProcess", "TEST_CREDENTIALS", "free_port"]
 
 #: moto accepts any credentials; these make clients sign requests without a profile
 TEST_CREDENTIALS: Dict[str, str] = {
@@ -18,19 +19,18 @@ TEST_CREDENTIALS: Dict[str, str] = {
 }
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
-class LocalS3Server:
-    """moto's S3 server on ``127.0.0.1``, in its own process (fork-safe: no server thread in the tests' process).
+class ServerProcess:
+    """A local S3 server in a process of its own on a free port of ``host``: start, wait until it answers
+    (bounded by ``startup_timeout``), stop. Subclasses say how to start it and how to ask if it is up."""
 
-    Example:
-        >>> with LocalS3Server() as server:  # doctest: +SKIP
-        ...     boto3.client("s3", endpoint_url=server.endpoint_url).create_bucket(Bucket="b")
-    """
+    #: what the process is called in errors
+    label = "server"
 
     def __init__(self, host: str = "127.0.0.1", port: Optional[int] = None, startup_timeout: float = 30.0) -> None:
         self.host = host
@@ -41,37 +41,44 @@ class LocalS3Server:
     @property
     def endpoint_url(self) -> str:
         if self.port is None:
-            raise RuntimeError("the server is not started")
+            raise RuntimeError(f"the {self.label} is not started")
         return f"http://{self.host}:{self.port}"
 
-    def env(self) -> Dict[str, str]:
-        """Variables that point boto3, s3fs, the AWS CLI and this package at the server."""
-        return {**TEST_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url}
+    def command(self) -> List[str]:
+        raise NotImplementedError
 
-    def start(self) -> "LocalS3Server":
+    def process_env(self) -> Optional[Dict[str, str]]:
+        return None
+
+    def answers(self) -> bool:
+        """Whether the server answers HTTP yet (an HTTP error counts as an answer)."""
+        try:
+            urllib.request.urlopen(f"{self.endpoint_url}/", timeout=2).close()
+        except urllib.error.HTTPError:
+            return True
+        except (urllib.error.URLError, ConnectionError, socket.timeout):
+            return False
+        return True
+
+    def start(self) -> "ServerProcess":
         if self.port is None:
-            self.port = _free_port(self.host)
-        command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+            self.port = free_port(self.host)
+        command = self.command()
         self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, **TEST_CREDENTIALS},
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.process_env(),
         )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"moto server exited with status {self._process.returncode} ({' '.join(command)})")
-            try:
-                urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=2).close()
+                stderr = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
+                raise RuntimeError(f"{self.label} exited with status {self._process.returncode}: {stderr.strip()[-2000:]}")
+            if self.answers():
+                # Nobody reads its stderr from here on: drain it so a chatty server never blocks on a full pipe.
+                threading.Thread(target=self._process.stderr.read, daemon=True).start()  # type: ignore[union-attr]
                 return self
-            except (urllib.error.URLError, ConnectionError, socket.timeout):
-                time.sleep(0.1)
+            time.sleep(0.1)
         self.stop()
-        raise TimeoutError(f"moto server did not answer on {self.endpoint_url} within {self.startup_timeout} s")
-
-    def reset(self) -> None:
-        """Forget every bucket and object."""
-        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
+        raise TimeoutError(f"{self.label} did not answer on {self.endpoint_url} within {self.startup_timeout} s")
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -83,8 +90,34 @@ class LocalS3Server:
                 self._process.wait()
         self._process = None
 
-    def __enter__(self) -> "LocalS3Server":
+    def __enter__(self):  # type: ignore[no-untyped-def]
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class LocalS3Server(ServerProcess):
+    """moto's S3 server on ``127.0.0.1``, in its own process (fork-safe: no server thread in the tests' process).
+
+    Example:
+        >>> with LocalS3Server() as server:  # doctest: +SKIP
+        ...     boto3.client("s3", endpoint_url=server.endpoint_url).create_bucket(Bucket="my-bucket")
+    """
+
+    label = "moto server"
+
+    def env(self) -> Dict[str, str]:
+        """Variables that point boto3, s3fs, the AWS CLI and this package at the server."""
+        return {**TEST_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url}
+
+    def command(self) -> List[str]:
+        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+
+    def process_env(self) -> Dict[str, str]:
+        return {**os.environ, **TEST_CREDENTIALS}
+
+    def reset(self) -> None:
+        """Forget every bucket and object."""
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()

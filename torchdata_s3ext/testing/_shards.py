@@ -3,15 +3,16 @@
 This is the article's synthetic dataset; the defaults here are small, ``image_size=1024`` reproduces it
 (about 4.2 MB per sample).
 """
+import dataclasses
 import io
 import tarfile
 import time
-from typing import Dict, Iterable, Iterator, Tuple
+from typing import Dict, Iterable, Iterator, List, Tuple
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["png_bytes", "seed_samples", "write_tar", "tar_bytes"]
+__all__ = ["ShardSet", "png_bytes", "seed_samples", "write_tar", "tar_bytes"]
 
 Sample = Tuple[str, Dict[str, bytes]]
 
@@ -53,3 +54,16 @@ def tar_bytes(samples: Iterable[Sample]) -> bytes:
     buffer = io.BytesIO()
     write_tar(buffer, samples)  # type: ignore[arg-type]
     return buffer.getvalue()
+
+
+@dataclasses.dataclass
+class ShardSet:
+    """What ``wds_shards`` wrote: the shard URLs in order and every sample's fields by key."""
+
+    urls: List[str]
+    samples: Dict[str, Dict[str, bytes]]
+    keys_by_url: Dict[str, List[str]]
+
+    @property
+    def keys(self) -> List[str]:
+        return [key for url in self.urls for key in self.keys_by_url[url]]

@@ -6,29 +6,15 @@ Fixtures:
     ``s3_bucket``: a new, empty bucket on that server for each test; yields its name.
     ``wds_shards``: a factory that writes seed-style shards to a bucket and returns a :class:`ShardSet`.
 """
-import dataclasses
 import uuid
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
 from ._server import LocalS3Server
-from ._shards import seed_samples, tar_bytes
+from ._shards import ShardSet, seed_samples, tar_bytes
 
-__all__ = ["ShardSet"]
-
-
-@dataclasses.dataclass
-class ShardSet:
-    """What ``wds_shards`` wrote: the shard URLs in order and every sample's fields by key."""
-
-    urls: List[str]
-    samples: Dict[str, Dict[str, bytes]]
-    keys_by_url: Dict[str, List[str]]
-
-    @property
-    def keys(self) -> List[str]:
-        return [key for url in self.urls for key in self.keys_by_url[url]]
+__all__ = ["s3_server", "s3_bucket", "wds_shards"]
 
 
 @pytest.fixture(scope="session")
