@@ -244,8 +244,27 @@ def _tar_stream(pair: Tuple[str, BufferedIOBase]) -> Any:
     return getattr(pair[1], "parent_stream", None)
 
 
+class _SamplePipe(IterDataPipe[Dict[str, Any]]):
+    """What the two sample-making pipes share: their settings, and no length (samples per shard vary)."""
+
+    def __init__(
+        self,
+        source_datapipe: IterDataPipe[Tuple[str, Any]],
+        required_fields: Sequence[str] = (),
+        on_error: str = "raise",
+        error_counts: Optional[ErrorCounts] = None,
+    ) -> None:
+        self.source_datapipe = source_datapipe
+        self.required_fields: Tuple[str, ...] = _required_fields(required_fields)
+        self.on_error: str = check_on_error(on_error)
+        self.error_counts: ErrorCounts = error_counts if error_counts is not None else ErrorCounts()
+
+    def __len__(self) -> int:
+        raise TypeError(f"{type(self).__name__} instance doesn't have valid length")
+
+
 @functional_datapipe("group_wds_samples")
-class WdsSampleGrouperIterDataPipe(IterDataPipe[Dict[str, Any]]):
+class WdsSampleGrouperIterDataPipe(_SamplePipe):
     r"""
     Groups the ``(path, stream)`` pairs of ``load_from_tar()`` into WebDataset samples, dicts
     ``{"__key__": sample_key, "__url__": shard_url, "<field>": bytes, ...}`` (functional name:
@@ -296,30 +315,15 @@ class WdsSampleGrouperIterDataPipe(IterDataPipe[Dict[str, Any]]):
         [{'__key__': 'train/0001', '__url__': 's3://bucket/shard-000000.tar', 'png': b'PNG', 'cls': b'7'}]
     """
 
-    def __init__(
-        self,
-        source_datapipe: IterDataPipe[Tuple[str, BufferedIOBase]],
-        required_fields: Sequence[str] = (),
-        on_error: str = "raise",
-        error_counts: Optional[ErrorCounts] = None,
-    ) -> None:
-        self.source_datapipe = source_datapipe
-        self.required_fields: Tuple[str, ...] = _required_fields(required_fields)
-        self.on_error: str = check_on_error(on_error)
-        self.error_counts: ErrorCounts = error_counts if error_counts is not None else ErrorCounts()
-
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         # One group per tar stream, not per URL: a one-sample shard listed twice in a row (``cycle()``)
         # must give two samples, not one with every field duplicated.
         for _, shard_pairs in itertools.groupby(self.source_datapipe, key=_tar_stream):
             yield from group_by_keys(read_members(shard_pairs), self.required_fields, self.on_error, self.error_counts)
 
-    def __len__(self) -> int:
-        raise TypeError(f"{type(self).__name__} instance doesn't have valid length")
-
 
 @functional_datapipe("load_wds_shards")
-class WdsShardLoaderIterDataPipe(IterDataPipe[Dict[str, Any]]):
+class WdsShardLoaderIterDataPipe(_SamplePipe):
     r"""
     Reads ``(shard_url, stream)`` pairs of tar shards, as ``open_s3()`` yields them, into WebDataset samples,
     dicts ``{"__key__": sample_key, "__url__": shard_url, "<field>": bytes, ...}``, where a damaged shard can
@@ -361,24 +365,9 @@ class WdsShardLoaderIterDataPipe(IterDataPipe[Dict[str, Any]]):
         (['0001'], 1)
     """
 
-    def __init__(
-        self,
-        source_datapipe: IterDataPipe[Tuple[str, IO[bytes]]],
-        required_fields: Sequence[str] = (),
-        on_error: str = "raise",
-        error_counts: Optional[ErrorCounts] = None,
-    ) -> None:
-        self.source_datapipe = source_datapipe
-        self.required_fields: Tuple[str, ...] = _required_fields(required_fields)
-        self.on_error: str = check_on_error(on_error)
-        self.error_counts: ErrorCounts = error_counts if error_counts is not None else ErrorCounts()
-
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         for shard_url, tar_stream in self.source_datapipe:
             try:
                 yield from shard_samples(shard_url, tar_stream, self.required_fields, self.on_error, self.error_counts)
             finally:
                 tar_stream.close()
-
-    def __len__(self) -> int:
-        raise TypeError(f"{type(self).__name__} instance doesn't have valid length")
