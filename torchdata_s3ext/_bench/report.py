@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import textwrap
 from typing import Any, Dict, List, Optional, Sequence
 
 from .methods import RAW
@@ -94,7 +95,7 @@ def write_chart(path: str, rows: Sequence[Dict[str, Any]], title: str) -> None:
         axes.axvline(ceiling, color="tab:red", linestyle="--", label=f"raw GET ceiling: {ceiling:.1f} samples/s")
         axes.legend(loc="lower right", fontsize=8)
     axes.set_xlabel("samples/s (empty training loop)")
-    axes.set_title(title, fontsize=10)
+    axes.set_title(textwrap.fill(title, 80), fontsize=10)  # the machine line is long: wrap, never clip
     axes.margins(x=0.25)
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
