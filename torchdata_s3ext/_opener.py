@@ -1,4 +1,5 @@
 """The ``open_s3`` datapipe: shard URLs in, ``(url, binary stream)`` pairs out, on any backend."""
+import dataclasses
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from torchdata.datapipes import functional_datapipe
@@ -68,7 +69,7 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
         if region is not None:
             overrides["region"] = region
         base = config if config is not None else S3Config()
-        self.config: S3Config = base.__class__(**{**base.__dict__, **overrides}).resolved()
+        self.config: S3Config = dataclasses.replace(base, **overrides).resolved()
         self.backend_kwargs: Dict[str, Any] = backend_kwargs
 
     def __iter__(self) -> Iterator[Tuple[str, StreamWrapper]]:

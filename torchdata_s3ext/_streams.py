@@ -2,6 +2,7 @@
 import io
 from typing import Callable, Optional
 
+from ._retry import backoff_sleep, is_transient
 from ._stats import process_stats
 
 __all__ = ["ChunkReader", "ResumingReader", "buffered", "skipping"]
@@ -61,13 +62,9 @@ class ResumingReader(io.RawIOBase):
     """
 
     def __init__(self, url: str, open_at: Callable[[int], io.RawIOBase], max_attempts: int) -> None:
-        from ._retry import backoff_sleep, is_transient
-
         self.url = url
         self._open_at = open_at
         self._max_attempts = max_attempts
-        self._is_transient = is_transient
-        self._backoff = backoff_sleep
         self.position = 0
         self.resumes = 0
         self._stream = open_at(0)
@@ -83,11 +80,11 @@ class ResumingReader(io.RawIOBase):
                 self.position += n or 0
                 return n or 0
             except Exception as error:
-                if not self._is_transient(error) or attempt >= self._max_attempts:
-                    if self._is_transient(error):
+                if not is_transient(error) or attempt >= self._max_attempts:
+                    if is_transient(error):
                         raise OSError(f"{self.url}: gave up at byte {self.position} after {attempt} attempts: {error}") from error
                     raise
-                self._backoff(attempt)
+                backoff_sleep(attempt)
                 attempt += 1
                 self.resumes += 1
                 self._stream.close()
