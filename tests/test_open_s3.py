@@ -60,10 +60,11 @@ def test_open_s3_local_backend_reads_paths_and_file_urls(tmp_path):
     assert members == one + one
 
 
-def test_open_s3_streams_are_not_seekable_so_tar_is_read_as_a_stream(wds_shards):
+@pytest.mark.parametrize("backend", ["boto3", "fsspec"])
+def test_open_s3_ranged_streams_are_seekable_so_load_from_tar_reads_members_whole(backend, wds_shards):
     shards = wds_shards(num_shards=1)
-    url, stream = next(iter(IterableWrapper(shards.urls).open_s3(backend="boto3")))
-    assert url == shards.urls[0] and stream.name == url and not stream.seekable()
+    url, stream = next(iter(IterableWrapper(shards.urls).open_s3(backend=backend)))
+    assert url == shards.urls[0] and stream.name == url and stream.seekable()
     stream.close()
 
 

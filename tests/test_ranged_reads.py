@@ -1,10 +1,14 @@
 """The boto3 fast path (ranged GETs, several in flight) returns exactly the object's bytes."""
+import io
+import tarfile
+
 import boto3
 import hypothesis
 import pytest
 from hypothesis import strategies as st
 
 from torchdata_s3ext import S3Config
+from torchdata_s3ext._stats import process_stats
 from torchdata_s3ext.backends import _boto3
 
 
@@ -47,9 +51,8 @@ def test_ranged_read_matches_plain_get_whatever_the_read_pattern(size, part_size
     assert read_all(url, read_size=read_size, part_size=part_size, concurrency=2) == plain == data
 
 
-def test_ranged_reader_is_forward_only_and_reports_its_position(put_object):
+def test_ranged_reader_reports_its_position_and_refuses_reads_once_closed(put_object):
     stream = _boto3.open_url(put_object(b"x" * 3000), S3Config().resolved(), part_size=1024)
-    assert not stream.seekable()
     stream.read(100)
     assert stream.tell() == 100
     stream.close()
@@ -57,12 +60,57 @@ def test_ranged_reader_is_forward_only_and_reports_its_position(put_object):
         stream.read(1)
 
 
+@hypothesis.settings(max_examples=20, deadline=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(
+    moves=st.lists(st.tuples(st.sampled_from(["set", "cur", "end"]), st.integers(-5000, 5000), st.integers(0, 3000)), max_size=12)
+)
+def test_ranged_reader_seeks_anywhere_like_a_file(moves, put_object):
+    data = bytes((i * 13) % 256 for i in range(10_000))
+    url = put_object(data, key="seek.bin")
+    stream = _boto3.open_url(url, S3Config().resolved(), part_size=1000, concurrency=2)
+    reference = io.BytesIO(data)
+    assert stream.seekable()
+    try:
+        for whence_name, offset, read_size in moves:
+            whence = {"set": io.SEEK_SET, "cur": io.SEEK_CUR, "end": io.SEEK_END}[whence_name]
+            if whence == io.SEEK_SET:
+                offset = abs(offset)
+            target = {io.SEEK_SET: 0, io.SEEK_CUR: reference.tell(), io.SEEK_END: len(data)}[whence] + offset
+            if target < 0:
+                with pytest.raises(ValueError, match="negative seek"):
+                    stream.seek(offset, whence)
+                continue
+            assert stream.seek(offset, whence) == reference.seek(offset, whence)
+            assert stream.read(read_size) == reference.read(read_size)
+            assert stream.tell() == reference.tell()
+    finally:
+        stream.close()
+
+
+def test_tar_members_skipped_by_seeking_are_never_fetched(put_object):
+    """Seekable, the stream is read by tarfile's random-access mode: members nobody reads cost no GET."""
+    shard = io.BytesIO()
+    with tarfile.open(fileobj=shard, mode="w") as tar:
+        for name, size in (("a.bin", 100), ("big.bin", 500_000), ("b.bin", 100)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(bytes([len(name)]) * size))
+    url = put_object(shard.getvalue(), key="skip.tar")
+    stream = _boto3.open_url(url, S3Config().resolved(), part_size=4096, concurrency=1)
+    before = process_stats().snapshot()
+    with tarfile.open(fileobj=stream, mode="r:*") as tar:
+        members = {info.name: tar.extractfile(info).read() for info in tar if info.name != "big.bin"}
+    assert members == {"a.bin": bytes([5]) * 100, "b.bin": bytes([5]) * 100}
+    assert (process_stats() - before).bytes_received < 50_000  # not the 500,000 bytes of big.bin
+
+
 def test_ranged_read_checks_content_against_a_plain_md5_etag(put_object, monkeypatch):
     url = put_object(bytes(range(256)) * 40)
-    assert read_all(url, part_size=1000) == bytes(range(256)) * 40  # matches: no error
+    assert read_all(url, part_size=1000, verify_etag=True) == bytes(range(256)) * 40  # matches: no error
     monkeypatch.setattr(_boto3, "_plain_md5", lambda response: "0" * 32)
     with pytest.raises(OSError, match="do not match the object's ETag"):
-        read_all(url, part_size=1000)
+        read_all(url, part_size=1000, verify_etag=True)
+    assert read_all(url, part_size=1000) == bytes(range(256)) * 40  # the check is opt-in
 
 
 @pytest.mark.parametrize(
