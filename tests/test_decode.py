@@ -26,7 +26,8 @@ from torchdata_s3ext._decode import (
 )
 
 URL = "s3://bucket/train/shard-000000.tar"
-DECODERS = ["pyspng", "pil"]
+DECODERS = ["libdeflate", "pyspng", "pil"]
+MODES = ["image", "label"]
 rng = np.random.default_rng(0)
 
 
@@ -204,8 +205,133 @@ def test_decode_png_pyspng_decoder_without_pyspng_names_the_package(monkeypatch)
         decode_png(IMAGES["rgb"](), mode="image", decoder="pyspng")
 
 
+# --- the libdeflate path: libdeflate inflates, libspng unfilters stored blocks ------------------------------
+
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def png_chunk(chunk_type: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + chunk_type + body + struct.pack(">I", zlib.crc32(chunk_type + body))
+
+
+def handmade_png(pixels: np.ndarray, *, interlaced: bool = False, idat_size: int = 1 << 30, between: bytes = b"",
+                 adler_xor: int = 0) -> bytes:
+    """8-bit grey ``(H, W)`` or RGB ``(H, W, 3)`` pixels as a PNG with unfiltered rows: Adam7-interlaced if
+    asked, the zlib stream cut into IDAT chunks of ``idat_size`` bytes with ``between`` after the first one,
+    and the stream's Adler-32 XORed with ``adler_xor`` (chunk CRCs stay right)."""
+    height, width = pixels.shape[:2]
+    passes = [pixels[y0::dy, x0::dx] for x0, y0, dx, dy in ADAM7] if interlaced else [pixels]
+    stream = bytearray(zlib.compress(b"".join(b"\0" + row.tobytes() for sub in passes if sub.size for row in sub)))
+    stream[-4:] = struct.pack(">I", struct.unpack(">I", stream[-4:])[0] ^ adler_xor)
+    idat = [png_chunk(b"IDAT", bytes(stream[i:i + idat_size])) for i in range(0, len(stream), idat_size)]
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0 if pixels.ndim == 2 else 2, 0, 0, int(interlaced))
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + idat[0] + between + b"".join(idat[1:])
+            + png_chunk(b"IEND", b""))
+
+
+def outcome(data: bytes, mode: str, decoder: str):
+    try:
+        return decode_png(data, mode=mode, decoder=decoder).numpy().tolist()
+    except ValueError:
+        return "ValueError"
+
+
+@pytest.fixture
+def libdeflate_calls(monkeypatch):
+    calls = []
+    original = decode_module._decode_with_libdeflate
+
+    def spy(*args):
+        calls.append(args[2])
+        return original(*args)
+
+    monkeypatch.setattr(decode_module, "_decode_with_libdeflate", spy)
+    return calls
+
+
+@pytest.mark.parametrize("decoder", ["auto", "libdeflate"])
+def test_decode_png_libdeflate_path_decodes_multi_block_multi_chunk_pngs(decoder, monkeypatch, libdeflate_calls):
+    # Over 64 KiB of scanlines: several stored blocks; one block per IDAT chunk in the PNG handed to libspng.
+    monkeypatch.setattr(decode_module, "_BLOCKS_PER_IDAT", 1)
+    image, label = png(Image.fromarray(random_pixels(150, 201, 3))), png(Image.fromarray(random_pixels(300, 257)))
+    assert image.count(b"IDAT") > 1 and label.count(b"IDAT") > 1  # PIL's IDAT chunks hold 64 KiB
+    np.testing.assert_array_equal(decode_png(image, mode="image", decoder=decoder).permute(1, 2, 0).numpy(),
+                                  reference(image, "image"))
+    np.testing.assert_array_equal(decode_png(label, mode="label", decoder=decoder).numpy(), reference(label, "label"))
+    assert libdeflate_calls == ["image", "label"]
+
+
+def test_decode_png_auto_takes_the_libdeflate_path(libdeflate_calls):
+    decode_png_pair(sample(image=IMAGES["rgb"](), label=LABELS["grey"]()))
+    assert libdeflate_calls == ["image", "label"]
+
+
+def test_stored_png_is_a_valid_png_with_the_same_pixels():
+    data = png(Image.fromarray(random_pixels(150, 201, 3)).quantize(100), transparency=3)
+    layout = decode_module._read_png_layout(data)
+    scanlines = zlib.decompress(b"".join(layout.idat))
+    stored = decode_module._stored_png(memoryview(data)[:layout.head_end], bytearray(scanlines))
+    assert read_png_header(stored) == read_png_header(data)  # every chunk CRC right
+    np.testing.assert_array_equal(reference(stored, "image"), reference(data, "image"))
+
+
+@pytest.mark.parametrize("decoder", ["auto", *DECODERS])
+@pytest.mark.parametrize("shape", [(33, 47), (33, 47, 3), (1, 1), (5, 3, 3)])
+def test_decode_png_reads_interlaced_pngs(shape, decoder, libdeflate_calls):
+    pixels = random_pixels(*shape)
+    data = handmade_png(pixels, interlaced=True)
+    mode = "label" if len(shape) == 2 else "image"
+    tensor = decode_png(data, mode=mode, decoder=decoder)
+    np.testing.assert_array_equal(tensor.permute(1, 2, 0).numpy() if mode == "image" else tensor.numpy(), pixels)
+    assert libdeflate_calls == []  # Adam7 passes go to pyspng (or PIL) whole
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_decode_png_libdeflate_equals_pyspng_on_idat_chunks_split_by_another_chunk(mode):
+    pixels = random_pixels(20, 30, 3) if mode == "image" else random_pixels(20, 30)
+    data = handmade_png(pixels, idat_size=100, between=png_chunk(b"tEXt", b"comment\0between IDATs"))
+    assert outcome(data, mode, "libdeflate") == outcome(data, mode, "pyspng")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_decode_png_libdeflate_checks_adler32(mode):
+    pixels = random_pixels(20, 30, 3) if mode == "image" else random_pixels(20, 30)
+    data = handmade_png(pixels, idat_size=100, adler_xor=1)
+    read_png_header(data)  # the chunk CRCs are right: only the Adler-32 of the pixel data tells
+    with pytest.raises(ValueError, match="corrupt PNG: compressed pixel data") as error:
+        decode_png(data, mode=mode, decoder="libdeflate")
+    assert error.value.__cause__ is not None
+    with pytest.raises(ValueError, match=r"sample 'dir/0001' in 's3://bucket/train/shard-000000.tar', field 'image'"):
+        decode_png_pair(sample(image=handmade_png(random_pixels(20, 30, 3), adler_xor=1), label=LABELS["grey"]()),
+                        decoder="libdeflate")
+
+
+@pytest.mark.parametrize("decoder", ["auto", *DECODERS])
+def test_decode_png_accepts_any_bytes_like(decoder):
+    data = IMAGES["rgb"]()
+    expected = decode_png(data, mode="image", decoder=decoder)
+    for view in (bytearray(data), memoryview(data)):
+        assert torch.equal(decode_png(view, mode="image", decoder=decoder), expected)
+
+
+def test_decode_png_libdeflate_decoder_without_deflate_names_the_package(monkeypatch):
+    monkeypatch.setattr(decode_module, "libdeflate", None)
+    with pytest.raises(ModuleNotFoundError, match="pip install deflate pyspng"):
+        decode_png(IMAGES["rgb"](), mode="image", decoder="libdeflate")
+
+
+def test_decode_png_auto_without_deflate_uses_pyspng_and_still_checks_crcs(monkeypatch, libdeflate_calls):
+    monkeypatch.setattr(decode_module, "libdeflate", None)
+    for make in IMAGES.values():
+        data = make()
+        np.testing.assert_array_equal(decode_png(data, mode="image").permute(1, 2, 0).numpy(), reference(data, "image"))
+    with pytest.raises(ValueError, match="CRC mismatch in b'IDAT' chunk"):
+        decode_png(flip_byte_in_idat(IMAGES["rgb"]()), mode="image")
+    assert libdeflate_calls == []
+
+
 def test_decode_png_rejects_unknown_decoder_and_mode():
-    with pytest.raises(ValueError, match="unknown PNG decoder 'cv2'; choose one of auto, pyspng, pil"):
+    with pytest.raises(ValueError, match="unknown PNG decoder 'cv2'; choose one of auto, libdeflate, pyspng, pil"):
         decode_png(IMAGES["rgb"](), mode="image", decoder="cv2")
     with pytest.raises(ValueError, match="unknown mode 'RGB'"):
         decode_png(IMAGES["rgb"](), mode="RGB")
