@@ -82,6 +82,6 @@ def test_table_has_a_row_per_method_with_ratios_to_raw():
     assert rows[0]["ratio_to_raw"] == pytest.approx(0.5)
     assert rows[2]["ratio_to_raw"] is None
     lines = format_table(rows).splitlines()
-    assert lines[0].split()[:3] == ["method", "samples/s", "x"]
+    assert lines[0].split()[:4] == ["method", "workers", "samples/s", "x"]
     assert [line.split()[0] for line in lines[2:5]] == ["boto3", "raw", "s3torchconnector"]
     assert "  s3torchconnector: s3torchconnector is not installed" in lines

@@ -10,12 +10,15 @@ import boto3
 import pytest
 from PIL import Image
 
+from torchdata_s3ext._bench.decoders import PIL_BASELINE
 from torchdata_s3ext._bench.s3rver import default_cache_dir
-from torchdata_s3ext.cli import main
+from torchdata_s3ext._decode import DECODERS
+from torchdata_s3ext.cli import build_parser, main
 from torchdata_s3ext.testing import seed_samples
 
 TINY = ["--shards", "2", "--samples-per-shard", "3", "--size", "16", "--jobs", "2"]
-QUICK_BENCH = ["--batch-size", "2", "--num-workers", "1", "--batches", "6", "--window", "2", "--time-limit", "60"]
+QUICK = ["--batch-size", "2", "--batches", "6", "--window", "2", "--time-limit", "60"]
+QUICK_BENCH = [*QUICK, "--num-workers", "1"]
 
 
 def _members(shard: bytes):
@@ -120,6 +123,71 @@ def test_bench_through_an_s3like_link_reports_a_row_per_method_with_its_requests
     assert requests["boto3"]["gets"] == requests["raw"]["gets"] == 2
     assert requests["fsspec"]["heads"] == requests["fsspec"]["gets"] == 2
     assert requests["torchdata-fsspec"] is None
+
+
+def test_bench_decodes_each_method_at_each_worker_count_with_peer_and_worker_ratios(tmp_path, capsys):
+    dataset, out = tmp_path / "data", tmp_path / "results"
+    main(["make-dataset", str(dataset), *TINY, "--no-progress"])
+    code = main([
+        "bench", str(dataset), "--server", "moto", "--methods", "boto3", "boto3-bytesio", "raw", "--decode", "pil",
+        "--num-workers", "0", "1", *QUICK, "--out", str(out),
+    ])
+    output = capsys.readouterr().out
+    assert code == 0, output
+    assert "batch 2, 0/1 workers, decode pil" in output
+    assert _table_methods(output) == ["boto3", "boto3", "boto3-bytesio", "boto3-bytesio", "raw"]
+    report = json.loads((out / "results.json").read_text())
+    rows = {(row["method"], row["num_workers"]): row for row in report["results"]}
+    assert list(rows) == [("boto3", 0), ("boto3", 1), ("boto3-bytesio", 0), ("boto3-bytesio", 1), ("raw", 0)]
+    assert all(row["status"] == "ok" and row["samples"] == 12 for row in rows.values())
+    assert [row["decoder"] for row in rows.values()] == ["pil"] * 4 + ["none"]  # raw is the no-decode ceiling
+    # MB/s counts the encoded bytes of the 12 samples read (two passes over both shards), not the pixels
+    encoded = 2 * sum(len(data) for shard in (0, 1) for _, data in _expected_members(shard))
+    assert all(rows[key]["payload_bytes"] == encoded for key in list(rows)[:4])
+    assert rows[("boto3", 0)]["ratio_to_zero_workers"] == 1.0
+    assert rows[("boto3", 1)]["ratio_to_zero_workers"] > 0
+    assert rows[("boto3", 1)]["ratio_to_peer"] > 0 and rows[("boto3", 1)]["peer"] == "boto3-bytesio"
+    assert rows[("raw", 0)]["ratio_to_zero_workers"] is None
+    assert "x peer" in output and "x 0 workers" in output
+    assert "auto (= boto3) with decode pil: 1 workers" in output
+    assert "boto3 (1 workers): " in output and "x boto3-bytesio (goal >= 1.0)" in output
+    assert report["decoders"] is None
+
+
+def test_bench_times_each_decoder_against_the_pil_baseline(tmp_path, capsys):
+    code = main([
+        "bench", "--server", "moto", "--methods", "raw", *TINY, *QUICK, "--decoders", "pil", "auto",
+        "--decode-samples", "2", "--decode-rounds", "2", "--out", str(tmp_path),
+    ])
+    output = capsys.readouterr().out
+    assert code == 0, output
+    decoders = json.loads((tmp_path / "results.json").read_text())["decoders"]
+    assert decoders["samples"] == 2 and decoders["image_size"] == "16x16" and decoders["rounds"] == 2
+    assert [row["decoder"] for row in decoders["rows"]] == [PIL_BASELINE, "pil", "auto"]
+    assert decoders["rows"][0]["ratio_to_pil"] == 1.0
+    assert all(row["pairs_per_s"] > 0 and len(row["rounds_pairs_per_s"]) == 2 for row in decoders["rows"])
+    assert "PNG decode: 2 image/label pairs of 16x16 from the first shard" in output
+    table = output[output.index("PNG decode:"):].splitlines()
+    assert [line.rsplit(None, 2)[0] for line in table[3:6]] == [PIL_BASELINE, "pil", "auto"]
+    assert "decode_png_pair(decoder='auto'): " in output
+
+
+@pytest.mark.parametrize("option", ["--decode", "--decoders"])
+def test_bench_rejects_an_unknown_decoder_naming_the_valid_ones(option, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", str(tmp_path), "--methods", "local", option, "nope"])
+    assert f"unknown PNG decoder 'nope'; choose one of {', '.join(DECODERS)}" in capsys.readouterr().err
+
+
+def test_bench_decodes_nothing_by_default_and_decoders_cannot_be_none(tmp_path, capsys):
+    assert build_parser().parse_args(["bench", str(tmp_path)]).decode == "none"
+    with pytest.raises(SystemExit):
+        main(["bench", str(tmp_path), "--decoders", "none"])
+
+
+def test_bench_rejects_a_negative_worker_count(tmp_path):
+    with pytest.raises(SystemExit, match=r"--num-workers must not be negative, got \[0, -1\]"):
+        main(["bench", str(tmp_path), "--methods", "local", "--num-workers", "0", "-1"])
 
 
 def test_bench_link_s3like_needs_an_http_endpoint(tmp_path):

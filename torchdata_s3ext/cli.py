@@ -18,6 +18,8 @@ SERVERS = ("moto", "s3rver")
 LINKS = ("none", "s3like")
 #: the bucket a started server holds the dataset in when SRC is a local folder
 BENCH_BUCKET = "bench"
+#: ``--decode`` value that keeps samples' PNG bytes (``_bench.methods.NO_DECODE``)
+NO_DECODE = "none"
 
 
 def _add_endpoint(parser: argparse.ArgumentParser) -> None:
@@ -36,11 +38,36 @@ def _add_dataset_options(parser: argparse.ArgumentParser, shards: int, samples: 
     group.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="shards written at once")
 
 
+def _decoder_name(name: str) -> str:
+    """A ``decode_png_pair`` decoder named on the command line (importing the decoders, and torch, only then)."""
+    from ._decode import check_decoder_name
+
+    try:
+        return check_decoder_name(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _decode_option(name: str) -> str:
+    return name if name == NO_DECODE else _decoder_name(name)
+
+
 def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: int, num_workers: int) -> None:
     parser.add_argument("--methods", nargs="+", default=["all"], metavar="METHOD",
                         help="methods to measure (default: all); see `bench --list-methods`")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--num-workers", type=int, default=num_workers)
+    parser.add_argument("--num-workers", type=int, nargs="+", default=[num_workers], metavar="N",
+                        help=f"DataLoader workers; several values measure every method at each (default {num_workers})")
+    parser.add_argument("--decode", type=_decode_option, default=NO_DECODE, metavar="DECODER",
+                        help="decode every sample with decode_png_pair(decoder=DECODER: auto, pyspng, pil...) before "
+                             "batching, in the workers (default none: PNG bytes; raw never decodes)")
+    parser.add_argument("--decoders", nargs="+", type=_decoder_name, default=[], metavar="DECODER",
+                        help="also time decode_png_pair with these decoders against plain PIL on the first shard's "
+                             "samples, in memory")
+    parser.add_argument("--decode-samples", type=int, default=8, metavar="K",
+                        help="--decoders: samples of the first shard to decode (default 8)")
+    parser.add_argument("--decode-rounds", type=int, default=5,
+                        help="--decoders: rounds over those samples, decoders alternating; median reported (default 5)")
     parser.add_argument("--batches", type=int, default=batches, help="batches per method (shards are cycled)")
     parser.add_argument("--window", type=int, default=window, help="iterations per timing window (first excluded)")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per method before it is stopped")
@@ -243,40 +270,84 @@ def _machine() -> str:
 def _print_progress(result: Dict[str, Any]) -> None:
     rate = result.get("samples_per_s")
     shown = f"{rate:.1f} samples/s" if rate is not None else f"{result['status']}: {result.get('error', '')}".splitlines()[0]
-    print(f"  {result['method']:<24} {shown}", flush=True)
+    print(f"  {result['method']:<24} {result.get('num_workers', '-')!s:>2} workers  {shown}", flush=True)
+
+
+def _check_bench_numbers(args: argparse.Namespace) -> None:
+    if any(count < 0 for count in args.num_workers):
+        raise SystemExit(f"{args.command}: --num-workers must not be negative, got {args.num_workers}")
+    if args.decode_samples < 1 or args.decode_rounds < 1:
+        raise SystemExit(f"{args.command}: --decode-samples and --decode-rounds must be at least 1, "
+                         f"got {args.decode_samples} and {args.decode_rounds}")
+
+
+def _bench_jobs(args: argparse.Namespace, methods: Sequence[str], context: Any) -> List[Any]:
+    """A job per method and worker count; ``raw`` once, without workers or decode (it is the ceiling)."""
+    from ._bench.methods import NO_DECODE, RAW
+    from ._bench.runner import BenchJob
+
+    worker_counts = list(dict.fromkeys(args.num_workers))
+    return [
+        BenchJob(method=name, context=context, batch_size=args.batch_size, num_workers=workers, batches=args.batches,
+                 window=args.window, time_limit=args.time_limit, train_step=args.train_step,
+                 decoder=NO_DECODE if name == RAW else args.decode)
+        for name in methods
+        for workers in ([0] if name == RAW else worker_counts)
+    ]
+
+
+def _measure_decoders(args: argparse.Namespace, context: Any, env: Dict[str, str]) -> Dict[str, Any]:
+    """The decode measurement in a process of its own; its failure is a result, not an error."""
+    from ._bench.decoders import DecodeJob
+    from ._bench.runner import ChildFailed, run_in_child
+
+    job = DecodeJob(context=context, decoders=tuple(dict.fromkeys(args.decoders)), samples=args.decode_samples,
+                    rounds=args.decode_rounds)
+    print(f"timing PNG decode ({', '.join(job.decoders)}, against plain PIL) on {job.samples} samples of the first shard",
+          flush=True)
+    try:
+        return run_in_child("torchdata_s3ext._bench.decoders", job.to_json(), args.time_limit + 120, env)
+    except ChildFailed as error:
+        return {"error": str(error)}
 
 
 def _run_bench(args: argparse.Namespace) -> int:
     from ._bench.methods import check_method_names
-    from ._bench.report import format_table, with_ratios, write_chart, write_json
-    from ._bench.runner import BenchJob, run_methods
+    from ._bench.report import format_decoder_table, format_table, goal_lines, with_ratios, write_chart, write_json
+    from ._bench.runner import run_methods
 
     try:
         methods = check_method_names(args.methods)
     except ValueError as error:
         raise SystemExit(f"{args.command}: {error}") from error
+    _check_bench_numbers(args)
     with contextlib.ExitStack() as stack:
         context, env = _sources_on_server(args, stack) if args.server else _sources(args)
         context, env = _through_link(args, context, env, stack)
-        jobs = [
-            BenchJob(method=name, context=context, batch_size=args.batch_size, num_workers=args.num_workers,
-                     batches=args.batches, window=args.window, time_limit=args.time_limit, train_step=args.train_step)
-            for name in methods
-        ]
-        print(f"measuring {len(jobs)} methods over {len(context.urls or context.mount_paths or ())} shards, "
-              f"each in its own process", flush=True)
+        decoders = _measure_decoders(args, context, env) if args.decoders else None
+        jobs = _bench_jobs(args, methods, context)
+        print(f"measuring {len(methods)} methods over {len(context.urls or context.mount_paths or ())} shards, "
+              f"each at each worker count in its own process", flush=True)
         rows = with_ratios(run_methods(jobs, env=env, on_result=_print_progress))
     machine = _machine()
-    title = (f"empty training loop: batch {args.batch_size}, {args.num_workers} workers, {args.batches} batches, "
-             f"windows of {args.window} (first excluded); {args.server or context.endpoint_url or 'AWS S3'}{_link_label(args)}; "
-             f"{machine}")
+    workers = "/".join(str(count) for count in dict.fromkeys(args.num_workers))
+    settings_line = f"batch {args.batch_size}, {workers} workers, decode {args.decode}"
+    title = (f"empty training loop: {settings_line}, {args.batches} batches, windows of {args.window} (first excluded); "
+             f"{args.server or context.endpoint_url or 'AWS S3'}{_link_label(args)}; {machine}")
     print()
     print(format_table(rows, title))
+    if decoders is not None:
+        print()
+        print(format_decoder_table(decoders))
+    goals = goal_lines(rows, decoders, args.link)
+    if goals:
+        print("\ngoals (this run's figures; targets from issue 5):")
+        print("\n".join(f"  {line}" for line in goals))
     settings = {key: value for key, value in vars(args).items() if key not in ("handler", "list_methods")}
     settings.update(methods=methods, machine=machine, endpoint_url=context.endpoint_url)
     json_path, chart_path = os.path.join(args.out, "results.json"), os.path.join(args.out, "samples_per_s.png")
-    write_json(json_path, rows, settings)
-    write_chart(chart_path, rows, title=f"batch {args.batch_size}, {args.num_workers} workers{_link_label(args)}; {machine}")
+    write_json(json_path, rows, settings, decoders)
+    write_chart(chart_path, rows, title=f"{settings_line}{_link_label(args)}; {machine}")
     print(f"\nwrote {json_path} and {chart_path}")
     return 0 if any(row.get("samples_per_s") is not None for row in rows) else 1
 

@@ -1,21 +1,28 @@
 """The benchmark's methods: each builds a dataset of ``{"image": bytes, "label": bytes, ...}`` samples over
 the same shards, the URL list read ``repeats`` times over, for a DataLoader to batch.
 
-Every ``open_s3`` backend is a method; so are the article's compositions of torchdata's built-in openers
-and of the webdataset library, and ``raw`` (one streamed GET per shard, nothing parsed: the ceiling), which
-the runner drives itself.
+Every ``open_s3`` backend is a method; so are the peers they are judged against (the article's compositions
+of torchdata's built-in openers and of the webdataset library, boto3 into ``BytesIO``, s3torchconnector into
+``tarfile``), and ``raw`` (one streamed GET per shard, nothing parsed: the ceiling), which the runner drives
+itself. ``with_decode`` adds ``decode_png_pair`` to any dataset.
 """
 import dataclasses
+import functools
 import importlib.util
+import io
 import os
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..backends import BACKENDS
 
-__all__ = ["MethodContext", "METHODS", "UNCOUNTED", "repeated", "RAW", "method_names", "check_method_names", "build_dataset",
-           "unavailable_reason"]
+__all__ = ["MethodContext", "METHODS", "PEERS", "UNCOUNTED", "repeated", "RAW", "NO_DECODE", "ENCODED_BYTES",
+           "method_names", "check_method_names", "build_dataset", "with_decode", "decoded_sample", "unavailable_reason"]
 
 RAW = "raw"
+#: ``--decode`` value that leaves the PNG bytes as they are
+NO_DECODE = "none"
+#: the field a decoded sample keeps its encoded size in, so that MB/s still counts the bytes read
+ENCODED_BYTES = "__encoded_bytes__"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +99,50 @@ def _file_opener(context: MethodContext) -> Iterable:
     return _grouped(FileOpener(_url_pipe(context.mount_paths, context), mode="b"))
 
 
+def _whole_object(config: Any, url: str) -> Tuple[str, Any]:
+    from torchdata.datapipes.utils import StreamWrapper
+
+    from ..backends._boto3 import boto3_client
+    from .._url import parse_s3_url
+
+    location = parse_s3_url(url)
+    body = boto3_client(config).get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
+    return url, StreamWrapper(io.BytesIO(body), name=url)
+
+
+def _boto3_bytesio(context: MethodContext) -> Iterable:
+    from .._config import S3Config
+
+    # The article's boto3: the whole object read into memory, then torchdata's tar loader over it.
+    config = S3Config(endpoint_url=context.endpoint_url, region=context.region).resolved()
+    return _grouped(_url_pipe(context.urls, context).map(functools.partial(_whole_object, config)))
+
+
+def _s3torchconnector_tar_samples(endpoint_url: Optional[str], region: Optional[str], url: str) -> Iterator[Dict[str, Any]]:
+    from s3torchconnector import S3ClientConfig
+    from s3torchconnector._s3client import S3Client
+
+    from .._clients import process_client
+    from .._url import parse_s3_url
+    from .._wds import shard_samples
+
+    def make_client() -> Any:
+        config = S3ClientConfig(force_path_style=endpoint_url is not None)
+        return S3Client(region or "us-east-1", endpoint=endpoint_url, s3client_config=config)
+
+    location = parse_s3_url(url)
+    client = process_client("bench-s3torchconnector", (endpoint_url, region), make_client)
+    reader = client.get_object(location.bucket, location.key)
+    # s3torchconnector's sequential reader, read forward by tarfile in stream mode (r|*).
+    yield from shard_samples(url, reader)
+
+
+def _s3torchconnector_tarfile(context: MethodContext) -> Iterable:
+    return _url_pipe(context.urls, context).flatmap(
+        functools.partial(_s3torchconnector_tar_samples, context.endpoint_url, context.region)
+    )
+
+
 def _webdataset_pipe(context: MethodContext) -> Iterable:
     import webdataset
 
@@ -113,7 +164,20 @@ METHODS: Dict[str, Tuple[str, Optional[Callable[[MethodContext], Iterable]], str
     "torchdata-s3fileloader": ("torchdata S3FileLoader (article)", _s3_file_loader, "s3"),
     "torchdata-fileopener": ("torchdata FileOpener on a mounted path (article's FFM)", _file_opener, "mount"),
     "webdataset-awscli": ("webdataset with pipe:aws s3 cp URL - (article)", _webdataset_pipe, "s3"),
+    "boto3-bytesio": ("boto3 get_object -> BytesIO + load_from_tar (the article's boto3)", _boto3_bytesio, "s3"),
+    "s3torchconnector-tarfile": ("s3torchconnector S3Client.get_object + tarfile stream (r|)", _s3torchconnector_tarfile, "s3"),
     RAW: ("one streamed GET per shard, nothing parsed (the ceiling)", None, "s3"),
+}
+
+#: our method -> the peer it wraps or replaces, which it should at least match
+PEERS: Dict[str, str] = {
+    "boto3": "boto3-bytesio",
+    "fsspec": "torchdata-fsspec",
+    "iopath": "torchdata-iopath",
+    "s3fileloader": "torchdata-s3fileloader",
+    "awscli": "webdataset-awscli",
+    "s3torchconnector": "s3torchconnector-tarfile",
+    "local": "torchdata-fileopener",
 }
 
 #: methods whose S3 requests happen where ``process_stats()`` cannot see them, and why
@@ -121,11 +185,13 @@ UNCOUNTED: Dict[str, str] = {
     "torchdata-fsspec": "fsspec makes and caches its own s3fs client",
     "torchdata-s3fileloader": "torchdata's native client sends its requests unseen",
     "webdataset-awscli": "`aws s3 cp` sends its requests unseen",
+    "s3torchconnector-tarfile": "the CRT sends its requests unseen",
 }
 
 #: the optional library each method needs, by import name
 _REQUIRES: Dict[str, str] = {
     "s3torchconnector": "s3torchconnector",
+    "s3torchconnector-tarfile": "s3torchconnector",
     "webdataset-awscli": "webdataset",
 }
 
@@ -165,3 +231,20 @@ def build_dataset(name: str, context: MethodContext) -> Iterable:
     if builder is None:
         raise ValueError(f"method {name!r} is not a dataset; the runner drives it itself")
     return builder(context)
+
+
+def decoded_sample(sample: Dict[str, Any], decoder: str) -> Dict[str, Any]:
+    """``decode_png_pair(sample, decoder=decoder)``, keeping the encoded size of the sample's bytes in
+    ``ENCODED_BYTES``."""
+    from .._decode import decode_png_pair
+
+    encoded = sum(len(value) for value in sample.values() if isinstance(value, (bytes, bytearray)))
+    return {**decode_png_pair(sample, decoder=decoder), ENCODED_BYTES: encoded}
+
+
+def with_decode(dataset: Any, decoder: str) -> Any:
+    """``dataset`` with every sample decoded by ``decoder`` (in the DataLoader workers, if any), or as it is
+    for ``NO_DECODE``. Both torchdata's pipes and webdataset's pipelines take a ``map`` stage."""
+    if decoder == NO_DECODE:
+        return dataset
+    return dataset.map(functools.partial(decoded_sample, decoder=decoder))

@@ -1,8 +1,9 @@
 """Run one benchmark method in a process of its own (so its memory and CPU are its own), or all of them.
 
-``run_methods`` starts ``python -m torchdata_s3ext._bench.runner JOB.json RESULT.json`` per method; the
-child counts the S3 requests of one pass over the shards, runs the article's empty training loop (and, with
-a train step, its cached-vs-streamed measurement) and writes one result dictionary.
+``run_methods`` starts ``python -m torchdata_s3ext._bench.runner JOB.json RESULT.json`` per method (and
+worker count); the child counts the S3 requests of one pass over the shards, runs the article's empty
+training loop (and, with a train step, its cached-vs-streamed measurement) and writes one result dictionary.
+``run_in_child`` is that protocol for any module with such a ``__main__`` (the decode measurement has one).
 """
 import dataclasses
 import importlib
@@ -19,11 +20,12 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from .._config import S3Config
 from .._stats import process_stats
-from .methods import METHODS, RAW, UNCOUNTED, MethodContext, build_dataset, repeated, unavailable_reason
+from .methods import (ENCODED_BYTES, METHODS, NO_DECODE, RAW, UNCOUNTED, MethodContext, build_dataset, repeated,
+                      unavailable_reason, with_decode)
 from .stats import WindowClock, WindowStats, stall_fraction
 
-__all__ = ["BenchJob", "run_method", "run_methods", "load_train_step", "payload_bytes", "epoch_requests",
-           "ACCOUNTING_TIME_LIMIT"]
+__all__ = ["BenchJob", "ChildFailed", "run_method", "run_methods", "run_in_child", "child_main", "load_train_step",
+           "payload_bytes", "epoch_requests", "ACCOUNTING_TIME_LIMIT"]
 
 #: seconds the request-counting pass over the shards may take before its counts are reported as unknown
 ACCOUNTING_TIME_LIMIT = 60.0
@@ -41,6 +43,8 @@ class BenchJob:
     window: int = 100
     time_limit: float = 600.0
     train_step: Optional[str] = None
+    #: ``decode_png_pair``'s decoder for every sample before batching, or ``NO_DECODE``
+    decoder: str = NO_DECODE
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -66,14 +70,22 @@ def load_train_step(spec: str) -> Callable[[Any], Any]:
 
 
 def payload_bytes(batch: Any) -> int:
-    """Bytes of sample data in a collated batch: every ``bytes`` value, however the batch nests them."""
+    """Bytes of sample data in a collated batch: every ``bytes`` value, however the batch nests them; for
+    decoded samples, the encoded sizes they keep in ``ENCODED_BYTES`` (their tensors are not counted)."""
     if isinstance(batch, (bytes, bytearray)):
         return len(batch)
     if isinstance(batch, dict):
-        return sum(payload_bytes(value) for value in batch.values())
+        return sum(_encoded_total(value) if key == ENCODED_BYTES else payload_bytes(value) for key, value in batch.items())
     if isinstance(batch, (list, tuple)):
         return sum(payload_bytes(value) for value in batch)
     return 0
+
+
+def _encoded_total(sizes: Any) -> int:
+    import torch
+
+    # collated, a batch's sizes are one tensor; uncollated, an int or a list
+    return int(torch.as_tensor(sizes).sum())
 
 
 class _PeakMemory:
@@ -141,7 +153,8 @@ def _loader(job: BenchJob):
     from torch.utils.data import DataLoader
 
     context = dataclasses.replace(job.context, repeats=_repeats(job))
-    return DataLoader(build_dataset(job.method, context), batch_size=job.batch_size, num_workers=job.num_workers)
+    dataset = with_decode(build_dataset(job.method, context), job.decoder)
+    return DataLoader(dataset, batch_size=job.batch_size, num_workers=job.num_workers)
 
 
 def _empty_loop(job: BenchJob, deadline: float) -> Dict[str, Any]:
@@ -251,6 +264,8 @@ def run_method(job: BenchJob) -> Dict[str, Any]:
     return {
         "method": job.method,
         "description": METHODS[job.method][0],
+        "num_workers": job.num_workers,
+        "decoder": job.decoder,
         "status": "ok" if loop["complete"] else "time limit",
         "batches": batches,
         "samples": loop["samples"],
@@ -270,7 +285,8 @@ def run_method(job: BenchJob) -> Dict[str, Any]:
 
 
 def _failed(job: BenchJob, status: str, error: str) -> Dict[str, Any]:
-    return {"method": job.method, "description": METHODS[job.method][0], "status": status, "error": error}
+    return {"method": job.method, "description": METHODS[job.method][0], "num_workers": job.num_workers,
+            "decoder": job.decoder, "status": status, "error": error}
 
 
 def _last_lines(text: str, count: int = 6) -> str:
@@ -294,33 +310,45 @@ def run_methods(
     return results
 
 
-def _run_in_child(job: BenchJob, env: Optional[Dict[str, str]]) -> Dict[str, Any]:
+class ChildFailed(Exception):
+    """A child measurement exited without a result; the message says why (the end of its stderr)."""
+
+
+def run_in_child(module: str, job_json: str, timeout: float, env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """``python -m module JOB.json RESULT.json`` with ``job_json``; the dictionary it wrote, or ``ChildFailed``."""
     with tempfile.TemporaryDirectory(prefix="torchdata-s3ext-bench-") as workdir:
         job_path, result_path = os.path.join(workdir, "job.json"), os.path.join(workdir, "result.json")
         with open(job_path, "w") as job_file:
-            job_file.write(job.to_json())
-        command = [sys.executable, "-m", "torchdata_s3ext._bench.runner", job_path, result_path]
+            job_file.write(job_json)
+        command = [sys.executable, "-m", module, job_path, result_path]
         try:
-            # The child stops itself at time_limit; the margin covers start-up and worker shutdown.
             finished = subprocess.run(
                 command, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, timeout=job.time_limit + 120,
+                stderr=subprocess.PIPE, text=True, timeout=timeout,
             )
-        except subprocess.TimeoutExpired:
-            return _failed(job, "error", f"killed after {job.time_limit + 120:.0f} s")
+        except subprocess.TimeoutExpired as error:
+            raise ChildFailed(f"killed after {timeout:.0f} s") from error
         if finished.returncode != 0 or not os.path.exists(result_path):
-            return _failed(job, "error", _last_lines(finished.stderr) or f"exit status {finished.returncode}")
+            raise ChildFailed(_last_lines(finished.stderr) or f"exit status {finished.returncode}")
         with open(result_path) as result_file:
             return json.load(result_file)
 
 
-def _main(job_path: str, result_path: str) -> None:
+def _run_in_child(job: BenchJob, env: Optional[Dict[str, str]]) -> Dict[str, Any]:
+    try:
+        # The child stops itself at time_limit; the margin covers start-up and worker shutdown.
+        return run_in_child("torchdata_s3ext._bench.runner", job.to_json(), job.time_limit + 120, env)
+    except ChildFailed as error:
+        return _failed(job, "error", str(error))
+
+
+def child_main(job_path: str, result_path: str, measure: Callable[[str], Dict[str, Any]]) -> None:
+    """A child's whole work: the job file's text to ``measure``, its result to the result file."""
     with open(job_path) as job_file:
-        job = BenchJob.from_json(job_file.read())
-    result = run_method(job)
+        result = measure(job_file.read())
     with open(result_path, "w") as result_file:
         json.dump(result, result_file)
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:3])
+    child_main(*sys.argv[1:3], measure=lambda job_json: run_method(BenchJob.from_json(job_json)))
