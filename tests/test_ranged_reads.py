@@ -1,5 +1,6 @@
 """The boto3 fast path (ranged GETs, several in flight) returns exactly the object's bytes."""
 import io
+import itertools
 import tarfile
 
 import boto3
@@ -8,6 +9,8 @@ import pytest
 from hypothesis import strategies as st
 
 from torchdata_s3ext import S3Config
+from torchdata_s3ext._bench.methods import MethodContext
+from torchdata_s3ext._ranged import RangedReader
 from torchdata_s3ext._stats import process_stats
 from torchdata_s3ext.backends import _boto3
 
@@ -125,3 +128,41 @@ def test_ranged_read_checks_content_against_a_plain_md5_etag(put_object, monkeyp
 )
 def test_only_plain_single_part_etags_are_taken_as_md5(response, expected):
     assert _boto3._plain_md5(response) == expected
+
+
+@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.given(
+    size=st.integers(1, 20_000), part_size=st.integers(1, 3000), concurrency=st.integers(1, 4),
+    read_sizes=st.lists(st.integers(1, 7000), min_size=1, max_size=8),
+)
+def test_parts_reuse_at_most_concurrency_plus_one_buffers_and_stay_byte_exact(size, part_size, concurrency, read_sizes):
+    """Reads shorter than a part, spanning parts, or many parts long: the bytes are right and buffers are reused."""
+    data = bytes((i * 31) % 256 for i in range(size))
+
+    def fetch_into(start, view):
+        view[:] = data[start:start + len(view)]
+
+    reader = RangedReader("s3://b/k", size, part_size=part_size, concurrency=concurrency, fetch_into=fetch_into)
+    most = 0
+    chunks = []
+    try:
+        for read_size in itertools.cycle(read_sizes):
+            chunk = reader.read(read_size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            most = max(most, reader._buffers)
+    finally:
+        reader.close()
+    assert b"".join(chunks) == data
+    if max(read_sizes) <= part_size:
+        assert most <= concurrency + 1
+    else:  # a read many parts long holds those parts until it has copied them
+        assert most <= concurrency + 1 + max(read_sizes) // part_size + 1
+
+
+def test_the_bench_passes_part_size_and_concurrency_to_ranged_backends_only():
+    context = MethodContext(urls=("s3://b/k",), part_size=1 << 20, concurrency=3)
+    assert context.ranged_options("boto3") == context.ranged_options("fsspec") == {"part_size": 1 << 20, "concurrency": 3}
+    assert context.ranged_options("awscli") == {}
+    assert MethodContext(urls=()).ranged_options("boto3") == {}

@@ -27,7 +27,7 @@ from ._stats import process_stats
 __all__ = ["RangedReader", "DEFAULT_PART_SIZE", "DEFAULT_CONCURRENCY"]
 
 DEFAULT_PART_SIZE = 8 << 20
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 8
 
 _Data = Union[bytes, bytearray, memoryview]
 
@@ -60,6 +60,7 @@ class RangedReader(io.RawIOBase):
         self._fetch_into = fetch_into
         # Buffers whose part has been read, for the next parts (not with an MD5 check, which reads them late).
         self._free: Optional[List[bytearray]] = [] if fetch_into is not None and not content_md5 else None
+        self._buffers = 0  # buffers made for parts: at most concurrency + 1
         self._spent: List[memoryview] = []  # parts left behind during the current read, recycled after it
         self._error: Optional[BaseException] = None  # a part that failed for good fails every later read
         self._part_size = part_size
@@ -77,6 +78,7 @@ class RangedReader(io.RawIOBase):
         if first_part is not None:
             process_stats().add(bytes_received=len(first_part))
             self._part = memoryview(first_part).cast("B")
+            self._buffers = 1 if self._free is not None else 0
             self._next_offset = len(first_part)
             self._hash_in_order(first_part)
         self._fill_window()
@@ -161,20 +163,20 @@ class RangedReader(io.RawIOBase):
         if not self._window or not self._window[0].start <= self._position < self._window[-1].end:
             self._restart(self._position)  # a seek back, or beyond the parts requested so far
         while self._window[0].end <= self._position:
-            self._spent.append(memoryview(self._take()))  # fetched ahead of a forward seek: hashed, then dropped
+            self._recycle(memoryview(self._take()))  # fetched ahead of a forward seek: hashed, then dropped
         self._part_start = self._window[0].start
         self._part = memoryview(self._take())
+        self._fill_window()
         return self._part[self._position - self._part_start:]
 
     def _take(self) -> _Data:
-        """The first part of the window, once fetched; the window refilled behind it."""
+        """The first part of the window, once fetched (the caller refills the window)."""
         part = self._window.popleft()
         try:
             data = part.data.result()
         except BaseException as error:
             self._error = error
             raise
-        self._fill_window()
         if part.end >= self.size:
             self._check_md5()
         return data
@@ -183,7 +185,9 @@ class RangedReader(io.RawIOBase):
         while self._pool is not None and len(self._window) < self._concurrency and self._next_offset < self.size:
             start, end = self._next_offset, min(self._next_offset + self._part_size, self.size)
             if self._fetch_into is not None:
-                buffer = self._free.pop() if self._free else bytearray(self._part_size)
+                buffer = self._buffer()
+                if buffer is None:
+                    break  # the part just left behind comes back to the free list once the read ends
                 data = self._pool.submit(self._checked_fetch_into, start, memoryview(buffer)[: end - start])
             else:
                 data = self._pool.submit(self._checked_fetch, start, end)
@@ -201,24 +205,42 @@ class RangedReader(io.RawIOBase):
 
     def _drop_window(self) -> None:
         for part in self._window:
-            if part.data.cancel() or part.data.done():
-                self._recycle(part.data.result() if not part.data.cancelled() and not part.data.exception() else None)
-            # a part still being fetched keeps its buffer: the fetching thread writes to it
+            part.data.cancel()
+            if part.data.done() and not part.data.cancelled() and part.data.exception() is None:
+                self._recycle(part.data.result())
+            elif self._free is not None:
+                self._buffers -= 1  # never filled, or still being written by its thread: not reused
         self._window.clear()
+
+    def _buffer(self) -> Optional[bytearray]:
+        """A buffer for the next part: a free one, a new one, or none while concurrency + 1 are in use."""
+        if self._free is None:
+            return bytearray(self._part_size)
+        if self._free:
+            return self._free.pop()
+        # concurrency + 1, of which one may be a part the current read has just left behind; parts beyond that,
+        # left behind by a read longer than a part, do not count: that read holds as much memory itself
+        if self._buffers - max(len(self._spent) - 1, 0) > self._concurrency:
+            return None
+        self._buffers += 1
+        return bytearray(self._part_size)
 
     def _recycle_spent(self) -> None:
         """Keep the buffers of the parts the last read finished with for later parts (read returned copies)."""
         for part in self._spent:
             self._recycle(part)
         self._spent.clear()
+        self._fill_window()
 
     def _recycle(self, data: Optional[_Data]) -> None:
+        """Put a finished part's buffer on the free list, or let it go (counted out of the buffers in use)."""
         if self._free is None or not isinstance(data, memoryview) or not isinstance(data.obj, bytearray):
             return
-        if self._next_offset >= self.size:
-            return  # every part is requested: a spare buffer would only hold memory until the stream is collected
-        if len(data.obj) == self._part_size and len(self._free) < 2:
+        # Once every part is requested, a spare buffer would only hold memory until the stream is collected.
+        if len(data.obj) == self._part_size and self._next_offset < self.size and self._buffers <= self._concurrency + 1:
             self._free.append(data.obj)
+        else:
+            self._buffers -= 1
 
     def _hash_in_order(self, part: "_Data | concurrent.futures.Future[_Data]") -> None:
         # One hashing thread takes the parts in the order they were requested, whenever each arrives.

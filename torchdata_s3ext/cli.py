@@ -82,6 +82,9 @@ def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: in
     parser.add_argument("--link-mbps", type=float, default=90.0, help="s3like: MB/s per connection (default 90)")
     parser.add_argument("--link-latency-ms", type=float, default=30.0,
                         help="s3like: milliseconds to the first byte of each answer (default 30)")
+    parser.add_argument("--part-size", type=float, metavar="MiB",
+                        help="boto3/fsspec: MiB per ranged GET (default: the backend's, 8)")
+    parser.add_argument("--concurrency", type=int, help="boto3/fsspec: ranged GETs in flight per shard (default: the backend's)")
     parser.add_argument("--mount", metavar="DIR", help="the same shards on a local path, for the local methods")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder for results.json and the chart (default {DEFAULT_OUT})")
 
@@ -279,6 +282,9 @@ def _check_bench_numbers(args: argparse.Namespace) -> None:
     if args.decode_samples < 1 or args.decode_rounds < 1:
         raise SystemExit(f"{args.command}: --decode-samples and --decode-rounds must be at least 1, "
                          f"got {args.decode_samples} and {args.decode_rounds}")
+    if (args.part_size is not None and args.part_size <= 0) or (args.concurrency is not None and args.concurrency < 1):
+        raise SystemExit(f"{args.command}: --part-size must be positive and --concurrency at least 1, "
+                         f"got {args.part_size} and {args.concurrency}")
 
 
 def _bench_jobs(args: argparse.Namespace, methods: Sequence[str], context: Any) -> List[Any]:
@@ -324,6 +330,9 @@ def _run_bench(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         context, env = _sources_on_server(args, stack) if args.server else _sources(args)
         context, env = _through_link(args, context, env, stack)
+        context = dataclasses.replace(
+            context, part_size=int(args.part_size * (1 << 20)) if args.part_size else None, concurrency=args.concurrency
+        )
         decoders = _measure_decoders(args, context, env) if args.decoders else None
         jobs = _bench_jobs(args, methods, context)
         print(f"measuring {len(methods)} methods over {len(context.urls or context.mount_paths or ())} shards, "

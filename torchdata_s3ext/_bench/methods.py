@@ -19,6 +19,8 @@ __all__ = ["MethodContext", "METHODS", "PEERS", "UNCOUNTED", "repeated", "RAW", 
            "method_names", "check_method_names", "build_dataset", "with_decode", "decoded_sample", "unavailable_reason"]
 
 RAW = "raw"
+#: the backends that read an object as ranged parts, several in flight (``part_size``, ``concurrency``)
+RANGED_BACKENDS = ("boto3", "fsspec")
 #: ``--decode`` value that leaves the PNG bytes as they are
 NO_DECODE = "none"
 #: the field a decoded sample keeps its encoded size in, so that MB/s still counts the bytes read
@@ -35,6 +37,15 @@ class MethodContext:
     endpoint_url: Optional[str] = None
     region: Optional[str] = None
     repeats: int = 1
+    #: ``part_size`` and ``concurrency`` for the backends that read ranged parts (``None``: their defaults)
+    part_size: Optional[int] = None
+    concurrency: Optional[int] = None
+
+    def ranged_options(self, backend: str) -> Dict[str, int]:
+        if backend not in RANGED_BACKENDS:
+            return {}
+        options = {"part_size": self.part_size, "concurrency": self.concurrency}
+        return {name: value for name, value in options.items() if value is not None}
 
 
 def repeated(urls: Sequence[str], repeats: int) -> List[str]:
@@ -59,7 +70,9 @@ def _open_s3_method(backend: str) -> Callable[[MethodContext], Iterable]:
         import torchdata_s3ext  # noqa: F401  (registers open_s3)
 
         urls = context.mount_paths if backend == "local" else context.urls
-        streams = _url_pipe(urls, context).open_s3(backend=backend, endpoint_url=context.endpoint_url, region=context.region)
+        streams = _url_pipe(urls, context).open_s3(
+            backend=backend, endpoint_url=context.endpoint_url, region=context.region, **context.ranged_options(backend)
+        )
         return _grouped(streams)
 
     return build
