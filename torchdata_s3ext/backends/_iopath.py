@@ -1,9 +1,11 @@
-"""Backend ``iopath``: iopath's ``S3PathHandler``, given our client so it needs no AWS profile."""
+"""Backend ``iopath``: iopath's ``S3PathHandler``, given our client so it needs no AWS profile; the object
+read as iopath's ranged reads, several in flight."""
 from typing import Any, BinaryIO
 
 from .._clients import process_client
 from .._config import S3Config
-from .._streams import ChunkReader, ResumingReader, buffered, skipping
+from .._ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from .._retry import call_with_retries
 from .._url import parse_s3_url
 from ._boto3 import boto3_client
 from ._botocore_errors import botocore_errors_named
@@ -28,25 +30,26 @@ def _path_manager(config: S3Config) -> Any:
     return process_client("iopath", config, make_path_manager)
 
 
-def open_url(url: str, config: S3Config, read_chunk_size: int = 8 << 20, **open_kwargs: Any) -> BinaryIO:
-    """Open with iopath's chunked reader (``read_chunk_size`` bytes per ranged GET), not its whole-object
-    download. iopath cannot open at an offset: after a transient fault the object is reopened and the bytes
-    already read are skipped."""
+def open_url(
+    url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY, **open_kwargs: Any
+) -> BinaryIO:
+    """Open with iopath's chunked reader (``S3ChunkReadIO``, not its whole-object download) and read the object
+    as iopath's ranged reads of ``part_size`` bytes, ``concurrency`` in flight, each retried on a transient
+    fault, like the ``fsspec`` backend (see ``_ranged.py``): seekable, so ``load_from_tar()`` reads members whole."""
     parse_s3_url(url)
 
     def open_stream() -> Any:
         with botocore_errors_named(url, config):
-            return _path_manager(config).open(url, "rb", read_chunk_size=read_chunk_size, **open_kwargs)
+            return _path_manager(config).open(url, "rb", read_chunk_size=part_size, **open_kwargs)
 
-    def read_chunk(stream: Any) -> Any:
-        def read(size: int) -> bytes:
+    stream = call_with_retries(url, config.max_attempts, open_stream)
+
+    def fetch(start: int, end: int) -> bytes:
+        def read_range() -> bytes:
             with botocore_errors_named(url, config):
-                return stream.read(size)
+                # iopath's own ranged GET; its range is inclusive: bytes start..end-1
+                return stream._read_from_s3(range(start, end - 1))
 
-        return read
+        return call_with_retries(url, config.max_attempts, read_range)
 
-    def open_raw() -> ChunkReader:
-        stream = open_stream()
-        return ChunkReader(url, read_chunk(stream), close=stream.close, expected_size=stream.length)
-
-    return buffered(ResumingReader(url, skipping(open_raw), config.max_attempts))  # type: ignore[return-value]
+    return RangedReader(url, stream.length, fetch, part_size, concurrency)  # type: ignore[return-value]

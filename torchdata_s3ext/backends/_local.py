@@ -1,4 +1,5 @@
 """Backend ``local``: a local path or ``file://`` URL, e.g. a bucket mounted by SageMaker Fast File Mode."""
+import io
 from typing import Any, BinaryIO
 
 from .._config import S3Config
@@ -7,7 +8,9 @@ from .._url import local_path
 __all__ = ["open_url"]
 
 
-def open_url(url: str, config: S3Config, buffer_size: int = 1 << 20, **open_kwargs: Any) -> BinaryIO:
+def open_url(url: str, config: S3Config, buffer_size: int = io.DEFAULT_BUFFER_SIZE, **open_kwargs: Any) -> BinaryIO:
+    """The file, opened as ``open()`` does: seekable, so ``load_from_tar()`` reads each member in one read and
+    a small buffer is best (a large one is refilled, whole, at every member header)."""
     path = local_path(url)
     try:
         return open(path, "rb", buffering=buffer_size, **open_kwargs)
