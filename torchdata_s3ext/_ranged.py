@@ -26,8 +26,8 @@ from ._stats import process_stats
 
 __all__ = ["RangedReader", "DEFAULT_PART_SIZE", "DEFAULT_CONCURRENCY"]
 
-DEFAULT_PART_SIZE = 8 << 20
-DEFAULT_CONCURRENCY = 8
+DEFAULT_PART_SIZE = 16 << 20
+DEFAULT_CONCURRENCY = 6
 
 _Data = Union[bytes, bytearray, memoryview]
 
