@@ -20,8 +20,11 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
     Opens shard URLs from S3 (or a local mount) and yields ``(url, stream)`` pairs that torchdata's
     ``load_from_tar()`` reads with its default arguments (functional name: ``open_s3``).
 
-    Streams are read forward only, in large buffered reads, so memory stays bounded whatever the shard
-    size (except on the ``s3fileloader`` backend, which downloads each object whole). Each process
+    Memory stays bounded whatever the shard size (except on the ``s3fileloader`` backend, which downloads
+    each object whole): ``boto3``/``auto``, ``fsspec`` and ``iopath`` read ``part_size`` ranges, ``concurrency``
+    in flight, into ``(concurrency + 1) * part_size`` bytes of buffers (16 MiB and 6 by default), and their
+    streams are seekable, so ``load_from_tar()`` reads each member in one read and skips unread members
+    without downloading them; the other backends stream forward in large buffered reads. Each process
     (DataLoader worker included) makes its own client on first use; the pipe itself holds none, so it
     pickles under both ``fork`` and ``spawn``.
 
