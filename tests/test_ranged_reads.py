@@ -166,3 +166,19 @@ def test_the_bench_passes_part_size_and_concurrency_to_ranged_backends_only():
     assert context.ranged_options("boto3") == context.ranged_options("fsspec") == {"part_size": 1 << 20, "concurrency": 3}
     assert context.ranged_options("awscli") == {}
     assert MethodContext(urls=()).ranged_options("boto3") == {}
+
+
+def test_a_body_whose_checksum_botocore_validates_is_read_through_botocore(monkeypatch):
+    from botocore.httpchecksum import StreamingChecksumBody
+
+    class Body(StreamingChecksumBody):
+        def __init__(self, data):
+            self._data = io.BytesIO(data)
+            self._raw_stream = self  # would offer the fast path, were the checksum not to be checked
+
+        def read(self, amt=None):
+            return self._data.read(amt)
+
+    view = memoryview(bytearray(5))
+    assert _boto3._read_body_into(Body(b"hello"), view) == 5
+    assert bytes(view) == b"hello"

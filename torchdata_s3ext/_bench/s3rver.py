@@ -7,10 +7,9 @@ It is installed once with npm into a cache folder and started with ``node``; the
 import os
 import shutil
 import subprocess
-import tempfile
 from typing import Dict, List, Optional, Sequence
 
-from ..testing._server import ServerProcess
+from ..testing._server import DirectoryServer
 
 __all__ = ["S3rverServer", "install_s3rver", "S3RVER_VERSION", "S3RVER_CREDENTIALS"]
 
@@ -46,7 +45,7 @@ def install_s3rver(cache_dir: Optional[str] = None, timeout: float = 600.0) -> s
     return script
 
 
-class S3rverServer(ServerProcess):
+class S3rverServer(DirectoryServer):
     """s3rver on ``127.0.0.1`` with its objects in ``directory`` (a temporary folder by default) and the
     buckets ``buckets`` created at start."""
 
@@ -56,28 +55,15 @@ class S3rverServer(ServerProcess):
         self, buckets: Sequence[str] = ("bench",), directory: Optional[str] = None, host: str = "127.0.0.1",
         startup_timeout: float = 30.0, cache_dir: Optional[str] = None,
     ) -> None:
-        super().__init__(host=host, startup_timeout=startup_timeout)
-        self.buckets = tuple(buckets)
+        super().__init__(buckets=buckets, directory=directory, host=host, startup_timeout=startup_timeout)
         self.cache_dir = cache_dir
-        self._directory = directory
-        self._owned_directory: Optional[tempfile.TemporaryDirectory] = None
 
     def env(self) -> Dict[str, str]:
         return {**S3RVER_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url}
 
     def command(self) -> List[str]:
         script = install_s3rver(self.cache_dir)
-        if self._directory is None:
-            self._owned_directory = tempfile.TemporaryDirectory(prefix="s3rver-")
-            self._directory = self._owned_directory.name
-        command = ["node", script, "--address", self.host, "--port", str(self.port), "--directory", self._directory, "--silent"]
+        command = ["node", script, "--address", self.host, "--port", str(self.port), "--directory", self.directory(), "--silent"]
         for bucket in self.buckets:
             command += ["--configure-bucket", bucket]
         return command
-
-    def stop(self) -> None:
-        super().stop()
-        if self._owned_directory is not None:
-            self._owned_directory.cleanup()
-            self._owned_directory = None
-            self._directory = None

@@ -115,12 +115,16 @@ def _read_body_into(body: Any, view: memoryview) -> int:
 
     Straight from the socket into ``view`` through the ``http.client`` response under urllib3's, then the
     connection back to the pool: ``body.read(n)`` would allocate, zero and copy ``n`` bytes twice more, which
-    is most of a part's CPU. Any other kind of body is read the ordinary way.
+    is most of a part's CPU. A body whose checksum botocore validates, or any other kind of body, is read the
+    ordinary way.
     """
+    from botocore.httpchecksum import StreamingChecksumBody
+
     urllib3_response = getattr(body, "_raw_stream", None)
     http_response = getattr(urllib3_response, "_fp", None)
     filled = 0
-    if http_response is None or not hasattr(http_response, "readinto") or not hasattr(urllib3_response, "release_conn"):
+    validating = isinstance(body, StreamingChecksumBody)  # botocore checks a checksum S3 sent: let it read
+    if validating or http_response is None or not hasattr(http_response, "readinto") or not hasattr(urllib3_response, "release_conn"):
         for chunk in iter(lambda: body.read(len(view) - filled), b""):
             view[filled:filled + len(chunk)] = chunk
             filled += len(chunk)

@@ -7,9 +7,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Dict, List, Optional
+import tempfile
+from typing import Dict, List, Optional, Sequence
 
-__all__ = ["LocalS3Server", "ServerProcess", "TEST_CREDENTIALS", "free_port"]
+__all__ = ["LocalS3Server", "ServerProcess", "DirectoryServer", "TEST_CREDENTIALS", "free_port"]
 
 #: moto accepts any credentials; these make clients sign requests without a profile
 TEST_CREDENTIALS: Dict[str, str] = {
@@ -121,3 +122,31 @@ class LocalS3Server(ServerProcess):
         """Forget every bucket and object."""
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
+
+
+class DirectoryServer(ServerProcess):
+    """A file-backed server process: its objects in ``directory``, or in a temporary folder removed at stop,
+    and the buckets ``buckets`` created at start."""
+
+    def __init__(
+        self, buckets: Sequence[str] = ("bench",), directory: Optional[str] = None, host: str = "127.0.0.1",
+        startup_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(host=host, startup_timeout=startup_timeout)
+        self.buckets = tuple(buckets)
+        self._directory = directory
+        self._owned_directory: Optional[tempfile.TemporaryDirectory] = None
+
+    def directory(self) -> str:
+        """The folder the objects live in (made now if none was given)."""
+        if self._directory is None:
+            self._owned_directory = tempfile.TemporaryDirectory(prefix=f"{self.label.split()[0]}-")
+            self._directory = self._owned_directory.name
+        return self._directory
+
+    def stop(self) -> None:
+        super().stop()
+        if self._owned_directory is not None:
+            self._owned_directory.cleanup()
+            self._owned_directory = None
+            self._directory = None
