@@ -182,3 +182,32 @@ def test_a_body_whose_checksum_botocore_validates_is_read_through_botocore(monke
     view = memoryview(bytearray(5))
     assert _boto3._read_body_into(Body(b"hello"), view) == 5
     assert bytes(view) == b"hello"
+
+
+def test_a_finished_stream_leaves_its_buffers_to_the_next_one_within_a_bound(monkeypatch):
+    from torchdata_s3ext import _ranged
+
+    spare = _ranged._SpareBuffers(limit=3 * 1000)
+    monkeypatch.setattr(_ranged, "_SPARE", spare)
+    data = bytes(range(256)) * 40  # 10,240 bytes: 11 parts of 1,000
+
+    def read_through():
+        made = []
+        take = spare.take
+
+        def counting_take(size):
+            before = len(spare._buffers)
+            buffer = take(size)
+            made.append(len(spare._buffers) == before)  # nothing was taken from the spares: a new buffer
+            return buffer
+
+        monkeypatch.setattr(spare, "take", counting_take)
+        reader = RangedReader("s3://b/k", len(data), part_size=1000, concurrency=2,
+                              fetch_into=lambda start, view: view.__setitem__(slice(None), data[start:start + len(view)]))
+        assert b"".join(iter(lambda: reader.read(500), b"")) == data
+        reader.close()
+        return sum(made)
+
+    assert read_through() == 3  # concurrency + 1 buffers made
+    assert sum(map(len, spare._buffers)) <= spare.limit
+    assert read_through() == 0  # all taken from the spares

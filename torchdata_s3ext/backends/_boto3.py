@@ -1,6 +1,7 @@
 """Backend ``boto3`` (and ``auto``): the object as consecutive ranged GETs, several in flight, each retried
 and resumed from the byte it reached, checked against the object's size and pinned to its ETag."""
 import dataclasses
+import threading
 from typing import Any, BinaryIO, List, Optional
 
 from .._clients import process_client
@@ -39,6 +40,8 @@ class _ObjectParts:
         self.config = config
         self.client = boto3_client(config, retries=False)
         self.etag: Optional[str] = None
+        self.first_response: Any = None
+        self._first_lock = threading.Lock()
 
     def get(self, start: int, end: Optional[int]) -> Any:
         """One GET of bytes ``start..end-1`` (``end=None``: one part from ``start``)."""
@@ -49,7 +52,17 @@ class _ObjectParts:
             return self.client.get_object(**kwargs)
 
     def fetch_into(self, start: int, buffer: memoryview, response: Any = None) -> None:
-        """Fill ``buffer`` with the bytes from ``start`` on; a cut or short body is resumed from the byte it reached."""
+        """Fill ``buffer`` with the bytes from ``start`` on; a cut or short body is resumed from the byte it reached.
+
+        The answer to the opening GET (``first_response``, bytes ``0..part_size-1``) serves the first fetch of
+        part 0, so that its body is read while the parts after it are already on their way."""
+        if start == 0 and response is None:
+            with self._first_lock:  # one fetch only may take it (a seek back can ask for part 0 again)
+                response, self.first_response = self.first_response, None
+        if response is not None:
+            if len(buffer) != _range_length(response):  # not the part it was asked for: let it go
+                response["Body"].close()
+                response = None
         size = len(buffer)
         received = 0
         attempt = 1
@@ -92,13 +105,17 @@ def open_url(
         raise OSError(f"{url}: the server ignored the Range header (no Content-Range in its answer)")
     size = int(content_range.rsplit("/", 1)[1])
     parts.etag = first.get("ETag")
-    first_part = bytearray(min(part_size, size))
-    parts.fetch_into(0, memoryview(first_part), response=first)
+    parts.first_response = first  # its body is read as part 0, on the pool, while the next parts are requested
     content_md5 = _plain_md5(first) if verify_etag else None
     return RangedReader(  # type: ignore[return-value]
-        url, size, part_size=part_size, concurrency=concurrency, first_part=first_part, content_md5=content_md5,
-        fetch_into=parts.fetch_into,
+        url, size, part_size=part_size, concurrency=concurrency, content_md5=content_md5, fetch_into=parts.fetch_into,
     )
+
+
+def _range_length(response: Any) -> int:
+    """The number of bytes a ranged GET's answer carries, from its ``Content-Range: bytes a-b/size``."""
+    first, _, last = response["ContentRange"].split(" ", 1)[1].split("/", 1)[0].partition("-")
+    return int(last) - int(first) + 1
 
 
 def _plain_md5(response: Any) -> Optional[str]:
