@@ -80,7 +80,6 @@ class RangedReader(io.RawIOBase):
         fetch: Optional[Callable[[int, int], _Data]] = None,
         part_size: int = DEFAULT_PART_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
-        first_part: Optional[_Data] = None,
         content_md5: Optional[str] = None,
         fetch_into: Optional[Callable[[int, memoryview], None]] = None,
     ) -> None:
@@ -109,12 +108,6 @@ class RangedReader(io.RawIOBase):
         self._md5 = hashlib.md5()
         self._hashed: Optional["concurrent.futures.Future[None]"] = None
         self._hasher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="s3-md5") if content_md5 else None
-        if first_part is not None:
-            process_stats().add(bytes_received=len(first_part))
-            self._part = memoryview(first_part).cast("B")
-            self._buffers = 1 if self._free is not None else 0
-            self._next_offset = len(first_part)
-            self._hash_in_order(first_part)
         self._fill_window()
         if self._next_offset >= self.size and not self._window:
             self._check_md5()
@@ -281,11 +274,10 @@ class RangedReader(io.RawIOBase):
         else:
             self._free.append(data.obj)
 
-    def _hash_in_order(self, part: "_Data | concurrent.futures.Future[_Data]") -> None:
+    def _hash_in_order(self, part: "concurrent.futures.Future[_Data]") -> None:
         # One hashing thread takes the parts in the order they were requested, whenever each arrives.
         if self._hasher is not None:
-            data_of = part.result if isinstance(part, concurrent.futures.Future) else lambda: part
-            self._hashed = self._hasher.submit(lambda: self._md5.update(data_of()))
+            self._hashed = self._hasher.submit(lambda: self._md5.update(part.result()))
 
     def _stop_md5(self) -> None:
         if self._hasher is not None:

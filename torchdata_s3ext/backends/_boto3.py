@@ -51,18 +51,9 @@ class _ObjectParts:
         with botocore_errors_named(self.url, self.config):
             return self.client.get_object(**kwargs)
 
-    def fetch_into(self, start: int, buffer: memoryview, response: Any = None) -> None:
-        """Fill ``buffer`` with the bytes from ``start`` on; a cut or short body is resumed from the byte it reached.
-
-        The answer to the opening GET (``first_response``, bytes ``0..part_size-1``) serves the first fetch of
-        part 0, so that its body is read while the parts after it are already on their way."""
-        if start == 0 and response is None:
-            with self._first_lock:  # one fetch only may take it (a seek back can ask for part 0 again)
-                response, self.first_response = self.first_response, None
-        if response is not None:
-            if len(buffer) != _range_length(response):  # not the part it was asked for: let it go
-                response["Body"].close()
-                response = None
+    def fetch_into(self, start: int, buffer: memoryview) -> None:
+        """Fill ``buffer`` with the bytes from ``start`` on; a cut or short body is resumed from the byte it reached."""
+        response = self._take_first_response(len(buffer)) if start == 0 else None
         size = len(buffer)
         received = 0
         attempt = 1
@@ -85,6 +76,15 @@ class _ObjectParts:
                 backoff_sleep(attempt)
                 attempt += 1
 
+    def _take_first_response(self, size: int) -> Any:
+        """The answer to the opening GET (``first_response``, bytes ``0..part_size-1``), once, for the first
+        fetch of part 0: its body is read on the pool while the parts after it are already on their way."""
+        with self._first_lock:  # one fetch only may take it (a seek back can ask for part 0 again)
+            response, self.first_response = self.first_response, None
+        if response is not None and _range_length(response) != size:
+            response["Body"].close()  # not the part asked for
+            return None
+        return response
 
 
 def open_url(
