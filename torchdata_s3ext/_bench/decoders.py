@@ -37,10 +37,7 @@ class DecodeJob:
     @classmethod
     def from_json(cls, text: str) -> "DecodeJob":
         fields = json.loads(text)
-        context = fields.pop("context")
-        for name in ("urls", "mount_paths"):
-            context[name] = tuple(context[name]) if context[name] is not None else None
-        return cls(context=MethodContext(**context), decoders=tuple(fields.pop("decoders")), **fields)
+        return cls(context=MethodContext.from_dict(fields.pop("context")), decoders=tuple(fields.pop("decoders")), **fields)
 
 
 def first_samples(context: MethodContext, count: int) -> List[Dict[str, Any]]:

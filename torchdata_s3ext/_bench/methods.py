@@ -41,6 +41,14 @@ class MethodContext:
     part_size: Optional[int] = None
     concurrency: Optional[int] = None
 
+    @classmethod
+    def from_dict(cls, fields: Dict[str, Any]) -> "MethodContext":
+        """The context back from ``dataclasses.asdict`` after a trip through JSON (lists made tuples again)."""
+        fields = dict(fields)
+        for name in ("urls", "mount_paths"):
+            fields[name] = tuple(fields[name]) if fields[name] is not None else None
+        return cls(**fields)
+
     def ranged_options(self, backend: str) -> Dict[str, int]:
         if backend not in RANGED_BACKENDS:
             return {}

@@ -52,10 +52,7 @@ class BenchJob:
     @classmethod
     def from_json(cls, text: str) -> "BenchJob":
         fields = json.loads(text)
-        context = fields.pop("context")
-        for name in ("urls", "mount_paths"):
-            context[name] = tuple(context[name]) if context[name] is not None else None
-        return cls(context=MethodContext(**context), **fields)
+        return cls(context=MethodContext.from_dict(fields.pop("context")), **fields)
 
 
 def load_train_step(spec: str) -> Callable[[Any], Any]:
