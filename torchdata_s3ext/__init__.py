@@ -14,13 +14,8 @@ with warnings.catch_warnings():
     import torchdata.datapipes  # noqa: F401
 
 from ._config import S3Config
-from ._decode import PngPairDecoderIterDataPipe, decode_png
-from ._listing import list_shards
-from ._opener import S3OpenerIterDataPipe
-from ._policy import DataErrorWarning, ErrorCounts
-from ._pipeline import wds_pipe
-from ._stats import RequestStats
-from ._sharding import (
+from ._version import __version__
+from .epochs import (
     ExactlyOnceReadingService,
     RankEqualizer,
     ReaderShardingIterDataPipe,
@@ -28,9 +23,19 @@ from ._sharding import (
     ShardShufflerIterDataPipe,
     reading_service,
 )
-from ._version import __version__
-from ._wds import WdsSampleGrouperIterDataPipe, WdsShardLoaderIterDataPipe, group_by_keys, split_member_name
-from .backends import backend_names
+from .pipeline import wds_pipe
+from .s3 import RequestStats, backend_names, list_shards
+from .samples import (
+    DataErrorWarning,
+    ErrorCounts,
+    PngPairDecoderIterDataPipe,
+    S3OpenerIterDataPipe,
+    WdsSampleGrouperIterDataPipe,
+    WdsShardLoaderIterDataPipe,
+    decode_png,
+    group_by_keys,
+    split_member_name,
+)
 
 S3Opener = S3OpenerIterDataPipe
 WdsSampleGrouper = WdsSampleGrouperIterDataPipe

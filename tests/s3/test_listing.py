@@ -1,0 +1,73 @@
+"""``list_shards``: brace patterns, S3 prefixes (paginated), local folders, lists of specs, and clear errors."""
+import concurrent.futures
+import os
+
+import boto3
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from torchdata_s3ext.s3.listing import expand_braces, list_shards
+
+
+def test_list_shards_expands_webdataset_brace_pattern_in_order():
+    urls = list_shards("s3://bkt/train/shard-{000000..000002}.tar")
+    assert urls == ["s3://bkt/train/shard-000000.tar", "s3://bkt/train/shard-000001.tar", "s3://bkt/train/shard-000002.tar"]
+
+
+@given(first=st.integers(0, 5000), count=st.integers(1, 300))
+def test_expand_braces_gives_every_index_once_sorted(first, count):
+    last = first + count - 1
+    names = expand_braces(f"shard-{{{first:06d}..{last:06d}}}.tar")
+    assert names == sorted(names)
+    assert names == [f"shard-{index:06d}.tar" for index in range(first, last + 1)]
+
+
+def test_list_shards_accepts_a_list_of_specs_in_the_given_order():
+    urls = list_shards(["s3://b/val-{0..1}.tar", "s3://b/train-{0..1}.tar"])
+    assert urls == ["s3://b/val-0.tar", "s3://b/val-1.tar", "s3://b/train-0.tar", "s3://b/train-1.tar"]
+
+
+def test_list_shards_rejects_a_shard_listed_twice():
+    with pytest.raises(ValueError, match=r"shard 's3://b/a-1.tar' is listed twice"):
+        list_shards(["s3://b/a-{0..1}.tar", "s3://b/a-{1..2}.tar"])
+
+
+def test_list_shards_rejects_an_empty_list_of_specs():
+    with pytest.raises(ValueError, match=r"no shards found for \[\]"):
+        list_shards([])
+
+
+def test_list_shards_lists_a_local_folder_sorted_and_filtered(tmp_path):
+    for name in ("b.tar", "a.tar", "notes.txt", "c.tar.tmp"):
+        (tmp_path / name).write_bytes(b"")
+    assert list_shards(str(tmp_path)) == [os.path.join(str(tmp_path), "a.tar"), os.path.join(str(tmp_path), "b.tar")]
+    assert list_shards(f"file://{tmp_path}", suffix=".txt") == [os.path.join(str(tmp_path), "notes.txt")]
+
+
+def test_list_shards_names_an_empty_local_folder(tmp_path):
+    with pytest.raises(ValueError, match=rf"no shards found for '{tmp_path}'"):
+        list_shards(str(tmp_path))
+
+
+def test_list_shards_lists_an_s3_prefix_past_one_page(s3_server, s3_bucket):
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
+    keys = [f"train/shard-{index:06d}.tar" for index in range(1003)] + ["train/readme.txt", "other/shard-000000.tar"]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=s3_bucket, Key=key, Body=b""), keys))
+    urls = list_shards(f"s3://{s3_bucket}/train/")
+    assert urls == [f"s3://{s3_bucket}/train/shard-{index:06d}.tar" for index in range(1003)]
+
+
+def test_list_shards_names_an_empty_s3_prefix(s3_bucket):
+    with pytest.raises(ValueError, match=rf"no shards found for 's3://{s3_bucket}/nothing/'"):
+        list_shards(f"s3://{s3_bucket}/nothing/")
+
+
+def test_list_shards_reports_a_missing_bucket_with_its_url(s3_server):
+    with pytest.raises(FileNotFoundError, match="bucket does not exist"):
+        list_shards("s3://no-such-bucket-here/train/")
+
+
+def test_list_shards_keeps_a_single_s3_url_as_is():
+    assert list_shards("s3://bkt/train/shard-000007.tar") == ["s3://bkt/train/shard-000007.tar"]

@@ -1,0 +1,83 @@
+"""``wds_pipe``: the one-call recommended pipe from a shard spec to shuffled, decoded samples, exactly once."""
+import dataclasses
+from typing import Any, Optional
+
+from torchdata.datapipes.iter import IterableWrapper, IterDataPipe
+
+from .epochs import sharding  # noqa: F401  (registers shuffle_shards, shard_across_readers, shuffle_samples)
+from .samples import opener  # noqa: F401  (registers open_s3)
+from ._config import S3Config
+from .s3.listing import ShardSpec, list_shards
+from .samples.policy import ErrorCounts, check_on_error
+
+__all__ = ["wds_pipe"]
+
+
+def wds_pipe(
+    shards: ShardSpec,
+    *,
+    backend: str = "auto",
+    shuffle: bool = True,
+    shuffle_buffer: int = 1000,
+    decode: bool = True,
+    seed: Optional[int] = None,
+    suffix: str = ".tar",
+    on_error: str = "raise",
+    **open_s3_kwargs: Any,
+) -> IterDataPipe:
+    """The recommended pipe: list shards -> shuffle shards -> split over readers -> ``open_s3`` ->
+    ``load_from_tar`` -> ``group_wds_samples`` -> shuffle buffer -> ``decode_png_pair``.
+
+    Every sample comes exactly once per epoch under a plain ``torch.utils.data.DataLoader(pipe, batch_size=None,
+    num_workers=N)`` and under ``DataLoader2(pipe, reading_service=reading_service(N))``, on one machine or
+    over the ranks of a ``torch.distributed`` group. Orders change every epoch and follow the loader's seed
+    (``DataLoader2.seed(n)``, or ``DataLoader(generator=torch.Generator().manual_seed(n))``).
+
+    Args:
+        shards: what :func:`list_shards` accepts: brace pattern, S3 prefix, local folder, or a list of these
+        backend: the ``open_s3`` backend (``"local"`` for local folders)
+        shuffle: ``False`` keeps shard and sample order (evaluation)
+        shuffle_buffer: samples held by the per-reader shuffle buffer; ``1`` turns it off
+        decode: decode the PNG image/label pair; ``False`` yields the raw sample dicts
+        seed: mixed into every order, so different seeds give different orders for one loader seed
+        suffix: which keys of a prefix or files of a folder are shards
+        on_error: bad data (a truncated or non-tar shard, a sample repeating a field, a corrupt PNG):
+            ``"raise"`` (default) raises naming the URL and key; ``"skip"`` drops it and goes on (for a
+            damaged shard: keeps the samples before the damage, then reads the next shard); ``"warn"`` does
+            the same after a ``DataErrorWarning`` and a log record on logger ``"torchdata_s3ext"``. The
+            returned pipe's ``error_counts`` counts by kind, per process (each DataLoader worker its own).
+            Under ``"raise"`` shards go through torchdata's ``load_from_tar``, otherwise ``load_wds_shards``
+        open_s3_kwargs: ``endpoint_url``, ``region``, ``config`` and backend options, as for ``open_s3``;
+            ``endpoint_url``, ``region`` and ``config`` also serve to list a prefix
+
+    Example:
+        >>> from torch.utils.data import DataLoader
+        >>> pipe = wds_pipe("s3://bkt/train/shard-{000000..000099}.tar", seed=0)  # doctest: +SKIP
+        >>> loader = DataLoader(pipe, batch_size=None, num_workers=4)  # doctest: +SKIP
+    """
+    from .samples import decode, wds  # noqa: F401  (registers group_wds_samples, load_wds_shards, decode_png_pair)
+
+    check_on_error(on_error)
+    error_counts = ErrorCounts()
+
+    # Listing and reading must agree on the endpoint: apply open_s3's overrides to the config here too.
+    overrides = {name: open_s3_kwargs[name] for name in ("endpoint_url", "region") if open_s3_kwargs.get(name) is not None}
+    listing_config = dataclasses.replace(open_s3_kwargs.get("config") or S3Config(), **overrides)
+    shard_urls = list_shards(shards, suffix=suffix, config=listing_config)
+    pipe = (
+        IterableWrapper(shard_urls, deepcopy=False)
+        .shuffle_shards(seed=seed, shuffle=shuffle)
+        .shard_across_readers()
+        .open_s3(backend=backend, **open_s3_kwargs)
+    )
+    # load_from_tar raises out of its generator on a damaged shard, ending the pipe: fine for "raise" only.
+    if on_error == "raise":
+        pipe = pipe.load_from_tar().group_wds_samples(on_error=on_error, error_counts=error_counts)
+    else:
+        pipe = pipe.load_wds_shards(on_error=on_error, error_counts=error_counts)
+    if shuffle and shuffle_buffer > 1:
+        pipe = pipe.shuffle_samples(buffer_size=shuffle_buffer, seed=seed)
+    if decode:
+        pipe = pipe.decode_png_pair(on_error=on_error, error_counts=error_counts)
+    pipe.error_counts = error_counts
+    return pipe

@@ -1,0 +1,156 @@
+"""Backend ``boto3`` (and ``auto``): the object as consecutive ranged GETs, several in flight, each retried
+and resumed from the byte it reached, checked against the object's size and pinned to its ETag."""
+import dataclasses
+import threading
+from typing import Any, BinaryIO, List, Optional
+
+from ..clients import process_client
+from ..._config import S3Config
+from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from ..retry import ShortRead, backoff_sleep, call_with_retries, is_transient
+from ..stats import count_botocore_requests
+from ..url import S3Location, parse_s3_url
+from ._botocore_errors import botocore_errors_named
+
+__all__ = ["open_url", "boto3_client"]
+
+
+def boto3_client(config: S3Config, retries: bool = True) -> Any:
+    """This process's boto3 S3 client for ``config``; ``retries=False`` leaves every retry to the caller."""
+    if not retries:
+        config = dataclasses.replace(config, max_attempts=1)
+
+    def make_client() -> Any:
+        import boto3
+
+        session = boto3.session.Session(profile_name=config.profile) if config.profile else boto3.session.Session()
+        client = session.client("s3", **config.boto3_client_kwargs())
+        count_botocore_requests(client.meta.events)
+        return client
+
+    return process_client("boto3", config, make_client)
+
+
+class _ObjectParts:
+    """Fetches byte ranges of one object version, retrying and resuming on transient faults."""
+
+    def __init__(self, url: str, location: S3Location, config: S3Config) -> None:
+        self.url = url
+        self.location = location
+        self.config = config
+        self.client = boto3_client(config, retries=False)
+        self.etag: Optional[str] = None
+        self.first_response: Any = None
+        self._first_lock = threading.Lock()
+
+    def get(self, start: int, end: Optional[int]) -> Any:
+        """One GET of bytes ``start..end-1`` (``end=None``: one part from ``start``)."""
+        kwargs = {"Bucket": self.location.bucket, "Key": self.location.key, "Range": f"bytes={start}-{'' if end is None else end - 1}"}
+        if self.etag:
+            kwargs["IfMatch"] = self.etag  # the object must not change between parts
+        with botocore_errors_named(self.url, self.config):
+            return self.client.get_object(**kwargs)
+
+    def fetch_into(self, start: int, buffer: memoryview) -> None:
+        """Fill ``buffer`` with the bytes from ``start`` on; a cut or short body is resumed from the byte it reached."""
+        response = self._take_first_response(len(buffer)) if start == 0 else None
+        size = len(buffer)
+        received = 0
+        attempt = 1
+        while received < size:
+            try:
+                if response is None:
+                    response = self.get(start + received, start + size)
+                received += _read_body_into(response["Body"], buffer[received:])
+                response = None
+                if received < size:
+                    raise ShortRead(f"{self.url}: body ended at byte {start + received} of range {start}-{start + size - 1}")
+            except Exception as error:
+                if response is not None:
+                    response["Body"].close()
+                response = None
+                if not is_transient(error) or attempt >= self.config.max_attempts:
+                    if is_transient(error):
+                        raise OSError(f"{self.url}: gave up at byte {start + received} after {attempt} attempts: {error}") from error
+                    raise
+                backoff_sleep(attempt)
+                attempt += 1
+
+    def _take_first_response(self, size: int) -> Any:
+        """The answer to the opening GET (``first_response``, bytes ``0..part_size-1``), once, for the first
+        fetch of part 0: its body is read on the pool while the parts after it are already on their way."""
+        with self._first_lock:  # one fetch only may take it (a seek back can ask for part 0 again)
+            response, self.first_response = self.first_response, None
+        if response is not None and _range_length(response) != size:
+            response["Body"].close()  # not the part asked for
+            return None
+        return response
+
+
+def open_url(
+    url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY,
+    verify_etag: bool = False,
+) -> BinaryIO:
+    """Open ``url`` for streaming; ``part_size`` bytes per GET, ``concurrency`` GETs in flight; with
+    ``verify_etag``, the content is checked against an ETag that is a plain MD5 before the last part is read."""
+    parts = _ObjectParts(url, parse_s3_url(url), config)
+    try:
+        first = call_with_retries(url, config.max_attempts, lambda: parts.get(0, part_size))
+    except OSError as error:
+        if "InvalidRange" not in str(error):
+            raise
+        return RangedReader(url, 0, fetch_into=parts.fetch_into)  # type: ignore[return-value]  # an empty object
+    content_range = first.get("ContentRange")
+    if not content_range:
+        raise OSError(f"{url}: the server ignored the Range header (no Content-Range in its answer)")
+    size = int(content_range.rsplit("/", 1)[1])
+    parts.etag = first.get("ETag")
+    parts.first_response = first  # its body is read as part 0, on the pool, while the next parts are requested
+    content_md5 = _plain_md5(first) if verify_etag else None
+    return RangedReader(  # type: ignore[return-value]
+        url, size, part_size=part_size, concurrency=concurrency, content_md5=content_md5, fetch_into=parts.fetch_into,
+    )
+
+
+def _range_length(response: Any) -> int:
+    """The number of bytes a ranged GET's answer carries, from its ``Content-Range: bytes a-b/size``."""
+    first, _, last = response["ContentRange"].split(" ", 1)[1].split("/", 1)[0].partition("-")
+    return int(last) - int(first) + 1
+
+
+def _plain_md5(response: Any) -> Optional[str]:
+    """The ETag as an MD5 hex digest when it is one: a single-part upload without SSE-KMS or SSE-C."""
+    etag = (response.get("ETag") or "").strip('"')
+    encrypted = response.get("ServerSideEncryption") == "aws:kms" or response.get("SSECustomerAlgorithm")
+    if encrypted or len(etag) != 32 or any(c not in "0123456789abcdef" for c in etag.lower()):
+        return None
+    return etag.lower()
+
+
+def _read_body_into(body: Any, view: memoryview) -> int:
+    """Read ``body`` (botocore's ``StreamingBody``) into ``view`` until it is full or the body ends; the bytes read.
+
+    Straight from the socket into ``view`` through the ``http.client`` response under urllib3's, then the
+    connection back to the pool: ``body.read(n)`` would allocate, zero and copy ``n`` bytes twice more, which
+    is most of a part's CPU. A body whose checksum botocore validates, or any other kind of body, is read the
+    ordinary way.
+    """
+    from botocore.httpchecksum import StreamingChecksumBody
+
+    urllib3_response = getattr(body, "_raw_stream", None)
+    http_response = getattr(urllib3_response, "_fp", None)
+    filled = 0
+    validating = isinstance(body, StreamingChecksumBody)  # botocore checks a checksum S3 sent: let it read
+    if validating or http_response is None or not hasattr(http_response, "readinto") or not hasattr(urllib3_response, "release_conn"):
+        for chunk in iter(lambda: body.read(len(view) - filled), b""):
+            view[filled:filled + len(chunk)] = chunk
+            filled += len(chunk)
+        return filled
+    while filled < len(view):
+        count = http_response.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    if http_response.isclosed():
+        urllib3_response.release_conn()  # the whole body was read: the connection can serve the next part
+    return filled

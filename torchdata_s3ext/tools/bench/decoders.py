@@ -1,0 +1,127 @@
+"""The decode measurement behind ``bench --decoders``: the first samples of the first shard, read once into
+memory, decoded by each decoder in turn, round after round, in a process of its own; pairs/s per decoder
+(median over the rounds) and its ratio to a plain PIL decode, the article's.
+
+Run as ``python -m torchdata_s3ext.tools.bench.decoders JOB.json RESULT.json`` (see ``runner.run_in_child``).
+"""
+import dataclasses
+import functools
+import io
+import itertools
+import json
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+from .methods import MethodContext
+
+__all__ = ["DecodeJob", "PIL_BASELINE", "first_samples", "pil_pair", "decode_rounds", "decoder_rows", "measure_decoders"]
+
+#: the row every decoder is compared with: what the article's training loop does with PIL
+PIL_BASELINE = "PIL (np.asarray(Image.open(..).convert('RGB')) + label)"
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeJob:
+    """Which decoders to time, on how many samples of the first shard, for how many rounds."""
+
+    context: MethodContext
+    decoders: Tuple[str, ...]
+    samples: int = 8
+    rounds: int = 5
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "DecodeJob":
+        fields = json.loads(text)
+        return cls(context=MethodContext.from_dict(fields.pop("context")), decoders=tuple(fields.pop("decoders")), **fields)
+
+
+def first_samples(context: MethodContext, count: int) -> List[Dict[str, Any]]:
+    """The first ``count`` samples of the first shard, read through ``open_s3`` (``auto``, or ``local`` when
+    there are only local paths) + ``load_from_tar`` + ``group_wds_samples``."""
+    import torchdata_s3ext  # noqa: F401  (registers open_s3 and group_wds_samples)
+    from torchdata.datapipes.iter import IterableWrapper
+
+    backend, urls = ("auto", context.urls) if context.urls else ("local", context.mount_paths or ())
+    pipe = (IterableWrapper(list(urls[:1]))
+            .open_s3(backend=backend, endpoint_url=context.endpoint_url, region=context.region)
+            .load_from_tar()
+            .group_wds_samples())
+    return list(itertools.islice(pipe, count))
+
+
+def _field(sample: Dict[str, Any], key: str) -> bytes:
+    from ...samples.decode import fields_matching
+
+    (field,) = fields_matching(key, list(sample))
+    return sample[field]
+
+
+def pil_pair(sample: Dict[str, Any]) -> Tuple[Any, Any]:
+    """The baseline: image to an RGB array and label to an array, with PIL and nothing else."""
+    import numpy as np
+    from PIL import Image
+
+    image = np.asarray(Image.open(io.BytesIO(_field(sample, "image"))).convert("RGB"))
+    label = np.asarray(Image.open(io.BytesIO(_field(sample, "label"))))
+    return image, label
+
+
+def decode_rounds(samples: Sequence[Any], functions: Dict[str, Callable[[Any], Any]], rounds: int) -> Dict[str, List[float]]:
+    """Pairs/s of each function over ``samples``, once per round. Each round starts one function later in
+    the list, so that a burst of other load on the machine does not always land on the same one."""
+    names = list(functions)
+    rates: Dict[str, List[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            for sample in samples:
+                functions[name](sample)
+            rates[name].append(len(samples) / (time.perf_counter() - start))
+    return rates
+
+
+def decoder_rows(rates: Dict[str, List[float]], baseline: str = PIL_BASELINE) -> List[Dict[str, Any]]:
+    """One row per decoder: the median of its rounds' pairs/s, and that over ``baseline``'s (``x pil``)."""
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    base = medians.get(baseline)
+    return [
+        {"decoder": name, "pairs_per_s": median, "ratio_to_pil": median / base if base else None,
+         "rounds_pairs_per_s": rates[name]}
+        for name, median in medians.items()
+    ]
+
+
+def _image_size(sample: Dict[str, Any]) -> str:
+    from ...samples.decode import read_png_header
+
+    header = read_png_header(_field(sample, "image"))
+    return f"{header.width}x{header.height}"
+
+
+def measure_decoders(job: DecodeJob) -> Dict[str, Any]:
+    """The decoders table's content: the samples used and a row per decoder, the PIL baseline first."""
+    from ...samples.decode import decode_png_pair
+
+    samples = first_samples(job.context, job.samples)
+    if not samples:
+        raise ValueError("the first shard holds no samples to decode")
+    functions: Dict[str, Callable[[Any], Any]] = {PIL_BASELINE: pil_pair}
+    functions.update({name: functools.partial(decode_png_pair, decoder=name) for name in job.decoders})
+    return {
+        "samples": len(samples),
+        "image_size": _image_size(samples[0]),
+        "rounds": job.rounds,
+        "rows": decoder_rows(decode_rounds(samples, functions, job.rounds)),
+    }
+
+
+if __name__ == "__main__":
+    from .runner import child_main
+
+    child_main(*sys.argv[1:3], measure=lambda job_json: measure_decoders(DecodeJob.from_json(job_json)))

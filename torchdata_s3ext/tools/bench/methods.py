@@ -1,0 +1,271 @@
+"""The benchmark's methods: each builds a dataset of ``{"image": bytes, "label": bytes, ...}`` samples over
+the same shards, the URL list read ``repeats`` times over, for a DataLoader to batch.
+
+Every ``open_s3`` backend is a method; so are the peers they are judged against (the article's compositions
+of torchdata's built-in openers and of the webdataset library, boto3 into ``BytesIO``, s3torchconnector into
+``tarfile``), and ``raw`` (one streamed GET per shard, nothing parsed: the ceiling), which the runner drives
+itself. ``with_decode`` adds ``decode_png_pair`` to any dataset.
+"""
+import dataclasses
+import functools
+import importlib.util
+import io
+import os
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from ...s3.backends import BACKENDS
+
+__all__ = ["MethodContext", "METHODS", "PEERS", "UNCOUNTED", "repeated", "RAW", "NO_DECODE", "ENCODED_BYTES",
+           "method_names", "check_method_names", "build_dataset", "with_decode", "decoded_sample", "unavailable_reason"]
+
+RAW = "raw"
+#: the backends that read an object as ranged parts, several in flight (``part_size``, ``concurrency``)
+RANGED_BACKENDS = ("boto3", "fsspec")
+#: ``--decode`` value that leaves the PNG bytes as they are
+NO_DECODE = "none"
+#: the field a decoded sample keeps its encoded size in, so that MB/s still counts the bytes read
+ENCODED_BYTES = "__encoded_bytes__"
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodContext:
+    """Where the shards are: S3 URLs, and optionally the same shards on a local mount (for ``local``-style
+    methods); every method reads its list ``repeats`` times over."""
+
+    urls: Tuple[str, ...]
+    mount_paths: Optional[Tuple[str, ...]] = None
+    endpoint_url: Optional[str] = None
+    region: Optional[str] = None
+    repeats: int = 1
+    #: ``part_size`` and ``concurrency`` for the backends that read ranged parts (``None``: their defaults)
+    part_size: Optional[int] = None
+    concurrency: Optional[int] = None
+
+    @classmethod
+    def from_dict(cls, fields: Dict[str, Any]) -> "MethodContext":
+        """The context back from ``dataclasses.asdict`` after a trip through JSON (lists made tuples again)."""
+        fields = dict(fields)
+        for name in ("urls", "mount_paths"):
+            fields[name] = tuple(fields[name]) if fields[name] is not None else None
+        return cls(**fields)
+
+    def ranged_options(self, backend: str) -> Dict[str, int]:
+        if backend not in RANGED_BACKENDS:
+            return {}
+        options = {"part_size": self.part_size, "concurrency": self.concurrency}
+        return {name: value for name, value in options.items() if value is not None}
+
+
+def repeated(urls: Sequence[str], repeats: int) -> List[str]:
+    return list(urls) * repeats
+
+
+def _url_pipe(urls: Sequence[str], context: MethodContext):
+    from torchdata.datapipes.iter import IterableWrapper
+
+    # A finite list split over the DataLoader workers by sharding_filter(), like webdataset's split_by_worker.
+    return IterableWrapper(repeated(urls, context.repeats)).sharding_filter()
+
+
+def _grouped(tar_streams):
+    from ...samples import wds  # noqa: F401  (registers group_wds_samples)
+
+    return tar_streams.load_from_tar().group_wds_samples()
+
+
+def _open_s3_method(backend: str) -> Callable[[MethodContext], Iterable]:
+    def build(context: MethodContext) -> Iterable:
+        import torchdata_s3ext  # noqa: F401  (registers open_s3)
+
+        urls = context.mount_paths if backend == "local" else context.urls
+        streams = _url_pipe(urls, context).open_s3(
+            backend=backend, endpoint_url=context.endpoint_url, region=context.region, **context.ranged_options(backend)
+        )
+        return _grouped(streams)
+
+    return build
+
+
+def _fsspec_file_opener(context: MethodContext) -> Iterable:
+    from torchdata.datapipes.iter import FSSpecFileOpener
+
+    connection = {"endpoint_url": context.endpoint_url} if context.endpoint_url else {}
+    return _grouped(FSSpecFileOpener(_url_pipe(context.urls, context), mode="rb", **connection))
+
+
+def _iopath_file_opener(context: MethodContext) -> Iterable:
+    from torchdata.datapipes.iter import IoPathFileOpener
+
+    from ..._config import S3Config
+    from ...s3.backends._iopath import _path_manager
+
+    # iopath's own S3 handler wants an AWS profile; ours hands it this endpoint's client.
+    path_manager = _path_manager(S3Config(endpoint_url=context.endpoint_url, region=context.region).resolved())
+    return _grouped(IoPathFileOpener(_url_pipe(context.urls, context), mode="rb", pathmgr=path_manager))
+
+
+def _s3_file_loader(context: MethodContext) -> Iterable:
+    from torchdata.datapipes.iter import S3FileLoader
+
+    if context.endpoint_url:
+        # The native handler reads its endpoint from these variables; this process runs this method only.
+        scheme, _, host = context.endpoint_url.partition("://")
+        os.environ.update(S3_ENDPOINT_URL=host, S3_USE_HTTPS="1" if scheme == "https" else "0", S3_VERIFY_SSL="0")
+    return _grouped(S3FileLoader(_url_pipe(context.urls, context), region=context.region or "us-east-1"))
+
+
+def _file_opener(context: MethodContext) -> Iterable:
+    from torchdata.datapipes.iter import FileOpener
+
+    return _grouped(FileOpener(_url_pipe(context.mount_paths, context), mode="b"))
+
+
+def _whole_object(config: Any, url: str) -> Tuple[str, Any]:
+    from torchdata.datapipes.utils import StreamWrapper
+
+    from ...s3.backends._boto3 import boto3_client
+    from ...s3.url import parse_s3_url
+
+    location = parse_s3_url(url)
+    body = boto3_client(config).get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
+    return url, StreamWrapper(io.BytesIO(body), name=url)
+
+
+def _boto3_bytesio(context: MethodContext) -> Iterable:
+    from ..._config import S3Config
+
+    # The article's boto3: the whole object read into memory, then torchdata's tar loader over it.
+    config = S3Config(endpoint_url=context.endpoint_url, region=context.region).resolved()
+    return _grouped(_url_pipe(context.urls, context).map(functools.partial(_whole_object, config)))
+
+
+def _s3torchconnector_tar_samples(endpoint_url: Optional[str], region: Optional[str], url: str) -> Iterator[Dict[str, Any]]:
+    from s3torchconnector import S3ClientConfig
+    from s3torchconnector._s3client import S3Client
+
+    from ...s3.clients import process_client
+    from ...s3.url import parse_s3_url
+    from ...samples.wds import shard_samples
+
+    def make_client() -> Any:
+        config = S3ClientConfig(force_path_style=endpoint_url is not None)
+        return S3Client(region or "us-east-1", endpoint=endpoint_url, s3client_config=config)
+
+    location = parse_s3_url(url)
+    client = process_client("bench-s3torchconnector", (endpoint_url, region), make_client)
+    reader = client.get_object(location.bucket, location.key)
+    # s3torchconnector's sequential reader, read forward by tarfile in stream mode (r|*).
+    yield from shard_samples(url, reader)
+
+
+def _s3torchconnector_tarfile(context: MethodContext) -> Iterable:
+    return _url_pipe(context.urls, context).flatmap(
+        functools.partial(_s3torchconnector_tar_samples, context.endpoint_url, context.region)
+    )
+
+
+def _webdataset_pipe(context: MethodContext) -> Iterable:
+    import webdataset
+
+    from ...s3.backends._awscli import find_aws_command
+
+    endpoint = f" --endpoint-url {context.endpoint_url}" if context.endpoint_url else ""
+    urls = [f"pipe:{find_aws_command()} s3 cp{endpoint} {url} -" for url in repeated(context.urls, context.repeats)]
+    return webdataset.WebDataset(urls, shardshuffle=False, empty_check=False)
+
+
+#: name -> (what it measures, builder, needs: "s3" or "mount")
+METHODS: Dict[str, Tuple[str, Optional[Callable[[MethodContext], Iterable]], str]] = {
+    **{
+        name: (f"open_s3(backend={name!r}): {description}", _open_s3_method(name), "mount" if name == "local" else "s3")
+        for name, (_, description, _) in BACKENDS.items()
+    },
+    "torchdata-fsspec": ("torchdata FSSpecFileOpener (article)", _fsspec_file_opener, "s3"),
+    "torchdata-iopath": ("torchdata IoPathFileOpener (article)", _iopath_file_opener, "s3"),
+    "torchdata-s3fileloader": ("torchdata S3FileLoader (article)", _s3_file_loader, "s3"),
+    "torchdata-fileopener": ("torchdata FileOpener on a mounted path (article's FFM)", _file_opener, "mount"),
+    "webdataset-awscli": ("webdataset with pipe:aws s3 cp URL - (article)", _webdataset_pipe, "s3"),
+    "boto3-bytesio": ("boto3 get_object -> BytesIO + load_from_tar (the article's boto3)", _boto3_bytesio, "s3"),
+    "s3torchconnector-tarfile": ("s3torchconnector S3Client.get_object + tarfile stream (r|)", _s3torchconnector_tarfile, "s3"),
+    RAW: ("one streamed GET per shard, nothing parsed (the ceiling)", None, "s3"),
+}
+
+#: our method -> the peer it wraps or replaces, which it should at least match
+PEERS: Dict[str, str] = {
+    "boto3": "boto3-bytesio",
+    "fsspec": "torchdata-fsspec",
+    "iopath": "torchdata-iopath",
+    "s3fileloader": "torchdata-s3fileloader",
+    "awscli": "webdataset-awscli",
+    "s3torchconnector": "s3torchconnector-tarfile",
+    "local": "torchdata-fileopener",
+}
+
+#: methods whose S3 requests happen where ``process_stats()`` cannot see them, and why
+UNCOUNTED: Dict[str, str] = {
+    "torchdata-fsspec": "fsspec makes and caches its own s3fs client",
+    "torchdata-s3fileloader": "torchdata's native client sends its requests unseen",
+    "webdataset-awscli": "`aws s3 cp` sends its requests unseen",
+    "s3torchconnector-tarfile": "the CRT sends its requests unseen",
+}
+
+#: the optional library each method needs, by import name
+_REQUIRES: Dict[str, str] = {
+    "s3torchconnector": "s3torchconnector",
+    "s3torchconnector-tarfile": "s3torchconnector",
+    "webdataset-awscli": "webdataset",
+}
+
+
+def method_names() -> List[str]:
+    return list(METHODS)
+
+
+def check_method_names(names: Iterable[str]) -> List[str]:
+    """``names`` with ``all`` expanded; ``ValueError`` listing the valid names for an unknown one."""
+    chosen: List[str] = []
+    for name in names:
+        if name == "all":
+            chosen.extend(method for method in METHODS if method not in chosen)
+        elif name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; valid methods: all, {', '.join(METHODS)}")
+        elif name not in chosen:
+            chosen.append(name)
+    return chosen
+
+
+def unavailable_reason(name: str, context: MethodContext) -> Optional[str]:
+    """Why ``name`` cannot run here (a library missing, no S3 source or no mount), or ``None``."""
+    needs = METHODS[name][2]
+    if needs == "mount" and not context.mount_paths:
+        return "needs the shards on a local path (--mount DIR, or a local SRC with --server)"
+    if needs == "s3" and not context.urls:
+        return "needs the shards in S3 (an s3:// SRC, or --server)"
+    module = _REQUIRES.get(name)
+    if module is not None and importlib.util.find_spec(module) is None:
+        return f"{module} is not installed"
+    return None
+
+
+def build_dataset(name: str, context: MethodContext) -> Iterable:
+    builder = METHODS[name][1]
+    if builder is None:
+        raise ValueError(f"method {name!r} is not a dataset; the runner drives it itself")
+    return builder(context)
+
+
+def decoded_sample(sample: Dict[str, Any], decoder: str) -> Dict[str, Any]:
+    """``decode_png_pair(sample, decoder=decoder)``, keeping the encoded size of the sample's bytes in
+    ``ENCODED_BYTES``."""
+    from ...samples.decode import decode_png_pair
+
+    encoded = sum(len(value) for value in sample.values() if isinstance(value, (bytes, bytearray)))
+    return {**decode_png_pair(sample, decoder=decoder), ENCODED_BYTES: encoded}
+
+
+def with_decode(dataset: Any, decoder: str) -> Any:
+    """``dataset`` with every sample decoded by ``decoder`` (in the DataLoader workers, if any), or as it is
+    for ``NO_DECODE``. Both torchdata's pipes and webdataset's pipelines take a ``map`` stage."""
+    if decoder == NO_DECODE:
+        return dataset
+    return dataset.map(functools.partial(decoded_sample, decoder=decoder))

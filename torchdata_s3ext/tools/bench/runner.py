@@ -1,0 +1,351 @@
+"""Run one benchmark method in a process of its own (so its memory and CPU are its own), or all of them.
+
+``run_methods`` starts ``python -m torchdata_s3ext.tools.bench.runner JOB.json RESULT.json`` per method (and
+worker count); the child counts the S3 requests of one pass over the shards, runs the article's empty
+training loop (and, with a train step, its cached-vs-streamed measurement) and writes one result dictionary.
+``run_in_child`` is that protocol for any module with such a ``__main__`` (the decode measurement has one).
+"""
+import dataclasses
+import importlib
+import itertools
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+from ..._config import S3Config
+from ...s3.stats import process_stats
+from .methods import (ENCODED_BYTES, METHODS, NO_DECODE, RAW, UNCOUNTED, MethodContext, build_dataset, repeated,
+                      unavailable_reason, with_decode)
+from .stats import WindowClock, WindowStats, stall_fraction
+
+__all__ = ["BenchJob", "ChildFailed", "run_method", "run_methods", "run_in_child", "child_main", "load_train_step",
+           "payload_bytes", "epoch_requests", "ACCOUNTING_TIME_LIMIT"]
+
+#: seconds the request-counting pass over the shards may take before its counts are reported as unknown
+ACCOUNTING_TIME_LIMIT = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchJob:
+    """One method's measurement settings."""
+
+    method: str
+    context: MethodContext
+    batch_size: int = 4
+    num_workers: int = 4
+    batches: int = 500
+    window: int = 100
+    time_limit: float = 600.0
+    train_step: Optional[str] = None
+    #: ``decode_png_pair``'s decoder for every sample before batching, or ``NO_DECODE``
+    decoder: str = NO_DECODE
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "BenchJob":
+        fields = json.loads(text)
+        return cls(context=MethodContext.from_dict(fields.pop("context")), **fields)
+
+
+def load_train_step(spec: str) -> Callable[[Any], Any]:
+    """``module:function`` -> the function; ``ValueError`` naming the spec when it is not one."""
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise ValueError(f"--train-step must be module:function, got {spec!r}")
+    function = getattr(importlib.import_module(module_name), function_name, None)
+    if not callable(function):
+        raise ValueError(f"--train-step {spec!r}: {function_name!r} is not a function of {module_name!r}")
+    return function
+
+
+def payload_bytes(batch: Any) -> int:
+    """Bytes of sample data in a collated batch: every ``bytes`` value, however the batch nests them; for
+    decoded samples, the encoded sizes they keep in ``ENCODED_BYTES`` (their tensors are not counted)."""
+    if isinstance(batch, (bytes, bytearray)):
+        return len(batch)
+    if isinstance(batch, dict):
+        return sum(_encoded_total(value) if key == ENCODED_BYTES else payload_bytes(value) for key, value in batch.items())
+    if isinstance(batch, (list, tuple)):
+        return sum(payload_bytes(value) for value in batch)
+    return 0
+
+
+def _encoded_total(sizes: Any) -> int:
+    import torch
+
+    # collated, a batch's sizes are one tensor; uncollated, an int or a list
+    return int(torch.as_tensor(sizes).sum())
+
+
+class _PeakMemory:
+    """Samples the summed RSS of this process and its descendants (DataLoader workers, CLI children)."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        total = 0
+        for process in [self._process] + self._process.children(recursive=True):
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                continue  # a worker that exited between listing and reading
+        self.peak_bytes = max(self.peak_bytes, total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def __enter__(self) -> "_PeakMemory":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _cpu_seconds() -> float:
+    # RUSAGE_CHILDREN covers waited-for descendants: DataLoader workers and the CLI processes they ran.
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+
+
+def _timed(items: Iterable[Any], clock: WindowClock, limit: int, deadline: float, on_item: Callable[[Any], None]) -> bool:
+    """Feed up to ``limit`` items to ``on_item``, ticking ``clock`` after each; ``False`` if the deadline cut it short."""
+    for item in itertools.islice(items, limit):
+        on_item(item)
+        clock.tick()
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
+def _repeats(job: BenchJob) -> int:
+    """Passes over the shard list that give ``job.batches`` batches even if every shard held one sample."""
+    shards = len(job.context.urls or job.context.mount_paths or ()) or 1
+    return -(-job.batches * job.batch_size // shards)
+
+
+def _loader(job: BenchJob):
+    from torch.utils.data import DataLoader
+
+    context = dataclasses.replace(job.context, repeats=_repeats(job))
+    dataset = with_decode(build_dataset(job.method, context), job.decoder)
+    return DataLoader(dataset, batch_size=job.batch_size, num_workers=job.num_workers)
+
+
+def _empty_loop(job: BenchJob, deadline: float) -> Dict[str, Any]:
+    counts = {"samples": 0, "payload_bytes": 0}
+
+    def count(batch: Any) -> None:
+        counts["payload_bytes"] += payload_bytes(batch)
+        counts["samples"] += len(batch["__key__"]) if isinstance(batch, dict) and "__key__" in batch else job.batch_size
+
+    batches = iter(_loader(job))
+    clock = WindowClock(job.window)
+    complete = _timed(batches, clock, job.batches, deadline, count)
+    del batches  # shuts the workers down, so their CPU time is counted below
+    return {**counts, "clock": clock, "complete": complete}
+
+
+def _raw_config(job: BenchJob) -> S3Config:
+    return S3Config(endpoint_url=job.context.endpoint_url, region=job.context.region).resolved()
+
+
+def _raw_loop(job: BenchJob, deadline: float) -> Dict[str, Any]:
+    """One process reading the shards' bytes in turn; a "batch" is ``batch_size`` samples' worth of bytes."""
+    from .raw import TarSampleCounter, object_chunks
+
+    config = _raw_config(job)
+    counts = {"samples": 0, "payload_bytes": 0}
+
+    def batches_done() -> Iterable[None]:
+        counter = TarSampleCounter()  # one for all shards: a tar's zero padding reads as no member
+        for url in repeated(job.context.urls, _repeats(job)):
+            for chunk in object_chunks(url, config):
+                counter.feed(chunk)
+                counts["payload_bytes"] = counter.payload_bytes
+                while counter.samples - counts["samples"] >= job.batch_size:
+                    counts["samples"] += job.batch_size
+                    yield None
+
+    clock = WindowClock(job.window)
+    complete = _timed(batches_done(), clock, job.batches, deadline, lambda _: None)
+    return {**counts, "clock": clock, "complete": complete}
+
+
+def _step_seconds(stats: WindowStats, clock: WindowClock) -> Optional[float]:
+    if stats.mean is not None:
+        return stats.mean / stats.window
+    return clock.elapsed / len(clock.stamps) if clock.stamps else None
+
+
+def _train_step_measurement(job: BenchJob, deadline: float) -> Dict[str, Any]:
+    """The article's second measurement: step time on one cached batch vs. on batches streamed by the loader."""
+    assert job.train_step is not None
+    train_step = load_train_step(job.train_step)
+    batches = iter(_loader(job))
+    cached_batch = next(batches)
+    cached_clock = WindowClock(job.window)
+    _timed(itertools.repeat(cached_batch), cached_clock, job.batches, deadline, train_step)
+    streamed_clock = WindowClock(job.window)
+    _timed(batches, streamed_clock, job.batches, deadline, train_step)
+    del batches
+    cached = _step_seconds(cached_clock.stats(), cached_clock)
+    streamed = _step_seconds(streamed_clock.stats(), streamed_clock)
+    return {"cached_step_s": cached, "streamed_step_s": streamed, "stall_fraction": stall_fraction(cached, streamed)}
+
+
+def _epoch_items(job: BenchJob) -> Iterable[Any]:
+    from .raw import object_chunks
+
+    if job.method == RAW:
+        config = _raw_config(job)
+        return (chunk for url in job.context.urls for chunk in object_chunks(url, config))
+    return build_dataset(job.method, dataclasses.replace(job.context, repeats=1))
+
+
+def epoch_requests(job: BenchJob, time_limit: float = ACCOUNTING_TIME_LIMIT) -> Dict[str, Any]:
+    """The S3 requests (and our retries, and bytes) of one pass over the shard list, read in this process
+    without workers, and their cost at S3 Standard prices; ``None`` where they are not seen or the pass ran
+    out of time. Run before the timed loop, so that none of the loop's requests is still in flight to count."""
+    unknown: Dict[str, Any] = {"requests_per_epoch": None, "request_stats_per_epoch": None, "cost_usd_per_epoch": None}
+    if job.method in UNCOUNTED:
+        return unknown
+    deadline = time.monotonic() + time_limit
+    before = process_stats().snapshot()
+    for _ in _epoch_items(job):
+        if time.monotonic() > deadline:
+            return unknown
+    epoch = process_stats() - before
+    return {"requests_per_epoch": epoch.requests, "request_stats_per_epoch": epoch.as_dict(), "cost_usd_per_epoch": epoch.cost_usd()}
+
+
+def run_method(job: BenchJob) -> Dict[str, Any]:
+    """Measure ``job.method`` in this process; returns the result dictionary the report reads."""
+    accounting = epoch_requests(job)
+    deadline = time.monotonic() + job.time_limit
+    cpu_start = _cpu_seconds()
+    with _PeakMemory() as memory:
+        loop = _raw_loop(job, deadline) if job.method == RAW else _empty_loop(job, deadline)
+        # raw yields bytes, not batches: there is nothing to train on
+        train = _train_step_measurement(job, deadline) if job.train_step and job.method != RAW else None
+    stats: WindowStats = loop["clock"].stats()
+    clock: WindowClock = loop["clock"]
+    batches = len(clock.stamps)
+    if stats.mean is not None:
+        samples_per_s = job.batch_size * stats.window / stats.mean
+    else:
+        samples_per_s = loop["samples"] / clock.elapsed if clock.elapsed > 0 else None
+    bytes_per_sample = loop["payload_bytes"] / loop["samples"] if loop["samples"] else None
+    return {
+        "method": job.method,
+        "description": METHODS[job.method][0],
+        "num_workers": job.num_workers,
+        "decoder": job.decoder,
+        "status": "ok" if loop["complete"] else "time limit",
+        "batches": batches,
+        "samples": loop["samples"],
+        "payload_bytes": loop["payload_bytes"],
+        "elapsed_s": clock.elapsed,
+        "window": stats.window,
+        "window_times_s": stats.durations,
+        "mean_window_s": stats.mean,
+        "variance_window_s2": stats.variance,
+        "samples_per_s": samples_per_s,
+        "mb_per_s": samples_per_s * bytes_per_sample / 1e6 if samples_per_s and bytes_per_sample else None,
+        "peak_rss_mb": memory.peak_bytes / 1e6,
+        "cpu_s": _cpu_seconds() - cpu_start,
+        "train_step": train,
+        **accounting,
+    }
+
+
+def _failed(job: BenchJob, status: str, error: str) -> Dict[str, Any]:
+    return {"method": job.method, "description": METHODS[job.method][0], "num_workers": job.num_workers,
+            "decoder": job.decoder, "status": status, "error": error}
+
+
+def _last_lines(text: str, count: int = 6) -> str:
+    return "\n".join(text.strip().splitlines()[-count:])
+
+
+def run_methods(
+    jobs: List[BenchJob], env: Optional[Dict[str, str]] = None, on_result: Optional[Callable[[Dict[str, Any]], None]] = None
+) -> List[Dict[str, Any]]:
+    """Each job in its own ``python`` process, one after the other; a failing method is a result, not an error."""
+    results = []
+    for job in jobs:
+        reason = unavailable_reason(job.method, job.context)
+        if reason is not None:
+            result = _failed(job, "unavailable", reason)
+        else:
+            result = _run_in_child(job, env)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+class ChildFailed(Exception):
+    """A child measurement exited without a result; the message says why (the end of its stderr)."""
+
+
+def run_in_child(module: str, job_json: str, timeout: float, env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """``python -m module JOB.json RESULT.json`` with ``job_json``; the dictionary it wrote, or ``ChildFailed``."""
+    with tempfile.TemporaryDirectory(prefix="torchdata-s3ext-bench-") as workdir:
+        job_path, result_path = os.path.join(workdir, "job.json"), os.path.join(workdir, "result.json")
+        with open(job_path, "w") as job_file:
+            job_file.write(job_json)
+        command = [sys.executable, "-m", module, job_path, result_path]
+        try:
+            finished = subprocess.run(
+                command, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as error:
+            raise ChildFailed(f"killed after {timeout:.0f} s") from error
+        if finished.returncode != 0 or not os.path.exists(result_path):
+            raise ChildFailed(_last_lines(finished.stderr) or f"exit status {finished.returncode}")
+        with open(result_path) as result_file:
+            return json.load(result_file)
+
+
+def _run_in_child(job: BenchJob, env: Optional[Dict[str, str]]) -> Dict[str, Any]:
+    try:
+        # The child stops itself at time_limit; the margin covers start-up and worker shutdown.
+        return run_in_child("torchdata_s3ext.tools.bench.runner", job.to_json(), job.time_limit + 120, env)
+    except ChildFailed as error:
+        return _failed(job, "error", str(error))
+
+
+def child_main(job_path: str, result_path: str, measure: Callable[[str], Dict[str, Any]]) -> None:
+    """A child's whole work: the job file's text to ``measure``, its result to the result file."""
+    with open(job_path) as job_file:
+        result = measure(job_file.read())
+    with open(result_path, "w") as result_file:
+        json.dump(result, result_file)
+
+
+if __name__ == "__main__":
+    child_main(*sys.argv[1:3], measure=lambda job_json: run_method(BenchJob.from_json(job_json)))
