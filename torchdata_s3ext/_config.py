@@ -49,6 +49,15 @@ class S3Config:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
 
+    @classmethod
+    def merged(
+        cls, config: Optional["S3Config"] = None, endpoint_url: Optional[str] = None, region: Optional[str] = None
+    ) -> "S3Config":
+        """``config`` (or the defaults) with ``endpoint_url`` and ``region`` overriding its fields where given:
+        how ``open_s3`` and ``wds_pipe`` combine their keyword arguments with a full ``config``."""
+        overrides = {name: value for name, value in (("endpoint_url", endpoint_url), ("region", region)) if value is not None}
+        return dataclasses.replace(config if config is not None else cls(), **overrides)
+
     def resolved(self) -> "S3Config":
         """This configuration with the standard environment variables filled in where a field is ``None``."""
         endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")

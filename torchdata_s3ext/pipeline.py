@@ -1,5 +1,4 @@
 """``wds_pipe``: the one-call recommended pipe from a shard spec to shuffled, decoded samples, exactly once."""
-import dataclasses
 from typing import Any, Optional
 
 from torchdata.datapipes.iter import IterableWrapper, IterDataPipe
@@ -61,8 +60,9 @@ def wds_pipe(
     error_counts = ErrorCounts()
 
     # Listing and reading must agree on the endpoint: apply open_s3's overrides to the config here too.
-    overrides = {name: open_s3_kwargs[name] for name in ("endpoint_url", "region") if open_s3_kwargs.get(name) is not None}
-    listing_config = dataclasses.replace(open_s3_kwargs.get("config") or S3Config(), **overrides)
+    listing_config = S3Config.merged(
+        open_s3_kwargs.get("config"), open_s3_kwargs.get("endpoint_url"), open_s3_kwargs.get("region")
+    )
     shard_urls = list_shards(shards, suffix=suffix, config=listing_config)
     pipe = (
         IterableWrapper(shard_urls, deepcopy=False)

@@ -1,5 +1,4 @@
 """The ``open_s3`` datapipe: shard URLs in, ``(url, binary stream)`` pairs out, on any backend."""
-import dataclasses
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from torchdata.datapipes import functional_datapipe
@@ -66,13 +65,7 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
     ) -> None:
         self.source_datapipe = source_datapipe
         self.backend: str = check_backend_name(backend)
-        overrides: Dict[str, Any] = {}
-        if endpoint_url is not None:
-            overrides["endpoint_url"] = endpoint_url
-        if region is not None:
-            overrides["region"] = region
-        base = config if config is not None else S3Config()
-        self.config: S3Config = dataclasses.replace(base, **overrides).resolved()
+        self.config: S3Config = S3Config.merged(config, endpoint_url, region).resolved()
         self.backend_kwargs: Dict[str, Any] = backend_kwargs
 
     def __iter__(self) -> Iterator[Tuple[str, StreamWrapper]]:
