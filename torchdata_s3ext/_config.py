@@ -1,7 +1,7 @@
 """One S3 configuration, honoured the same way by every backend."""
 import dataclasses
 import os
-from typing import Any, Dict, Optional
+from typing import Optional
 
 __all__ = ["S3Config"]
 
@@ -68,42 +68,3 @@ class S3Config:
     @property
     def use_https(self) -> bool:
         return self.endpoint_url is None or self.endpoint_url.startswith("https://")
-
-    def credential_env(self) -> Dict[str, str]:
-        """Environment variables that hand these settings to a subprocess or a native client."""
-        env: Dict[str, str] = {}
-        if self.aws_access_key_id is not None:
-            env["AWS_ACCESS_KEY_ID"] = self.aws_access_key_id
-            env["AWS_SECRET_ACCESS_KEY"] = self.aws_secret_access_key or ""
-            if self.aws_session_token:
-                env["AWS_SESSION_TOKEN"] = self.aws_session_token
-        if self.profile:
-            env["AWS_PROFILE"] = self.profile
-        if self.region:
-            env["AWS_REGION"] = self.region
-            env["AWS_DEFAULT_REGION"] = self.region
-        return env
-
-    def boto3_client_kwargs(self) -> Dict[str, Any]:
-        """Keyword arguments for ``boto3.Session(...).client("s3", **kwargs)`` (without the session part)."""
-        from botocore import UNSIGNED
-        from botocore.config import Config
-
-        config = Config(
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
-            signature_version=UNSIGNED if self.anonymous else None,
-            s3={"addressing_style": "path"} if self.endpoint_url else None,
-            max_pool_connections=32,
-        )
-        kwargs: Dict[str, Any] = {"config": config, "verify": self.verify_ssl}
-        if self.endpoint_url:
-            kwargs["endpoint_url"] = self.endpoint_url
-        if self.region:
-            kwargs["region_name"] = self.region
-        if self.aws_access_key_id is not None:
-            kwargs["aws_access_key_id"] = self.aws_access_key_id
-            kwargs["aws_secret_access_key"] = self.aws_secret_access_key
-            kwargs["aws_session_token"] = self.aws_session_token
-        return kwargs

@@ -239,8 +239,9 @@ def test_tar_with_directory_member_reads_files_only(s3_server, s3_bucket):
 
 def test_s3config_verify_ssl_reaches_boto3_and_the_aws_cli():
     from torchdata_s3ext.s3.backends._awscli import _command
+    from torchdata_s3ext.s3.clients import boto3_client_kwargs
 
     config = S3Config(endpoint_url="https://127.0.0.1:9443", verify_ssl=False)
-    assert config.boto3_client_kwargs()["verify"] is False
+    assert boto3_client_kwargs(config)["verify"] is False
     assert "--no-verify-ssl" in _command("s3://bucket/key.tar", 0, "-", config, "aws", ())
-    assert S3Config().boto3_client_kwargs()["verify"] is True
+    assert boto3_client_kwargs(S3Config())["verify"] is True

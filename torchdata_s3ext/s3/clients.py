@@ -1,14 +1,32 @@
-"""One client per process and configuration, made lazily and forgotten after a fork.
+"""Every S3 client we make, and how an :class:`~torchdata_s3ext.S3Config` reaches each: one place.
 
-boto3 sessions, s3fs file systems and the SSL state they hold are not fork-safe: a client inherited by a
-DataLoader worker can hang or fail with "bad record mac". Pipes therefore never hold clients; backends ask
-this module, which builds a fresh one in each process on first use.
+One client per process and configuration, made lazily and forgotten after a fork. boto3 sessions, s3fs file
+systems and the SSL state they hold are not fork-safe: a client inherited by a DataLoader worker can hang or
+fail with "bad record mac". Pipes therefore never hold clients; backends ask this module, which builds a
+fresh one in each process on first use.
 """
+import dataclasses
 import os
 import threading
 from typing import Any, Callable, Dict, Hashable, List, Tuple
 
-__all__ = ["process_client", "forget_clients"]
+from .._config import S3Config
+from . import compat
+from .environ import scoped_environ
+from .stats import count_botocore_requests
+
+__all__ = [
+    "aws_cli_options",
+    "boto3_client",
+    "boto3_client_kwargs",
+    "credential_env",
+    "crt_client",
+    "forget_clients",
+    "iopath_path_manager",
+    "native_s3_handler",
+    "process_client",
+    "s3fs_filesystem",
+]
 
 _lock = threading.Lock()
 _clients: Dict[Tuple[str, Hashable], Any] = {}
@@ -40,3 +58,162 @@ def process_client(kind: str, key: Hashable, factory: Callable[[], Any]) -> Any:
         if client is None:
             client = _clients[(kind, key)] = factory()
         return client
+
+
+def credential_env(config: S3Config) -> Dict[str, str]:
+    """Environment variables that hand ``config``'s credentials, profile and region to a subprocess or a
+    native client (the AWS CLI, the CRT, torchdata's handler), which read their settings from there."""
+    env: Dict[str, str] = {}
+    if config.aws_access_key_id is not None:
+        env["AWS_ACCESS_KEY_ID"] = config.aws_access_key_id
+        env["AWS_SECRET_ACCESS_KEY"] = config.aws_secret_access_key or ""
+        if config.aws_session_token:
+            env["AWS_SESSION_TOKEN"] = config.aws_session_token
+    if config.profile:
+        env["AWS_PROFILE"] = config.profile
+    if config.region:
+        env["AWS_REGION"] = config.region
+        env["AWS_DEFAULT_REGION"] = config.region
+    return env
+
+
+def boto3_client_kwargs(config: S3Config) -> Dict[str, Any]:
+    """Keyword arguments for ``boto3.Session(...).client("s3", **kwargs)`` (without the session part)."""
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    botocore_config = Config(
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
+        signature_version=UNSIGNED if config.anonymous else None,
+        s3={"addressing_style": "path"} if config.endpoint_url else None,
+        max_pool_connections=32,
+    )
+    kwargs: Dict[str, Any] = {"config": botocore_config, "verify": config.verify_ssl}
+    if config.endpoint_url:
+        kwargs["endpoint_url"] = config.endpoint_url
+    if config.region:
+        kwargs["region_name"] = config.region
+    if config.aws_access_key_id is not None:
+        kwargs["aws_access_key_id"] = config.aws_access_key_id
+        kwargs["aws_secret_access_key"] = config.aws_secret_access_key
+        kwargs["aws_session_token"] = config.aws_session_token
+    return kwargs
+
+
+def boto3_client(config: S3Config, retries: bool = True) -> Any:
+    """This process's boto3 S3 client for ``config``; ``retries=False`` leaves every retry to the caller."""
+    if not retries:
+        config = dataclasses.replace(config, max_attempts=1)
+
+    def make_client() -> Any:
+        import boto3
+
+        session = boto3.session.Session(profile_name=config.profile) if config.profile else boto3.session.Session()
+        client = session.client("s3", **boto3_client_kwargs(config))
+        count_botocore_requests(client.meta.events)
+        return client
+
+    return process_client("boto3", config, make_client)
+
+
+def s3fs_filesystem(config: S3Config) -> Any:
+    """This process's ``s3fs.S3FileSystem`` for ``config`` (never fsspec's shared instance cache); its own
+    retries are off, since ours retry each part."""
+
+    def make_filesystem() -> Any:
+        import aiobotocore.session
+        import s3fs
+
+        # A session of our own, hooked before s3fs makes (or remakes) its client from it.
+        session = aiobotocore.session.AioSession(profile=config.profile) if config.profile else aiobotocore.session.AioSession()
+        count_botocore_requests(session)
+        client_kwargs: Dict[str, Any] = {"verify": config.verify_ssl}
+        if config.region:
+            client_kwargs["region_name"] = config.region
+        return s3fs.S3FileSystem(
+            anon=config.anonymous,
+            key=config.aws_access_key_id,
+            secret=config.aws_secret_access_key,
+            token=config.aws_session_token,
+            session=session,
+            endpoint_url=config.endpoint_url,
+            client_kwargs=client_kwargs,
+            config_kwargs={
+                "connect_timeout": config.connect_timeout,
+                "read_timeout": config.read_timeout,
+                "retries": {"total_max_attempts": 1},
+            },
+            skip_instance_cache=True,
+        )
+
+    return process_client("s3fs", config, make_filesystem)
+
+
+def iopath_path_manager(config: S3Config) -> Any:
+    """This process's iopath ``PathManager`` whose S3 handler uses our boto3 client for ``config`` (iopath
+    would otherwise build its own from a named profile, "saml" by default)."""
+
+    def make_path_manager() -> Any:
+        from iopath.common.file_io import PathManager
+
+        manager = PathManager()
+        manager.register_handler(compat.iopath_handler_with_client(lambda: boto3_client(config)))
+        return manager
+
+    return process_client("iopath", config, make_path_manager)
+
+
+def native_s3_handler(config: S3Config, request_timeout_ms: int, alternatives: str) -> Any:
+    """This process's torchdata native ``S3Handler``; ``config`` reaches it through the ``S3_ENDPOINT_URL`` /
+    ``S3_USE_HTTPS`` / ``S3_VERIFY_SSL`` variables and the credentials' variables, read when it is made."""
+
+    def make_handler() -> Any:
+        handler_class = compat.torchdata_native_s3_handler(alternatives)
+        env = credential_env(config)
+        if config.endpoint_url:
+            env["S3_ENDPOINT_URL"] = config.endpoint_url.split("://", 1)[1]
+            env["S3_USE_HTTPS"] = "1" if config.use_https else "0"
+            env["S3_VERIFY_SSL"] = "1" if config.verify_ssl else "0"
+        with scoped_environ(env):
+            return handler_class(request_timeout_ms, config.region or "us-east-1")
+
+    return process_client("s3fileloader", (config, request_timeout_ms), make_handler)
+
+
+def crt_client(config: S3Config, part_size: int) -> Any:
+    """This process's s3torchconnector (CRT) client; it signs with the credentials in the environment, so
+    calls into it run inside ``scoped_environ(credential_env(config))``."""
+
+    def make_client() -> Any:
+        client_class = compat.crt_s3_client_class()
+        from s3torchconnector import S3ClientConfig
+
+        client_config = S3ClientConfig(
+            part_size=part_size,
+            unsigned=config.anonymous,
+            force_path_style=config.endpoint_url is not None,
+            max_attempts=config.max_attempts,
+            profile=config.profile,
+        )
+        return client_class(config.region or "us-east-1", endpoint=config.endpoint_url, s3client_config=client_config)
+
+    return process_client("s3torchconnector", (config, part_size), make_client)
+
+
+def aws_cli_options(config: S3Config) -> List[str]:
+    """The AWS CLI's options for ``config`` (credentials go by :func:`credential_env`)."""
+    options: List[str] = []
+    if config.endpoint_url:
+        options += ["--endpoint-url", config.endpoint_url]
+    if config.region:
+        options += ["--region", config.region]
+    if config.profile:
+        options += ["--profile", config.profile]
+    if config.anonymous:
+        options += ["--no-sign-request"]
+    if not config.verify_ssl:
+        options += ["--no-verify-ssl"]
+    return options + ["--cli-connect-timeout", str(int(config.connect_timeout)),
+                      "--cli-read-timeout", str(int(config.read_timeout))]

@@ -3,6 +3,8 @@ import os
 from typing import Iterable, List, Optional, Sequence, Union
 
 from .._config import S3Config
+from .clients import boto3_client
+from .errors import botocore_errors_translated
 from .url import is_s3_url, local_path, parse_s3_url
 
 __all__ = ["list_shards", "expand_braces"]
@@ -20,14 +22,12 @@ def expand_braces(pattern: str) -> List[str]:
 
 
 def _list_s3_prefix(url: str, suffix: str, config: S3Config) -> List[str]:
-    from .backends._boto3 import boto3_client
-    from .backends._botocore_errors import botocore_errors_named
 
     bucket, _, prefix = url[len("s3://"):].partition("/")
     if not bucket:
         raise ValueError(f"S3 URL needs a bucket (s3://bucket/prefix): {url!r}")
     paginator = boto3_client(config).get_paginator("list_objects_v2")
-    with botocore_errors_named(url, config):
+    with botocore_errors_translated(url, config):
         return [
             f"s3://{bucket}/{entry['Key']}"
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix)

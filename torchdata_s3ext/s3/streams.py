@@ -2,10 +2,10 @@
 import io
 from typing import Callable, Optional
 
-from .retry import backoff_sleep, is_transient
+from .retry import call_with_retries
 from .stats import process_stats
 
-__all__ = ["ChunkReader", "ResumingReader", "buffered", "skipping"]
+__all__ = ["ChunkReader", "ResumingReader", "buffered"]
 
 DEFAULT_BUFFER_SIZE = 1 << 20
 
@@ -57,8 +57,8 @@ def buffered(raw: io.RawIOBase, buffer_size: int = DEFAULT_BUFFER_SIZE) -> io.Bu
 class ResumingReader(io.RawIOBase):
     """A stream that survives transient faults: on one, it reopens the object at the byte it reached.
 
-    ``open_at(offset)`` opens the object from ``offset`` (a ranged GET, or a fresh stream with the first
-    ``offset`` bytes skipped, see :func:`skipping`). At most ``max_attempts`` opens per fault run.
+    ``open_at(offset)`` opens the object from ``offset`` (a ranged GET, or a command asked for a range). A read
+    is attempted up to ``max_attempts`` times, through :func:`~.retry.call_with_retries`.
     """
 
     def __init__(self, url: str, open_at: Callable[[int], io.RawIOBase], max_attempts: int) -> None:
@@ -73,40 +73,21 @@ class ResumingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        attempt = 1
-        while True:
-            try:
-                n = self._stream.readinto(buffer)
-                self.position += n or 0
-                return n or 0
-            except Exception as error:
-                if not is_transient(error) or attempt >= self._max_attempts:
-                    if is_transient(error):
-                        raise OSError(f"{self.url}: gave up at byte {self.position} after {attempt} attempts: {error}") from error
-                    raise
-                backoff_sleep(attempt)
-                attempt += 1
-                self.resumes += 1
-                self._stream.close()
-                self._stream = self._open_at(self.position)
+        def read_once() -> int:
+            n = self._stream.readinto(buffer) or 0
+            self.position += n
+            return n
+
+        return call_with_retries(
+            self.url, self._max_attempts, read_once, before_retry=self._reopen, position=lambda: self.position
+        )
+
+    def _reopen(self) -> None:
+        self.resumes += 1
+        self._stream.close()
+        self._stream = self._open_at(self.position)
 
     def close(self) -> None:
         if not self.closed:
             self._stream.close()
         super().close()
-
-
-def skipping(open_stream: Callable[[], io.RawIOBase]) -> Callable[[int], io.RawIOBase]:
-    """``open_at`` for a backend that cannot open at an offset: open afresh and discard ``offset`` bytes."""
-
-    def open_at(offset: int) -> io.RawIOBase:
-        stream = open_stream()
-        remaining = offset
-        while remaining:
-            skipped = len(stream.read(min(remaining, DEFAULT_BUFFER_SIZE)))
-            if not skipped:
-                raise OSError(f"object shorter than the {offset} bytes already read")
-            remaining -= skipped
-        return stream
-
-    return open_at

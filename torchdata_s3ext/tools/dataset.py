@@ -87,7 +87,7 @@ def _upload_file(client: Any, path: str, url: str) -> None:
 
 def upload_shards(paths: List[str], dest: str, config: Optional[S3Config] = None, jobs: int = 2) -> List[str]:
     """Upload local shard files to ``dest`` (``s3://bucket/prefix``) under their own names, ``jobs`` at once."""
-    from ..s3.backends._boto3 import boto3_client
+    from ..s3.clients import boto3_client
 
     client = boto3_client((config or S3Config()).resolved())
     urls = [dest.rstrip("/") + "/" + os.path.basename(path) for path in paths]
@@ -113,7 +113,7 @@ def write_dataset(
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     urls = shard_urls(dest, spec.num_shards)
     if is_s3_url(dest):
-        from ..s3.backends._boto3 import boto3_client
+        from ..s3.clients import boto3_client
 
         client = boto3_client((config or S3Config()).resolved())
 

@@ -8,6 +8,7 @@ we check its exit status at the end of the stream and resume with ``--range byte
 reached, so a failed copy is either resumed exactly or an error naming the URL and the CLI's message."""
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,8 +16,8 @@ import threading
 from typing import BinaryIO, List, Optional, Sequence
 
 from ..._config import S3Config
-from ..errors import translate_client_error, unreachable_endpoint
-from ..retry import TransientError
+from ..clients import aws_cli_options, credential_env
+from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, translate_report
 from ..stats import process_stats
 from ..streams import ChunkReader, ResumingReader, buffered
 from ..url import parse_s3_url
@@ -24,8 +25,17 @@ from ..url import parse_s3_url
 __all__ = ["open_url", "find_aws_command"]
 
 _STDERR_LIMIT = 64 << 10
-_TRANSIENT_MARKS = ("SlowDown", "(503)", "(500)", "InternalError", "Connection was closed", "Read timeout",
-                    "IncompleteRead", "Connection broken", "reset by peer", "ResponseStreamingError")
+# What the CLI prints, line by line (botocore's own message templates): an S3 error with its code ...
+_S3_ERROR = re.compile(r"^An error occurred \((?P<code>[^()\s]+)\) when calling the \w+ operation", re.MULTILINE)
+# ... a transfer cut or stalled mid-request (IncompleteReadError, ResponseStreamingError, ReadTimeoutError,
+# ConnectionClosedError) ...
+_BROKEN = re.compile(
+    r"^(?:\d+ read, but total bytes expected is \d+\.|An error occurred while reading from response stream: "
+    r"|Read timeout on endpoint URL: |Connection was closed before we received a valid response from endpoint URL: )",
+    re.MULTILINE,
+)
+# ... or no answer at all (EndpointConnectionError, ConnectTimeoutError).
+_UNREACHABLE = re.compile(r"^(?:Could not connect to the endpoint URL: |Connect timeout on endpoint URL: )", re.MULTILINE)
 
 
 def find_aws_command() -> str:
@@ -45,38 +55,25 @@ def _command(
     if offset:
         command += ["--range", f"bytes={offset}-"]
     command.append(body_path)
-    if config.endpoint_url:
-        command += ["--endpoint-url", config.endpoint_url]
-    if config.region:
-        command += ["--region", config.region]
-    if config.profile:
-        command += ["--profile", config.profile]
-    if config.anonymous:
-        command += ["--no-sign-request"]
-    if not config.verify_ssl:
-        command += ["--no-verify-ssl"]
-    command += ["--cli-connect-timeout", str(int(config.connect_timeout)), "--cli-read-timeout", str(int(config.read_timeout))]
-    return command + list(extra_args)
+    return command + aws_cli_options(config) + list(extra_args)
 
 
-def _error_from_stderr(url: str, endpoint: Optional[str], stderr: str, returncode: int) -> OSError:
-    message = stderr.strip()
-    for code in ("NoSuchBucket", "NoSuchKey", "AccessDenied", "InvalidAccessKeyId"):
-        if code in stderr:
-            return translate_client_error(url, code, message)
-    if "(404)" in stderr or "Not Found" in stderr:
-        return translate_client_error(url, "404", message)
-    if "(403)" in stderr or "Forbidden" in stderr:
-        return translate_client_error(url, "403", message)
-    if any(mark in stderr for mark in _TRANSIENT_MARKS):
-        return TransientError(f"{url}: `aws` failed transiently (status {returncode}): {message}")
-    if "Could not connect" in stderr or "Connect timeout" in stderr:
-        return unreachable_endpoint(url, endpoint, message)
-    return OSError(f"{url}: `aws` exited with status {returncode}: {message}")
+def cli_report(stderr: str, returncode: int) -> ClientReport:
+    """What the CLI's stderr says went wrong, with the S3 error code (or our code for a broken transfer or an
+    unreachable endpoint) read from the lines botocore prints, never from words that a key could contain."""
+    message = f"`aws` exited with status {returncode}: {stderr.strip()}"
+    code_match = _S3_ERROR.search(stderr)
+    if code_match:
+        return ClientReport("the AWS CLI", code_match.group("code"), message)
+    if _BROKEN.search(stderr):
+        return ClientReport("the AWS CLI", CONNECTION_BROKEN, message)
+    if _UNREACHABLE.search(stderr):
+        return ClientReport("the AWS CLI", ENDPOINT_UNREACHABLE, message)
+    return ClientReport("the AWS CLI", None, message)
 
 
 def _open_process(url: str, offset: int, config: S3Config, aws_command: Optional[str], extra_args: Sequence[str]) -> io.RawIOBase:
-    env = dict(os.environ, **config.credential_env(), AWS_MAX_ATTEMPTS=str(config.max_attempts))
+    env = dict(os.environ, **credential_env(config), AWS_MAX_ATTEMPTS=str(config.max_attempts))
     # get-object prints its JSON answer on stdout, so the body goes to a pipe of its own.
     body_read, body_write = os.pipe()
     command = _command(url, offset, f"/dev/fd/{body_write}", config, aws_command, extra_args)
@@ -106,7 +103,8 @@ def _open_process(url: str, offset: int, config: S3Config, aws_command: Optional
             returncode = process.wait()
             stderr_thread.join(timeout=5)
             if returncode != 0:
-                raise _error_from_stderr(url, config.endpoint_url, b"".join(stderr_chunks).decode(errors="replace"), returncode)
+                stderr = b"".join(stderr_chunks).decode(errors="replace")
+                raise translate_report(url, config.endpoint_url, cli_report(stderr, returncode))
         return chunk
 
     def close() -> None:

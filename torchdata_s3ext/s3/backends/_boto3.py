@@ -1,34 +1,17 @@
 """Backend ``boto3`` (and ``auto``): the object as consecutive ranged GETs, several in flight, each retried
 and resumed from the byte it reached, checked against the object's size and pinned to its ETag."""
-import dataclasses
 import threading
-from typing import Any, BinaryIO, List, Optional
+from typing import Any, BinaryIO, Optional
 
-from ..clients import process_client
 from ..._config import S3Config
+from ..clients import boto3_client
+from ..compat import http_response_of
+from ..errors import ShortRead, botocore_errors_translated
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
-from ..retry import ShortRead, backoff_sleep, call_with_retries, is_transient
-from ..stats import count_botocore_requests
+from ..retry import call_with_retries
 from ..url import S3Location, parse_s3_url
-from ._botocore_errors import botocore_errors_named
 
-__all__ = ["open_url", "boto3_client"]
-
-
-def boto3_client(config: S3Config, retries: bool = True) -> Any:
-    """This process's boto3 S3 client for ``config``; ``retries=False`` leaves every retry to the caller."""
-    if not retries:
-        config = dataclasses.replace(config, max_attempts=1)
-
-    def make_client() -> Any:
-        import boto3
-
-        session = boto3.session.Session(profile_name=config.profile) if config.profile else boto3.session.Session()
-        client = session.client("s3", **config.boto3_client_kwargs())
-        count_botocore_requests(client.meta.events)
-        return client
-
-    return process_client("boto3", config, make_client)
+__all__ = ["open_url"]
 
 
 class _ObjectParts:
@@ -48,33 +31,31 @@ class _ObjectParts:
         kwargs = {"Bucket": self.location.bucket, "Key": self.location.key, "Range": f"bytes={start}-{'' if end is None else end - 1}"}
         if self.etag:
             kwargs["IfMatch"] = self.etag  # the object must not change between parts
-        with botocore_errors_named(self.url, self.config):
+        with botocore_errors_translated(self.url, self.config):
             return self.client.get_object(**kwargs)
 
     def fetch_into(self, start: int, buffer: memoryview) -> None:
         """Fill ``buffer`` with the bytes from ``start`` on; a cut or short body is resumed from the byte it reached."""
-        response = self._take_first_response(len(buffer)) if start == 0 else None
         size = len(buffer)
         received = 0
-        attempt = 1
-        while received < size:
+        response = self._take_first_response(size) if start == 0 else None
+
+        def read_rest() -> None:
+            nonlocal received, response
             try:
                 if response is None:
                     response = self.get(start + received, start + size)
                 received += _read_body_into(response["Body"], buffer[received:])
-                response = None
                 if received < size:
                     raise ShortRead(f"{self.url}: body ended at byte {start + received} of range {start}-{start + size - 1}")
-            except Exception as error:
+            except Exception:
                 if response is not None:
                     response["Body"].close()
+                raise
+            finally:
                 response = None
-                if not is_transient(error) or attempt >= self.config.max_attempts:
-                    if is_transient(error):
-                        raise OSError(f"{self.url}: gave up at byte {start + received} after {attempt} attempts: {error}") from error
-                    raise
-                backoff_sleep(attempt)
-                attempt += 1
+
+        call_with_retries(self.url, self.config.max_attempts, read_rest, position=lambda: start + received)
 
     def _take_first_response(self, size: int) -> Any:
         """The answer to the opening GET (``first_response``, bytes ``0..part_size-1``), once, for the first
@@ -137,15 +118,15 @@ def _read_body_into(body: Any, view: memoryview) -> int:
     """
     from botocore.httpchecksum import StreamingChecksumBody
 
-    urllib3_response = getattr(body, "_raw_stream", None)
-    http_response = getattr(urllib3_response, "_fp", None)
+    responses = http_response_of(body)
     filled = 0
     validating = isinstance(body, StreamingChecksumBody)  # botocore checks a checksum S3 sent: let it read
-    if validating or http_response is None or not hasattr(http_response, "readinto") or not hasattr(urllib3_response, "release_conn"):
+    if validating or responses is None:
         for chunk in iter(lambda: body.read(len(view) - filled), b""):
             view[filled:filled + len(chunk)] = chunk
             filled += len(chunk)
         return filled
+    urllib3_response, http_response = responses
     while filled < len(view):
         count = http_response.readinto(view[filled:])
         if not count:

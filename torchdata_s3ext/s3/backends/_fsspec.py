@@ -1,53 +1,20 @@
 """Backend ``fsspec``: s3fs as the client, the object read as ranged ``cat_file`` parts, several in flight,
-each retried on a transient fault (see ``_ranged.py`` for the memory bound)."""
+each retried on a transient fault (see ``ranged.py`` for the memory bound)."""
 from typing import Any, BinaryIO
 
-from ..clients import process_client
 from ..._config import S3Config
+from ..clients import s3fs_filesystem
+from ..errors import botocore_errors_translated
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from ..retry import call_with_retries
-from ..stats import count_botocore_requests
 from ..url import parse_s3_url
-from ._botocore_errors import botocore_errors_named
 
-__all__ = ["open_url", "s3fs_filesystem"]
-
-
-def s3fs_filesystem(config: S3Config) -> Any:
-    """This process's ``s3fs.S3FileSystem`` for ``config`` (never fsspec's shared instance cache)."""
-
-    def make_filesystem() -> Any:
-        import aiobotocore.session
-        import s3fs
-
-        # A session of our own, hooked before s3fs makes (or remakes) its client from it.
-        session = aiobotocore.session.AioSession(profile=config.profile) if config.profile else aiobotocore.session.AioSession()
-        count_botocore_requests(session)
-        client_kwargs: dict = {"verify": config.verify_ssl}
-        if config.region:
-            client_kwargs["region_name"] = config.region
-        return s3fs.S3FileSystem(
-            anon=config.anonymous,
-            key=config.aws_access_key_id,
-            secret=config.aws_secret_access_key,
-            token=config.aws_session_token,
-            session=session,
-            endpoint_url=config.endpoint_url,
-            client_kwargs=client_kwargs,
-            config_kwargs={
-                "connect_timeout": config.connect_timeout,
-                "read_timeout": config.read_timeout,
-                "retries": {"total_max_attempts": 1},  # retries are ours, per part
-            },
-            skip_instance_cache=True,
-        )
-
-    return process_client("s3fs", config, make_filesystem)
+__all__ = ["open_url"]
 
 
 def _named(url: str, config: S3Config, operation: Any) -> Any:
     try:
-        with botocore_errors_named(url, config):
+        with botocore_errors_translated(url, config):
             return operation()
     except OSError as error:
         if url in str(error):

@@ -59,7 +59,7 @@ class TarSampleCounter:
 
 def object_chunks(url: str, config: S3Config, chunk_size: int = 8 << 20) -> Iterator[bytes]:
     """The object's bytes in ``chunk_size`` pieces from one streamed ``get_object``."""
-    from ...s3.backends._boto3 import boto3_client
+    from ...s3.clients import boto3_client
 
     location = parse_s3_url(url)
     body = boto3_client(config).get_object(Bucket=location.bucket, Key=location.key)["Body"]
