@@ -1,0 +1,58 @@
+"""The package's layers hold: URL -> bytes (s3) -> samples -> epochs, with testing and tools beside them and
+never imported by the library; every module keeps to one job (under 400 lines)."""
+import ast
+import pathlib
+from typing import Iterator, Tuple
+
+import pytest
+
+import torchdata_s3ext
+
+PACKAGE = pathlib.Path(torchdata_s3ext.__file__).parent
+#: what each part of the package may import of the package (besides _config and _version)
+ALLOWED = {
+    "s3": {"s3"},
+    "samples": {"s3", "samples"},
+    "epochs": {"s3", "samples", "epochs"},
+    "pipeline": {"s3", "samples", "epochs"},
+    "__init__": {"s3", "samples", "epochs", "pipeline"},
+    "testing": {"s3", "samples", "epochs", "pipeline", "testing"},
+    "tools": {"s3", "samples", "epochs", "pipeline", "testing", "tools"},
+    "__main__": {"tools"},
+    "_config": set(),
+    "_version": set(),
+}
+
+
+def _modules() -> Iterator[Tuple[pathlib.Path, Tuple[str, ...]]]:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        yield path, path.relative_to(PACKAGE).with_suffix("").parts
+
+
+def _imported(path: pathlib.Path, parts: Tuple[str, ...]) -> Iterator[Tuple[str, ...]]:
+    """The package modules ``path`` imports, as parts relative to the package."""
+    package = parts[:-1]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1] + tuple((node.module or "").split(".") if node.module else ())
+                names = [base + (alias.name,) for alias in node.names] if not node.module else [base]
+                yield from names
+            elif node.module and node.module.startswith("torchdata_s3ext"):
+                yield tuple(node.module.split(".")[1:])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("torchdata_s3ext."):
+                    yield tuple(alias.name.split(".")[1:])
+
+
+@pytest.mark.parametrize("path, parts", list(_modules()), ids=[str(path.relative_to(PACKAGE)) for path, _ in _modules()])
+def test_each_module_imports_only_its_own_layer_and_those_before_it(path, parts):
+    allowed = ALLOWED[parts[0]] | {"_config", "_version"}
+    for target in _imported(path, parts):
+        assert target and target[0] in allowed, f"{'/'.join(parts)} imports torchdata_s3ext.{'.'.join(target)}"
+
+
+@pytest.mark.parametrize("path", [path for path, _ in _modules()], ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_every_module_stays_under_400_lines(path):
+    assert len(path.read_text().splitlines()) < 400
