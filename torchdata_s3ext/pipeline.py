@@ -3,7 +3,7 @@ from typing import Any, Optional
 
 from torchdata.datapipes.iter import IterableWrapper, IterDataPipe
 
-from .epochs import sharding  # noqa: F401  (registers shuffle_shards, shard_across_readers, shuffle_samples)
+from .epochs import readers, shuffling  # noqa: F401  (registers shuffle_shards, shard_across_readers, shuffle_samples)
 from .samples import opener  # noqa: F401  (registers open_s3)
 from ._config import S3Config
 from .s3.listing import ShardSpec, list_shards
@@ -54,7 +54,7 @@ def wds_pipe(
         >>> pipe = wds_pipe("s3://bkt/train/shard-{000000..000099}.tar", seed=0)  # doctest: +SKIP
         >>> loader = DataLoader(pipe, batch_size=None, num_workers=4)  # doctest: +SKIP
     """
-    from .samples import decode, wds  # noqa: F401  (registers group_wds_samples, load_wds_shards, decode_png_pair)
+    from . import samples  # noqa: F401  (registers group_wds_samples, load_wds_shards, decode_png_pair)
 
     check_on_error(on_error)
     error_counts = ErrorCounts()

@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 from torchdata.dataloader2 import DataLoader2
 
 from test_exactly_once import SHARD_SIZES, sample_key_pipe
-from torchdata_s3ext.epochs.sharding import RankEqualizer, reading_service
+from torchdata_s3ext.epochs.equalizer import RankEqualizer
+from torchdata_s3ext.epochs.service import reading_service
 from torchdata_s3ext.testing import seed_samples, tar_bytes
 
 WORLD_SIZE = 2

@@ -11,8 +11,11 @@ from torchdata.dataloader2 import DataLoader2
 from torchdata.datapipes.iter import IterableWrapper, IterDataPipe
 
 import torchdata_s3ext  # noqa: F401  (registers open_s3)
-from torchdata_s3ext.epochs import sharding as _sharding
-from torchdata_s3ext.epochs.sharding import RankEqualizer, epoch_seed, preflight_warning, reading_service
+from torchdata_s3ext import epochs as _sharding
+from torchdata_s3ext.epochs.equalizer import RankEqualizer
+from torchdata_s3ext.epochs.readers import preflight_warning
+from torchdata_s3ext.epochs.seeding import epoch_seed
+from torchdata_s3ext.epochs.service import reading_service
 
 #: uneven shards, one empty: 10 samples in 5 shards, which divide by no reader count tried here
 SHARD_SIZES = [3, 1, 0, 2, 4]
@@ -192,14 +195,20 @@ def test_reading_service_requires_a_process_group_when_asked():
 
 
 def test_wds_pipe_delivers_decoded_samples_exactly_once(uneven_shards):
-    pytest.importorskip("torchdata_s3ext.samples.wds")
-    pytest.importorskip("torchdata_s3ext.samples.decode")
     from torchdata_s3ext.pipeline import wds_pipe
 
     pipe = wds_pipe(uneven_shards.urls[0].rsplit("/", 1)[0] + "/", shuffle_buffer=4, seed=0)
     for two_epochs in LOADERS:
         epochs = [[sample["__key__"] for sample in epoch] for epoch in two_epochs(pipe, 2, seed=0, context="fork")]
         assert_exactly_once_in_fresh_orders(epochs, uneven_shards.keys)
+
+
+def test_wds_pipe_without_decode_yields_the_png_bytes(uneven_shards):
+    from torchdata_s3ext.pipeline import wds_pipe
+
+    samples = list(wds_pipe(uneven_shards.urls, decode=False, shuffle=False))
+    assert [sample["__key__"] for sample in samples] == uneven_shards.keys
+    assert all(type(sample["image"]) is bytes and sample["image"].startswith(b"\x89PNG") for sample in samples)
 
 
 def test_sharding_module_names_its_public_pieces():

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchdata_s3ext.epochs.sharding import RankEqualizer
+from torchdata_s3ext.epochs.equalizer import RankEqualizer
 
 
 def run_ranks(counts: List[int], mode: str, window: int) -> List[Tuple[Optional[List[int]], Optional[Exception], "RankEqualizer"]]:

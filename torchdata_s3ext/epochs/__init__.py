@@ -1,13 +1,11 @@
-"""samples -> epochs: seeded shard and sample shuffles, sharding over DataLoader workers and ranks, a reading
-service for ``DataLoader2`` and a rank equalizer, so that every sample comes exactly once per epoch."""
-from .sharding import (
-    ExactlyOnceReadingService,
-    RankEqualizer,
-    ReaderShardingIterDataPipe,
-    SampleShufflerIterDataPipe,
-    ShardShufflerIterDataPipe,
-    reading_service,
-)
+"""samples -> epochs: every sample exactly once per epoch, in a fresh seeded order, across DataLoader workers
+and ranks. ``shuffling`` orders shards and samples (seeded per epoch by ``seeding``), ``readers`` splits the
+shards over ranks x workers, ``equalizer`` evens out the ranks' counts, and ``service`` is the ``DataLoader2``
+reading service that runs all this on ``torch.utils.data.DataLoader``."""
+from .equalizer import RankEqualizer
+from .readers import ReaderShardingIterDataPipe
+from .service import ExactlyOnceReadingService, reading_service
+from .shuffling import SampleShufflerIterDataPipe, ShardShufflerIterDataPipe
 
 __all__ = [
     "ExactlyOnceReadingService",

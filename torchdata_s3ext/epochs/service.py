@@ -1,0 +1,187 @@
+"""The ``DataLoader2`` reading service: :func:`reading_service` runs the pipe on ``torch.utils.data.DataLoader``'s
+workers, shards it over the ranks of a process group, and equalizes the ranks' counts if asked.
+
+Why not torchdata's own services (0.9): ``DistributedReadingService`` appends ``fullsync()``, which ends the
+epoch on every rank as soon as one rank runs out, silently dropping the other ranks' remaining samples; and
+``MultiProcessingReadingService``'s consumer (``communication.iter._IterateQueueDataPipes``) keeps separate
+request and response cursors over the workers, which drift apart once one worker has answered ``StopIteration``
+(uneven samples per worker): it then waits on a worker it never asked ("Can not expect any response without
+submitted request"). ``torch.utils.data.DataLoader`` handles both cases correctly, so our service drives it.
+"""
+from datetime import timedelta
+from typing import Any, Callable, Iterator, Optional, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from torchdata.dataloader2 import ReadingServiceInterface
+from torchdata.dataloader2.random import SeedGenerator
+from torchdata.datapipes.iter import IterDataPipe
+
+from .equalizer import RankEqualizer, check_equalize_mode
+from .readers import split_over_workers_only
+
+__all__ = ["ExactlyOnceReadingService", "reading_service"]
+
+T = TypeVar("T")
+
+
+def _keep_sample(sample: T) -> T:
+    """``collate_fn`` that leaves samples as the pipe made them (the default would turn arrays into tensors)."""
+    return sample
+
+
+class _ServedIterDataPipe(IterDataPipe):
+    """What ``DataLoader2`` iterates: the reading service's ``DataLoader``, equalized if asked."""
+
+    def __init__(self, service: "ExactlyOnceReadingService") -> None:
+        self.service = service
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.service._serve()
+
+
+class ExactlyOnceReadingService(ReadingServiceInterface):
+    r"""
+    A ``DataLoader2`` reading service that delivers every sample exactly once per epoch, however the shards
+    fall over workers and ranks (uneven, empty, fewer than readers), on ``torch.utils.data.DataLoader``'s
+    worker processes. Make one with :func:`reading_service`.
+
+    Shard-level sharding needs ``shard_across_readers`` (or torch's ``sharding_filter``) in the pipe, and a fresh
+    order per epoch needs ``shuffle_shards`` before it; :func:`wds_pipe` has both. ``DataLoader2.seed(n)`` fixes
+    the sequence of epoch orders; in a process group rank 0's seed is used by all ranks.
+
+    After each epoch with ``equalize``, ``samples_dropped`` / ``samples_repeated`` on ``dataloader2.reading_service``
+    (``DataLoader2`` works on a copy of the service you pass) say what this rank dropped or repeated.
+    """
+
+    def __init__(
+        self,
+        num_workers: int = 0,
+        distributed: Optional[bool] = None,
+        *,
+        equalize: Optional[str] = None,
+        multiprocessing_context: Optional[str] = None,
+        equalize_window: int = 16,
+        group_timeout: float = 1800.0,
+        **loader_kwargs: Any,
+    ) -> None:
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        if distributed not in (None, True, False):
+            raise ValueError(f"distributed must be None (detect), True or False, got {distributed!r}")
+        if equalize is not None:
+            check_equalize_mode(equalize)
+        if multiprocessing_context is not None and multiprocessing_context not in torch.multiprocessing.get_all_start_methods():
+            raise ValueError(
+                f"multiprocessing_context must be one of {torch.multiprocessing.get_all_start_methods()}, "
+                f"got {multiprocessing_context!r}"
+            )
+        for reserved in ("dataset", "batch_size", "shuffle", "sampler", "batch_sampler", "generator"):
+            if reserved in loader_kwargs:
+                raise TypeError(f"{reserved}= is set by the reading service; batch in the pipe (e.g. .batch(n))")
+        self.num_workers = num_workers
+        self.distributed = distributed
+        self.equalize = equalize
+        self.multiprocessing_context = multiprocessing_context
+        self.equalize_window = equalize_window
+        self.group_timeout = group_timeout
+        loader_kwargs.setdefault("collate_fn", _keep_sample)
+        self.loader_kwargs = loader_kwargs
+        self.samples_dropped = 0
+        self.samples_repeated = 0
+        self.rank = 0
+        self.world_size = 1
+        self._loader: Optional[DataLoader] = None
+        self._loader_iter: Optional[Iterator[Any]] = None
+        self._generator: Optional[torch.Generator] = None
+        self._equalize_group: Optional[Any] = None
+
+    def _in_process_group(self) -> bool:
+        in_group = dist.is_available() and dist.is_initialized()
+        if self.distributed and not in_group:
+            raise RuntimeError("distributed=True needs an initialised torch.distributed process group (init_process_group)")
+        return in_group
+
+    def initialize(self, datapipe: IterDataPipe) -> IterDataPipe:
+        in_group = self._in_process_group()
+        if in_group and self.distributed is not False:
+            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        if in_group and self.distributed is False:
+            split_over_workers_only(datapipe, dist.get_world_size())
+        if self.equalize is not None and self.world_size > 1:
+            self._equalize_group = dist.new_group(backend="gloo", timeout=timedelta(seconds=self.group_timeout))
+        self._generator = torch.Generator()
+        self._loader = DataLoader(
+            datapipe,
+            batch_size=None,
+            num_workers=self.num_workers,
+            multiprocessing_context=self.multiprocessing_context if self.num_workers else None,
+            generator=self._generator,
+            **self.loader_kwargs,
+        )
+        return _ServedIterDataPipe(self)
+
+    def initialize_iteration(
+        self, seed_generator: SeedGenerator, iter_reset_fn: Optional[Callable[[IterDataPipe], IterDataPipe]] = None
+    ) -> Optional[Callable[[IterDataPipe], IterDataPipe]]:
+        if self._generator is None:
+            raise RuntimeError("initialize() must run before initialize_iteration()")
+        # One shared seed per epoch from DataLoader2's generator; the DataLoader broadcasts rank 0's to all ranks.
+        self._generator.manual_seed(seed_generator.generate_shared_seed())
+        return None
+
+    def _serve(self) -> Iterator[Any]:
+        if self._loader is None:
+            raise RuntimeError("initialize() must run before iterating")
+        self._loader_iter = iter(self._loader)
+        if self._equalize_group is None:
+            yield from self._loader_iter
+            return
+        equalizer = RankEqualizer(self._loader_iter, str(self.equalize), self._equalize_group, self.equalize_window)
+        try:
+            yield from equalizer
+        finally:
+            self.samples_dropped = equalizer.samples_dropped
+            self.samples_repeated = equalizer.samples_repeated
+
+    def finalize_iteration(self) -> None:
+        self._loader_iter = None
+
+    def finalize(self) -> None:
+        # The DataLoader's iterator stops its worker processes when it is released.
+        self._loader_iter = None
+        self._loader = None
+
+
+def reading_service(
+    num_workers: int = 0,
+    distributed: Optional[bool] = None,
+    *,
+    equalize: Optional[str] = None,
+    multiprocessing_context: Optional[str] = None,
+    **loader_kwargs: Any,
+) -> ExactlyOnceReadingService:
+    """A ``DataLoader2`` reading service that delivers every sample exactly once per epoch.
+
+    Args:
+        num_workers: DataLoader worker processes per rank (``0``: read in the training process)
+        distributed: ``None`` shards over the ranks of an initialised ``torch.distributed`` group if there is
+            one; ``True`` requires one; ``False`` makes every rank read every shard (a pipe with
+            ``shard_across_readers``; torch's ``sharding_filter`` always splits over ranks)
+        equalize: ``None`` delivers every sample, so ranks may get unequal counts (wrap DDP's training loop
+            in ``torch.distributed.algorithms.Join``); ``"drop"`` or ``"pad"`` give every rank the same count
+            of items (samples, or batches if the pipe batches) by dropping the surplus or repeating recent
+            items, reported per epoch in ``samples_dropped`` / ``samples_repeated`` and a warning on logger
+            ``torchdata_s3ext``
+        multiprocessing_context: ``"fork"``, ``"spawn"`` or ``"forkserver"``; ``None``: the platform default
+        loader_kwargs: passed to ``torch.utils.data.DataLoader`` (``prefetch_factor``, ``persistent_workers``,
+            ``pin_memory``, ``timeout``, ``worker_init_fn``, ...); batch in the pipe, not here
+
+    Example:
+        >>> from torchdata.dataloader2 import DataLoader2
+        >>> loader = DataLoader2(wds_pipe("s3://bkt/train/"), reading_service=reading_service(4))  # doctest: +SKIP
+    """
+    return ExactlyOnceReadingService(
+        num_workers, distributed, equalize=equalize, multiprocessing_context=multiprocessing_context, **loader_kwargs
+    )
