@@ -15,8 +15,11 @@ from PIL import Image
 from torchdata.datapipes.iter import IterableWrapper
 from torchdata.datapipes.utils import StreamWrapper
 
-import torchdata_s3ext.samples.decode as decode_module
-import torchdata_s3ext.samples.wds  # noqa: F401  (registers group_wds_samples)
+import torchdata_s3ext.samples.decode.optional as optional_libraries
+import torchdata_s3ext.samples.decode.png as png_format
+import torchdata_s3ext.samples.decode.png_decoders as png_decoders
+import torchdata_s3ext.samples.decode.png_stored as png_stored
+import torchdata_s3ext.samples.grouping  # noqa: F401  (registers group_wds_samples)
 from torchdata_s3ext.samples.decode import (
     PngPairDecoderIterDataPipe,
     decode_png,
@@ -179,7 +182,7 @@ def test_read_png_header_names_chunk_with_bad_crc():
 
 def test_decode_png_auto_falls_back_to_pil_without_pyspng(monkeypatch):
     data = IMAGES["palette"]()
-    monkeypatch.setattr(decode_module, "pyspng", None)
+    monkeypatch.setattr(optional_libraries, "pyspng", None)
     np.testing.assert_array_equal(decode_png(data, mode="image").permute(1, 2, 0).numpy(), reference(data, "image"))
 
 
@@ -193,14 +196,14 @@ class RefusingPyspng:
 
 def test_decode_png_auto_retries_with_pil_what_pyspng_refuses(monkeypatch):
     data = IMAGES["rgb"]()
-    monkeypatch.setattr(decode_module, "pyspng", RefusingPyspng)
+    monkeypatch.setattr(optional_libraries, "pyspng", RefusingPyspng)
     np.testing.assert_array_equal(decode_png(data, mode="image").permute(1, 2, 0).numpy(), reference(data, "image"))
     with pytest.raises(ValueError, match="corrupt PNG: pyspng: could not decode image: chunk size limit"):
         decode_png(data, mode="image", decoder="pyspng")
 
 
 def test_decode_png_pyspng_decoder_without_pyspng_names_the_package(monkeypatch):
-    monkeypatch.setattr(decode_module, "pyspng", None)
+    monkeypatch.setattr(optional_libraries, "pyspng", None)
     with pytest.raises(ModuleNotFoundError, match="pip install pyspng"):
         decode_png(IMAGES["rgb"](), mode="image", decoder="pyspng")
 
@@ -239,20 +242,20 @@ def outcome(data: bytes, mode: str, decoder: str):
 @pytest.fixture
 def libdeflate_calls(monkeypatch):
     calls = []
-    original = decode_module._decode_with_libdeflate
+    original = png_decoders._decode_with_libdeflate
 
     def spy(*args):
         calls.append(args[2])
         return original(*args)
 
-    monkeypatch.setattr(decode_module, "_decode_with_libdeflate", spy)
+    monkeypatch.setattr(png_decoders, "_decode_with_libdeflate", spy)
     return calls
 
 
 @pytest.mark.parametrize("decoder", ["auto", "libdeflate"])
 def test_decode_png_libdeflate_path_decodes_multi_block_multi_chunk_pngs(decoder, monkeypatch, libdeflate_calls):
     # Over 64 KiB of scanlines: several stored blocks; one block per IDAT chunk in the PNG handed to libspng.
-    monkeypatch.setattr(decode_module, "_BLOCKS_PER_IDAT", 1)
+    monkeypatch.setattr(png_stored, "_BLOCKS_PER_IDAT", 1)
     image, label = png(Image.fromarray(random_pixels(150, 201, 3))), png(Image.fromarray(random_pixels(300, 257)))
     assert image.count(b"IDAT") > 1 and label.count(b"IDAT") > 1  # PIL's IDAT chunks hold 64 KiB
     np.testing.assert_array_equal(decode_png(image, mode="image", decoder=decoder).permute(1, 2, 0).numpy(),
@@ -268,9 +271,9 @@ def test_decode_png_auto_takes_the_libdeflate_path(libdeflate_calls):
 
 def test_stored_png_is_a_valid_png_with_the_same_pixels():
     data = png(Image.fromarray(random_pixels(150, 201, 3)).quantize(100), transparency=3)
-    layout = decode_module._read_png_layout(data)
+    layout = png_format.read_png_layout(data)
     scanlines = zlib.decompress(b"".join(layout.idat))
-    stored = decode_module._stored_png(memoryview(data)[:layout.head_end], bytearray(scanlines))
+    stored = png_stored._stored_png(memoryview(data)[:layout.head_end], bytearray(scanlines))
     assert read_png_header(stored) == read_png_header(data)  # every chunk CRC right
     np.testing.assert_array_equal(reference(stored, "image"), reference(data, "image"))
 
@@ -315,13 +318,13 @@ def test_decode_png_accepts_any_bytes_like(decoder):
 
 
 def test_decode_png_libdeflate_decoder_without_deflate_names_the_package(monkeypatch):
-    monkeypatch.setattr(decode_module, "libdeflate", None)
+    monkeypatch.setattr(optional_libraries, "libdeflate", None)
     with pytest.raises(ModuleNotFoundError, match="pip install deflate pyspng"):
         decode_png(IMAGES["rgb"](), mode="image", decoder="libdeflate")
 
 
 def test_decode_png_auto_without_deflate_uses_pyspng_and_still_checks_crcs(monkeypatch, libdeflate_calls):
-    monkeypatch.setattr(decode_module, "libdeflate", None)
+    monkeypatch.setattr(optional_libraries, "libdeflate", None)
     for make in IMAGES.values():
         data = make()
         np.testing.assert_array_equal(decode_png(data, mode="image").permute(1, 2, 0).numpy(), reference(data, "image"))

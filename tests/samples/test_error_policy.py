@@ -14,11 +14,12 @@ from torchdata.datapipes.iter import IterableWrapper
 from torchdata.datapipes.utils import StreamWrapper
 
 import torchdata_s3ext  # noqa: F401  (registers open_s3, group_wds_samples, decode_png_pair)
-import torchdata_s3ext.samples.wds  # noqa: F401  (registers load_wds_shards)
+import torchdata_s3ext.samples.shards  # noqa: F401  (registers load_wds_shards)
 from torchdata_s3ext.samples.decode import decode_png_pair
 from torchdata_s3ext.pipeline import wds_pipe
 from torchdata_s3ext.samples.policy import DataErrorWarning, ErrorCounts, check_on_error
-from torchdata_s3ext.samples.wds import group_by_keys, shard_samples
+from torchdata_s3ext.samples.grouping import group_by_keys
+from torchdata_s3ext.samples.shards import shard_samples
 from torchdata_s3ext.testing import seed_samples, tar_bytes
 
 URL = "s3://bucket/train/shard-000000.tar"

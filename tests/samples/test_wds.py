@@ -13,13 +13,9 @@ from torchdata.datapipes.iter import FileOpener, IterableWrapper
 from torchdata.datapipes.utils import StreamWrapper
 from webdataset import tariterators
 
-import torchdata_s3ext.samples.wds  # noqa: F401  (registers group_wds_samples)
-from torchdata_s3ext.samples.wds import (
-    WdsSampleGrouperIterDataPipe,
-    group_by_keys,
-    split_inner_path,
-    split_member_name,
-)
+import torchdata_s3ext.samples.grouping  # noqa: F401  (registers group_wds_samples)
+from torchdata_s3ext.samples.grouping import WdsSampleGrouperIterDataPipe, group_by_keys, split_member_name
+from torchdata_s3ext.samples.tar import split_inner_path
 
 URL = "s3://bucket/train/shard-000000.tar"
 

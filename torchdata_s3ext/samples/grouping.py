@@ -1,4 +1,4 @@
-"""WebDataset samples from tar shards: ``group_wds_samples`` (after ``load_from_tar()``) and ``load_wds_shards``.
+"""WebDataset grouping: tar members into samples, and ``group_wds_samples`` (after ``load_from_tar()``).
 
 The rules are WebDataset's (``webdataset.tariterators``), so a shard gives the same samples here as there:
 
@@ -12,46 +12,29 @@ The rules are WebDataset's (``webdataset.tariterators``), so a shard gives the s
 - a sample is a run of consecutive members with the same key, in one shard: it ends when the key changes
   or the shard ends, so nothing is buffered beyond one sample, and samples never span shards;
 - a field seen twice in one sample is an error (``ValueError``), as in WebDataset; under
-  ``on_error="skip"``/``"warn"`` (see ``_policy``) that sample is dropped instead, and so is one lacking a
+  ``on_error="skip"``/``"warn"`` (see ``policy``) that sample is dropped instead, and so is one lacking a
   required field.
 
-``load_wds_shards`` reads ``(url, stream)`` pairs itself, in a plain generator, so that a truncated or
-non-tar shard can be skipped (``load_from_tar()`` raises out of its own generator, which ends the pipe).
-
-Two differences: ``load_from_tar()`` normalises member names before we see them, so ``./a.png`` is
-sample ``a`` (WebDataset: ``./a``); and a member outside the shard (``../a.png``, ``/a.png``) raises
-``ValueError`` naming it.
+Two differences, both from how members are read (``tar``): ``load_from_tar()`` normalises member names before
+we see them, so ``./a.png`` is sample ``a`` (WebDataset: ``./a``); and a member outside the shard
+(``../a.png``, ``/a.png``) raises ``ValueError`` naming it.
 """
 import itertools
-import os
 import re
-import tarfile
-import zlib
 from io import BufferedIOBase
-from typing import IO, Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple, cast
+from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 from torchdata.datapipes import functional_datapipe
 from torchdata.datapipes.iter import IterDataPipe
 
-from .policy import ErrorCounts, check_on_error, handle_data_error, with_message
+from .policy import ErrorCounts, check_on_error, handle_data_error
+from .tar import read_members
 
-__all__ = [
-    "WdsSampleGrouperIterDataPipe",
-    "WdsShardLoaderIterDataPipe",
-    "group_by_keys",
-    "read_members",
-    "shard_samples",
-    "split_inner_path",
-    "split_member_name",
-]
+__all__ = ["SamplePipe", "WdsSampleGrouperIterDataPipe", "group_by_keys", "split_member_name"]
 
 # Both are webdataset's own expressions (tariterators.base_plus_ext and tar_file_iterator's skip_meta).
 _KEY_AND_FIELD = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 _METADATA_MEMBER = re.compile(r"__[^/]*__($|/)")
-_SHARD_AND_MEMBER = re.compile(r"^(.*\.(?:tar|tar\.gz|tgz))/(.+)$", re.IGNORECASE)
-# What a damaged shard raises while it is read (tarfile reports bad gzip data as ReadError too); a store
-# failure (OSError) is not bad data and always propagates.
-_DAMAGED_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, ValueError)
 
 
 def split_member_name(member_name: str) -> Optional[Tuple[str, str]]:
@@ -72,51 +55,6 @@ def split_member_name(member_name: str) -> Optional[Tuple[str, str]]:
     if match is None:
         return None
     return match.group(1), match.group(2).lower()
-
-
-def split_inner_path(inner_pathname: str, shard_name: Optional[str]) -> Tuple[str, str]:
-    """Split a path from ``load_from_tar()`` into ``(shard_url, member_name)``.
-
-    ``load_from_tar()`` names a member ``os.path.normpath(os.path.join(shard_url, member_name))``, which
-    turns ``s3://b/k.tar`` into ``s3:/b/k.tar``, so the URL is taken from the tar stream's name
-    (``shard_name``, set by ``open_s3``) and the member name is what follows it. A stream without a name
-    (torchdata's ``FileOpener`` gives none) is split after the *last* ``.tar/``, ``.tar.gz/`` or
-    ``.tgz/`` in the path, and the shard URL is then that normalised path.
-
-    Raises:
-        ValueError: the member lies outside the shard (an absolute or ``..`` member name), or the
-            stream has no name and the path no ``.tar/``
-    """
-    if shard_name:
-        shard_prefix = os.path.join(os.path.normpath(shard_name), "")
-        if not inner_pathname.startswith(shard_prefix):
-            raise ValueError(
-                f"tar member {inner_pathname!r} is outside shard {shard_name!r} (absolute or '..' member name?)"
-            )
-        return shard_name, inner_pathname[len(shard_prefix):]
-    match = _SHARD_AND_MEMBER.match(inner_pathname)
-    if match is None:
-        raise ValueError(
-            f"cannot tell shard from member in {inner_pathname!r}: the tar stream has no name and the path "
-            "has no '.tar/', '.tar.gz/' or '.tgz/'; open shards with open_s3() or name the stream"
-        )
-    return match.group(1), match.group(2)
-
-
-def read_members(pairs: Iterable[Tuple[str, BufferedIOBase]]) -> Iterator[Tuple[str, str, bytes]]:
-    """Turn ``load_from_tar()`` pairs into ``(shard_url, member_name, data)``, reading and closing each member.
-
-    A member is read whole and closed before the next one is taken: the tar stream only moves forward,
-    and closing the last member lets ``load_from_tar()`` close the shard.
-    """
-    for inner_pathname, member_stream in pairs:
-        try:
-            shard_stream = getattr(member_stream, "parent_stream", None)
-            shard_url, member_name = split_inner_path(inner_pathname, getattr(shard_stream, "name", None))
-            data = member_stream.read()
-        finally:
-            member_stream.close()
-        yield shard_url, member_name, data
 
 
 def _complete(
@@ -149,6 +87,11 @@ def group_by_keys(
     Raises:
         ValueError: under ``on_error="raise"``, a field repeats within a sample, or a sample lacks one of
             ``required_fields``; the message names the shard URL and the sample key
+
+    >>> url = "s3://bucket/shard-000000.tar"
+    >>> members = [(url, "a.png", b"1"), (url, "a.cls", b"2"), (url, "b.png", b"3")]
+    >>> [(sample["__key__"], sorted(sample)) for sample in group_by_keys(members)]
+    [('a', ['__key__', '__url__', 'cls', 'png']), ('b', ['__key__', '__url__', 'png'])]
     """
     counts = error_counts if error_counts is not None else ErrorCounts()
     sample: Optional[Dict[str, Any]] = None
@@ -176,64 +119,6 @@ def group_by_keys(
         yield sample
 
 
-class _DamagedShard(Exception):
-    """The tar stream broke while being read; ``__cause__`` says how."""
-
-
-def _tar_members(shard_url: str, tar_stream: IO[bytes]) -> Iterator[Tuple[str, str, bytes]]:
-    """Expand one tar (or compressed tar) stream into ``(shard_url, member_name, data)``, regular files only.
-
-    The stream is read forward only (mode ``r|*``), each member whole before the next header, and finished
-    members are forgotten, so memory holds one member. Member names are normalised as ``load_from_tar()``
-    does (``./a.png`` is ``a.png``), and a member outside the shard is an error, as there.
-
-    Raises:
-        _DamagedShard: the stream is not a tar, is cut short, or names a member outside the shard; the
-            original error is its ``__cause__``
-    """
-    try:
-        with tarfile.open(fileobj=tar_stream, mode="r|*") as tar:
-            for member in tar:
-                if member.isfile():
-                    inner_pathname = os.path.normpath(os.path.join(shard_url, member.name))
-                    _, member_name = split_inner_path(inner_pathname, shard_url)
-                    data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                    yield shard_url, member_name, data
-                tar.members = []  # a streaming TarFile keeps every header it has read otherwise
-    except _DAMAGED_TAR_ERRORS as error:
-        raise _DamagedShard() from error
-
-
-def shard_samples(
-    shard_url: str,
-    tar_stream: IO[bytes],
-    required_fields: Sequence[str] = (),
-    on_error: str = "raise",
-    error_counts: Optional[ErrorCounts] = None,
-) -> Iterator[Dict[str, Any]]:
-    """The WebDataset samples of one tar stream, grouped by :func:`group_by_keys`, member by member.
-
-    A damaged shard (truncated, not a tar) is bad data, counted as ``bad_shards``: under ``on_error="skip"``
-    or ``"warn"`` the samples completed before the damage are yielded and the sample it cut is dropped, never
-    yielded in part; the message names the URL and the last good sample key.
-
-    Raises:
-        tarfile.ReadError: (or the error tarfile raised) under ``on_error="raise"``, for a damaged shard
-        ValueError: under ``on_error="raise"``, for a bad sample (see :func:`group_by_keys`)
-    """
-    counts = error_counts if error_counts is not None else ErrorCounts()
-    last_key: Optional[str] = None
-    try:
-        for sample in group_by_keys(_tar_members(shard_url, tar_stream), required_fields, on_error, counts):
-            last_key = sample["__key__"]
-            yield sample
-    except _DamagedShard as damaged:
-        cause = cast(Exception, damaged.__cause__)
-        where = f"after sample {last_key!r}" if last_key is not None else "before its first sample"
-        error = with_message(cause, f"bad shard {shard_url!r}, {where}: {cause}")
-        handle_data_error(error, kind="bad_shards", on_error=on_error, error_counts=counts)
-
-
 def _required_fields(required_fields: Sequence[str]) -> Tuple[str, ...]:
     if isinstance(required_fields, str):
         raise TypeError(f"required_fields must be a sequence of field names, not the string {required_fields!r}")
@@ -244,8 +129,9 @@ def _tar_stream(pair: Tuple[str, BufferedIOBase]) -> Any:
     return getattr(pair[1], "parent_stream", None)
 
 
-class _SamplePipe(IterDataPipe[Dict[str, Any]]):
-    """What the two sample-making pipes share: their settings, and no length (samples per shard vary)."""
+class SamplePipe(IterDataPipe[Dict[str, Any]]):
+    """What the sample-making pipes (``group_wds_samples``, ``load_wds_shards``) share: their settings, and no
+    length (samples per shard vary)."""
 
     def __init__(
         self,
@@ -264,7 +150,7 @@ class _SamplePipe(IterDataPipe[Dict[str, Any]]):
 
 
 @functional_datapipe("group_wds_samples")
-class WdsSampleGrouperIterDataPipe(_SamplePipe):
+class WdsSampleGrouperIterDataPipe(SamplePipe):
     r"""
     Groups the ``(path, stream)`` pairs of ``load_from_tar()`` into WebDataset samples, dicts
     ``{"__key__": sample_key, "__url__": shard_url, "<field>": bytes, ...}`` (functional name:
@@ -320,54 +206,3 @@ class WdsSampleGrouperIterDataPipe(_SamplePipe):
         # must give two samples, not one with every field duplicated.
         for _, shard_pairs in itertools.groupby(self.source_datapipe, key=_tar_stream):
             yield from group_by_keys(read_members(shard_pairs), self.required_fields, self.on_error, self.error_counts)
-
-
-@functional_datapipe("load_wds_shards")
-class WdsShardLoaderIterDataPipe(_SamplePipe):
-    r"""
-    Reads ``(shard_url, stream)`` pairs of tar shards, as ``open_s3()`` yields them, into WebDataset samples,
-    dicts ``{"__key__": sample_key, "__url__": shard_url, "<field>": bytes, ...}``, where a damaged shard can
-    be skipped (functional name: ``load_wds_shards``).
-
-    ``load_from_tar().group_wds_samples()`` gives the same samples, but a truncated or non-tar shard ends it
-    with an error. Here the shard is read by a plain generator (streaming, mode ``r|*``, one member in
-    memory), so under ``on_error="skip"`` or ``"warn"`` the samples completed before the damage are yielded,
-    the sample it cut is dropped, and the next shard is read. Each stream is closed once read.
-
-    Args:
-        source_datapipe: ``(shard_url, stream)`` pairs, e.g. from ``open_s3()``
-        required_fields: fields every sample must have, as for ``group_wds_samples()``
-        on_error: ``"raise"`` (default), ``"skip"`` or ``"warn"``, for damaged shards (counted as
-            ``bad_shards``) and for bad samples (as in ``group_wds_samples()``); messages name the URL and
-            the (last good) sample key
-        error_counts: where to count; a new :class:`ErrorCounts` by default. The pipe's ``error_counts``
-            attribute; counts are per process, each DataLoader worker counts its own
-
-    Note:
-        Keys, fields and member names follow ``group_wds_samples()``; ``__url__`` is the URL of the pair.
-        A store failure (``OSError`` from the stream) is not bad data: it raises whatever ``on_error``.
-        A shard cut inside a tar header looks like a shard that ends there (``tarfile`` reads it so), and
-        its last sample is kept.
-
-    Example:
-        >>> import io, tarfile
-        >>> import torchdata_s3ext
-        >>> from torchdata.datapipes.iter import IterableWrapper
-        >>> shard = io.BytesIO()
-        >>> with tarfile.open(fileobj=shard, mode="w") as tar:
-        ...     for member_name, data in [("0001.png", b"PNG"), ("0001.cls", b"7"), ("0002.png", b"PNG")]:
-        ...         info = tarfile.TarInfo(member_name)
-        ...         info.size = len(data)
-        ...         tar.addfile(info, io.BytesIO(data))
-        >>> dp = IterableWrapper([("s3://bucket/shard-000000.tar", io.BytesIO(shard.getvalue()))], deepcopy=False)
-        >>> dp = dp.load_wds_shards(required_fields=["cls"], on_error="skip")
-        >>> [sample["__key__"] for sample in dp], dp.error_counts.incomplete_samples
-        (['0001'], 1)
-    """
-
-    def __iter__(self) -> Iterator[Dict[str, Any]]:
-        for shard_url, tar_stream in self.source_datapipe:
-            try:
-                yield from shard_samples(shard_url, tar_stream, self.required_fields, self.on_error, self.error_counts)
-            finally:
-                tar_stream.close()
