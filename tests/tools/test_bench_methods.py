@@ -1,5 +1,6 @@
 """The bench's methods and its decode stage, read over HTTP from moto: every peer yields the same samples."""
 import importlib.util
+import inspect
 import io
 
 import numpy as np
@@ -9,8 +10,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from torchdata_s3ext.tools.bench.decoders import DecodeJob, first_samples, pil_pair
-from torchdata_s3ext.tools.bench.methods import (ENCODED_BYTES, METHODS, PEERS, MethodContext, build_dataset, decoded_sample,
-                                            unavailable_reason, with_decode)
+from torchdata_s3ext.s3.backends import get_opener
+from torchdata_s3ext.tools.bench.methods import (ENCODED_BYTES, METHODS, PEERS, RANGED_BACKENDS, MethodContext, build_dataset,
+                                                 decoded_sample, unavailable_reason, with_decode)
 from torchdata_s3ext.tools.bench.runner import BenchJob, payload_bytes
 from torchdata_s3ext.testing import seed_samples
 
@@ -28,6 +30,19 @@ def _sample_dict(key, fields):
 
 def test_every_peer_is_a_method():
     assert set(PEERS) | set(PEERS.values()) <= set(METHODS)
+
+
+def test_part_size_and_concurrency_reach_every_backend_that_reads_ranged_parts():
+    assert RANGED_BACKENDS == ("boto3", "fsspec", "iopath")
+    context = MethodContext(urls=(), part_size=4 << 20, concurrency=2)
+    for backend in RANGED_BACKENDS:
+        assert context.ranged_options(backend) == {"part_size": 4 << 20, "concurrency": 2}
+        assert {"part_size", "concurrency"} <= set(inspect.signature(get_opener(backend)).parameters)
+
+
+def test_ranged_options_leave_out_other_backends_and_unset_values():
+    assert MethodContext(urls=(), part_size=4 << 20, concurrency=2).ranged_options("awscli") == {}
+    assert MethodContext(urls=(), concurrency=2).ranged_options("iopath") == {"concurrency": 2}
 
 
 @pytest.mark.parametrize("method", [

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from PIL import Image
 
+from torchdata_s3ext.s3.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 from torchdata_s3ext.tools.bench.decoders import PIL_BASELINE
 from torchdata_s3ext.testing._rclone import RcloneServer, find_rclone
 from torchdata_s3ext.testing._s3rver import default_cache_dir
@@ -151,8 +152,9 @@ def test_bench_decodes_each_method_at_each_worker_count_with_peer_and_worker_rat
     assert rows[("boto3", 1)]["ratio_to_peer"] > 0 and rows[("boto3", 1)]["peer"] == "boto3-bytesio"
     assert rows[("raw", 0)]["ratio_to_zero_workers"] is None
     assert "x peer" in output and "x 0 workers" in output
-    assert "auto (= boto3) with decode pil: 1 workers" in output
-    assert "boto3 (1 workers): " in output and "x boto3-bytesio (goal >= 1.0)" in output
+    assert "\nhow this run compares:\n" in output
+    assert "open_s3 (auto = boto3) with decode pil: 1 workers give " in output
+    assert "boto3 (1 workers): " in output and "x the samples/s of its peer boto3-bytesio" in output
     assert report["decoders"] is None
 
 
@@ -171,7 +173,7 @@ def test_bench_times_each_decoder_against_the_pil_baseline(tmp_path, capsys):
     assert "PNG decode: 2 image/label pairs of 16x16 from the first shard" in output
     table = output[output.index("PNG decode:"):].splitlines()
     assert [line.rsplit(None, 2)[0] for line in table[3:6]] == [PIL_BASELINE, "pil", "auto"]
-    assert "decode_png_pair(decoder='auto'): " in output
+    assert "decode_png_pair(decoder='auto'): " in output and "x the pairs/s of plain PIL" in output
 
 
 @pytest.mark.parametrize("option", ["--decode", "--decoders"])
@@ -185,6 +187,15 @@ def test_bench_decodes_nothing_by_default_and_decoders_cannot_be_none(tmp_path, 
     assert build_parser().parse_args(["bench", str(tmp_path)]).decode == "none"
     with pytest.raises(SystemExit):
         main(["bench", str(tmp_path), "--decoders", "none"])
+
+
+def test_bench_help_names_the_ranged_backends_and_their_defaults(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    output = capsys.readouterr().out
+    assert f"boto3/fsspec/iopath: MiB per ranged GET (default {DEFAULT_PART_SIZE >> 20})" in output
+    assert f"boto3/fsspec/iopath: ranged GETs in flight per shard (default {DEFAULT_CONCURRENCY})" in output
 
 
 def test_bench_rejects_a_negative_worker_count(tmp_path):

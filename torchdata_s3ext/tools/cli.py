@@ -10,16 +10,16 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..s3.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+from .bench.link import LINKS, link_label, through_link
+from .bench.methods import NO_DECODE, RANGED_BACKENDS
+
 __all__ = ["main", "build_parser"]
 
 DEFAULT_OUT = "bench-results"
 SERVERS = ("moto", "s3rver", "rclone")
-#: ``--link``: none, or a proxy that gives every connection S3's bandwidth and time to first byte
-LINKS = ("none", "s3like")
 #: the bucket a started server holds the dataset in when SRC is a local folder
 BENCH_BUCKET = "bench"
-#: ``--decode`` value that keeps samples' PNG bytes (``_bench.methods.NO_DECODE``)
-NO_DECODE = "none"
 
 
 def _add_endpoint(parser: argparse.ArgumentParser) -> None:
@@ -85,9 +85,11 @@ def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: in
     parser.add_argument("--link-mbps", type=float, default=90.0, help="s3like: MB/s per connection (default 90)")
     parser.add_argument("--link-latency-ms", type=float, default=30.0,
                         help="s3like: milliseconds to the first byte of each answer (default 30)")
+    ranged = "/".join(RANGED_BACKENDS)
     parser.add_argument("--part-size", type=float, metavar="MiB",
-                        help="boto3/fsspec: MiB per ranged GET (default: the backend's, 8)")
-    parser.add_argument("--concurrency", type=int, help="boto3/fsspec: ranged GETs in flight per shard (default: the backend's)")
+                        help=f"{ranged}: MiB per ranged GET (default {DEFAULT_PART_SIZE / (1 << 20):g})")
+    parser.add_argument("--concurrency", type=int,
+                        help=f"{ranged}: ranged GETs in flight per shard (default {DEFAULT_CONCURRENCY})")
     parser.add_argument("--mount", metavar="DIR", help="the same shards on a local path, for the local methods")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder for results.json and the chart (default {DEFAULT_OUT})")
 
@@ -152,7 +154,7 @@ def _start_server(kind: str, buckets: Sequence[str], stack: contextlib.ExitStack
         from ..testing import RcloneServer
 
         return stack.enter_context(RcloneServer(buckets=buckets))
-    from ..s3.backends._boto3 import boto3_client
+    from ..s3.clients import boto3_client
     from ..testing import LocalS3Server
 
     server = stack.enter_context(LocalS3Server())
@@ -247,31 +249,6 @@ def _sources(args: argparse.Namespace):
     return MethodContext(urls=urls, mount_paths=mount, endpoint_url=config.resolved().endpoint_url), {}
 
 
-def _through_link(args: argparse.Namespace, context: Any, env: Dict[str, str], stack: contextlib.ExitStack):
-    """``context`` and ``env`` pointed at an S3-like link to their endpoint when ``--link s3like``, else as given."""
-    if args.link == "none":
-        return context, env
-    if args.link_mbps <= 0 or args.link_latency_ms < 0:
-        raise SystemExit(f"{args.command}: --link-mbps must be positive and --link-latency-ms not negative, "
-                         f"got {args.link_mbps:g} and {args.link_latency_ms:g}")
-    if not (context.endpoint_url or "").startswith("http://"):
-        raise SystemExit(f"{args.command}: --link s3like needs an http:// endpoint (--server, or --endpoint-url http://...), "
-                         f"got {context.endpoint_url or 'AWS S3'}")
-    from ..testing import FaultPlan, S3Proxy
-
-    plan = FaultPlan(bandwidth_bytes_per_s=args.link_mbps * 1e6, first_byte_latency_s=args.link_latency_ms / 1000)
-    proxy = stack.enter_context(S3Proxy(context.endpoint_url, plan))
-    print(f"link s3like: {args.link_mbps:g} MB/s and {args.link_latency_ms:g} ms to first byte per connection, "
-          f"through {proxy.endpoint_url}", flush=True)
-    return dataclasses.replace(context, endpoint_url=proxy.endpoint_url), {**env, "AWS_ENDPOINT_URL": proxy.endpoint_url}
-
-
-def _link_label(args: argparse.Namespace) -> str:
-    if args.link == "none":
-        return ""
-    return f"; link s3like ({args.link_mbps:g} MB/s, {args.link_latency_ms:g} ms per connection)"
-
-
 def _machine() -> str:
     import torch
 
@@ -297,7 +274,7 @@ def _check_bench_numbers(args: argparse.Namespace) -> None:
 
 def _bench_jobs(args: argparse.Namespace, methods: Sequence[str], context: Any) -> List[Any]:
     """A job per method and worker count; ``raw`` once, without workers or decode (it is the ceiling)."""
-    from .bench.methods import NO_DECODE, RAW
+    from .bench.methods import RAW
     from .bench.runner import BenchJob
 
     worker_counts = list(dict.fromkeys(args.num_workers))
@@ -327,7 +304,7 @@ def _measure_decoders(args: argparse.Namespace, context: Any, env: Dict[str, str
 
 def _run_bench(args: argparse.Namespace) -> int:
     from .bench.methods import check_method_names
-    from .bench.report import format_decoder_table, format_table, goal_lines, with_ratios, write_chart, write_json
+    from .bench.report import comparison_lines, format_decoder_table, format_table, with_ratios, write_chart, write_json
     from .bench.runner import run_methods
 
     try:
@@ -337,7 +314,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     _check_bench_numbers(args)
     with contextlib.ExitStack() as stack:
         context, env = _sources_on_server(args, stack) if args.server else _sources(args)
-        context, env = _through_link(args, context, env, stack)
+        context, env = through_link(args, context, env, stack)
         context = dataclasses.replace(
             context, part_size=int(args.part_size * (1 << 20)) if args.part_size else None, concurrency=args.concurrency
         )
@@ -350,21 +327,21 @@ def _run_bench(args: argparse.Namespace) -> int:
     workers = "/".join(str(count) for count in dict.fromkeys(args.num_workers))
     settings_line = f"batch {args.batch_size}, {workers} workers, decode {args.decode}"
     title = (f"empty training loop: {settings_line}, {args.batches} batches, windows of {args.window} (first excluded); "
-             f"{args.server or context.endpoint_url or 'AWS S3'}{_link_label(args)}; {machine}")
+             f"{args.server or context.endpoint_url or 'AWS S3'}{link_label(args)}; {machine}")
     print()
     print(format_table(rows, title))
     if decoders is not None:
         print()
         print(format_decoder_table(decoders))
-    goals = goal_lines(rows, decoders, args.link)
-    if goals:
-        print("\ngoals (this run's figures; targets from issue 5):")
-        print("\n".join(f"  {line}" for line in goals))
+    comparisons = comparison_lines(rows, decoders, args.link)
+    if comparisons:
+        print("\nhow this run compares:")
+        print("\n".join(f"  {line}" for line in comparisons))
     settings = {key: value for key, value in vars(args).items() if key not in ("handler", "list_methods")}
     settings.update(methods=methods, machine=machine, endpoint_url=context.endpoint_url)
     json_path, chart_path = os.path.join(args.out, "results.json"), os.path.join(args.out, "samples_per_s.png")
     write_json(json_path, rows, settings, decoders)
-    write_chart(chart_path, rows, title=f"{settings_line}{_link_label(args)}; {machine}")
+    write_chart(chart_path, rows, title=f"{settings_line}{link_label(args)}; {machine}")
     print(f"\nwrote {json_path} and {chart_path}")
     return 0 if any(row.get("samples_per_s") is not None for row in rows) else 1
 

@@ -5,19 +5,30 @@ backend is adding a module and a line in ``BACKENDS``. Modules are imported on f
 optional library only affects its own backend.
 """
 import importlib
-from typing import BinaryIO, Callable, Dict, Tuple
+from typing import BinaryIO, Callable, Dict, NamedTuple, Tuple
 
-__all__ = ["BACKENDS", "AUTO_BACKEND", "backend_names", "check_backend_name", "get_opener"]
+__all__ = ["Backend", "BACKENDS", "AUTO_BACKEND", "backend_names", "check_backend_name", "get_opener"]
 
-#: name -> (module, what it wraps, whether it streams with bounded memory)
-BACKENDS: Dict[str, Tuple[str, str, bool]] = {
-    "boto3": ("torchdata_s3ext.s3.backends._boto3", "boto3 get_object, streamed", True),
-    "fsspec": ("torchdata_s3ext.s3.backends._fsspec", "fsspec / s3fs file, block reads", True),
-    "iopath": ("torchdata_s3ext.s3.backends._iopath", "iopath's S3PathHandler (downloads to a local cache file)", True),
-    "s3fileloader": ("torchdata_s3ext.s3.backends._s3fileloader", "torchdata's native S3FileLoader (whole object in RAM)", False),
-    "awscli": ("torchdata_s3ext.s3.backends._awscli", "`aws s3 cp URL -` in a subprocess", True),
-    "s3torchconnector": ("torchdata_s3ext.s3.backends._s3torchconnector", "AWS s3torchconnector (CRT)", True),
-    "local": ("torchdata_s3ext.s3.backends._local", "local path or file:// URL (a mounted bucket)", True),
+
+class Backend(NamedTuple):
+    """One line of the registry."""
+
+    #: the module whose ``open_url`` opens a URL, imported on first use
+    module: str
+    #: how it reads an object, in a few words (``bench --list-methods`` prints it)
+    description: str
+    #: reads the object as ranged parts, several in flight: takes ``part_size`` and ``concurrency``
+    ranged: bool
+
+
+BACKENDS: Dict[str, Backend] = {
+    "boto3": Backend(f"{__name__}._boto3", "boto3 ranged GETs, several in flight; seekable", True),
+    "fsspec": Backend(f"{__name__}._fsspec", "s3fs `cat_file` ranged parts, several in flight; seekable", True),
+    "iopath": Backend(f"{__name__}._iopath", "iopath's ranged reads, several in flight; seekable", True),
+    "s3fileloader": Backend(f"{__name__}._s3fileloader", "torchdata's native S3 handler, whole object in memory", False),
+    "awscli": Backend(f"{__name__}._awscli", "`aws s3api get-object` in a subprocess, resumed with --range", False),
+    "s3torchconnector": Backend(f"{__name__}._s3torchconnector", "the CRT's part stream, through s3torchconnector's client", False),
+    "local": Backend(f"{__name__}._local", "a local path or file:// URL (a mounted bucket)", False),
 }
 
 #: what ``backend="auto"`` means today
@@ -40,5 +51,5 @@ def check_backend_name(name: str) -> str:
 
 
 def get_opener(name: str) -> Opener:
-    module = importlib.import_module(BACKENDS[check_backend_name(name)][0])
+    module = importlib.import_module(BACKENDS[check_backend_name(name)].module)
     return module.open_url

@@ -15,12 +15,12 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 from ...s3.backends import BACKENDS
 
-__all__ = ["MethodContext", "METHODS", "PEERS", "UNCOUNTED", "repeated", "RAW", "NO_DECODE", "ENCODED_BYTES",
-           "method_names", "check_method_names", "build_dataset", "with_decode", "decoded_sample", "unavailable_reason"]
+__all__ = ["MethodContext", "METHODS", "PEERS", "UNCOUNTED", "repeated", "RAW", "RANGED_BACKENDS", "NO_DECODE",
+           "ENCODED_BYTES", "check_method_names", "build_dataset", "with_decode", "decoded_sample", "unavailable_reason"]
 
 RAW = "raw"
 #: the backends that read an object as ranged parts, several in flight (``part_size``, ``concurrency``)
-RANGED_BACKENDS = ("boto3", "fsspec")
+RANGED_BACKENDS = tuple(name for name, backend in BACKENDS.items() if backend.ranged)
 #: ``--decode`` value that leaves the PNG bytes as they are
 NO_DECODE = "none"
 #: the field a decoded sample keeps its encoded size in, so that MB/s still counts the bytes read
@@ -68,7 +68,7 @@ def _url_pipe(urls: Sequence[str], context: MethodContext):
 
 
 def _grouped(tar_streams):
-    from ...samples import wds  # noqa: F401  (registers group_wds_samples)
+    from ...samples import grouping  # noqa: F401  (registers group_wds_samples)
 
     return tar_streams.load_from_tar().group_wds_samples()
 
@@ -97,10 +97,10 @@ def _iopath_file_opener(context: MethodContext) -> Iterable:
     from torchdata.datapipes.iter import IoPathFileOpener
 
     from ..._config import S3Config
-    from ...s3.backends._iopath import _path_manager
+    from ...s3.clients import iopath_path_manager
 
     # iopath's own S3 handler wants an AWS profile; ours hands it this endpoint's client.
-    path_manager = _path_manager(S3Config(endpoint_url=context.endpoint_url, region=context.region).resolved())
+    path_manager = iopath_path_manager(S3Config(endpoint_url=context.endpoint_url, region=context.region).resolved())
     return _grouped(IoPathFileOpener(_url_pipe(context.urls, context), mode="rb", pathmgr=path_manager))
 
 
@@ -123,7 +123,7 @@ def _file_opener(context: MethodContext) -> Iterable:
 def _whole_object(config: Any, url: str) -> Tuple[str, Any]:
     from torchdata.datapipes.utils import StreamWrapper
 
-    from ...s3.backends._boto3 import boto3_client
+    from ...s3.clients import boto3_client
     from ...s3.url import parse_s3_url
 
     location = parse_s3_url(url)
@@ -141,15 +141,15 @@ def _boto3_bytesio(context: MethodContext) -> Iterable:
 
 def _s3torchconnector_tar_samples(endpoint_url: Optional[str], region: Optional[str], url: str) -> Iterator[Dict[str, Any]]:
     from s3torchconnector import S3ClientConfig
-    from s3torchconnector._s3client import S3Client
 
     from ...s3.clients import process_client
+    from ...s3.compat import crt_s3_client_class
     from ...s3.url import parse_s3_url
-    from ...samples.wds import shard_samples
+    from ...samples.shards import shard_samples
 
     def make_client() -> Any:
         config = S3ClientConfig(force_path_style=endpoint_url is not None)
-        return S3Client(region or "us-east-1", endpoint=endpoint_url, s3client_config=config)
+        return crt_s3_client_class()(region or "us-east-1", endpoint=endpoint_url, s3client_config=config)
 
     location = parse_s3_url(url)
     client = process_client("bench-s3torchconnector", (endpoint_url, region), make_client)
@@ -177,8 +177,8 @@ def _webdataset_pipe(context: MethodContext) -> Iterable:
 #: name -> (what it measures, builder, needs: "s3" or "mount")
 METHODS: Dict[str, Tuple[str, Optional[Callable[[MethodContext], Iterable]], str]] = {
     **{
-        name: (f"open_s3(backend={name!r}): {description}", _open_s3_method(name), "mount" if name == "local" else "s3")
-        for name, (_, description, _) in BACKENDS.items()
+        name: (f"open_s3(backend={name!r}): {backend.description}", _open_s3_method(name), "mount" if name == "local" else "s3")
+        for name, backend in BACKENDS.items()
     },
     "torchdata-fsspec": ("torchdata FSSpecFileOpener (article)", _fsspec_file_opener, "s3"),
     "torchdata-iopath": ("torchdata IoPathFileOpener (article)", _iopath_file_opener, "s3"),
@@ -215,10 +215,6 @@ _REQUIRES: Dict[str, str] = {
     "s3torchconnector-tarfile": "s3torchconnector",
     "webdataset-awscli": "webdataset",
 }
-
-
-def method_names() -> List[str]:
-    return list(METHODS)
 
 
 def check_method_names(names: Iterable[str]) -> List[str]:
