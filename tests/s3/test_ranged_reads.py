@@ -1,4 +1,5 @@
 """The boto3 fast path (ranged GETs, several in flight) returns exactly the object's bytes."""
+import hashlib
 import io
 import itertools
 import tarfile
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from torchdata_s3ext import S3Config
 from torchdata_s3ext.tools.bench.methods import MethodContext
+from torchdata_s3ext.s3 import parts
 from torchdata_s3ext.s3.ranged import RangedReader
 from torchdata_s3ext.s3.stats import process_stats
 from torchdata_s3ext.s3.backends import _boto3
@@ -151,7 +153,7 @@ def test_parts_reuse_at_most_concurrency_plus_one_buffers_and_stay_byte_exact(si
             if not chunk:
                 break
             chunks.append(chunk)
-            most = max(most, reader._buffers)
+            most = max(most, reader._parts.lent)
     finally:
         reader.close()
     assert b"".join(chunks) == data
@@ -185,10 +187,8 @@ def test_a_body_whose_checksum_botocore_validates_is_read_through_botocore(monke
 
 
 def test_a_finished_stream_leaves_its_buffers_to_the_next_one_within_a_bound(monkeypatch):
-    from torchdata_s3ext.s3 import ranged as _ranged
-
-    spare = _ranged._SpareBuffers(limit=3 * 1000)
-    monkeypatch.setattr(_ranged, "_SPARE", spare)
+    spare = parts.SpareBuffers()
+    monkeypatch.setattr(parts, "_SPARE", spare)
     data = bytes(range(256)) * 40  # 10,240 bytes: 11 parts of 1,000
 
     def read_through():
@@ -209,5 +209,167 @@ def test_a_finished_stream_leaves_its_buffers_to_the_next_one_within_a_bound(mon
         return sum(made)
 
     assert read_through() == 3  # concurrency + 1 buffers made
-    assert sum(map(len, spare._buffers)) <= spare.limit
+    assert sum(map(len, spare._buffers)) <= 3 * 1000  # one stream's buffers: (concurrency + 1) * part_size
     assert read_through() == 0  # all taken from the spares
+
+
+def object_bytes(size):
+    return bytes((i * 37) % 256 for i in range(size))
+
+
+def recording_fetch_into(data, buffers):
+    """A ``fetch_into`` over ``data`` that keeps every buffer it is given, by id (so no id is reused)."""
+
+    def fetch_into(start, view):
+        buffers[id(view.obj)] = view.obj
+        view[:] = data[start:start + len(view)]
+
+    return fetch_into
+
+
+@pytest.fixture
+def spare(monkeypatch):
+    """This process's spare buffers, empty for the test."""
+    spare = parts.SpareBuffers()
+    monkeypatch.setattr(parts, "_SPARE", spare)
+    return spare
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 5])
+def test_a_stream_fills_at_most_concurrency_plus_one_buffers(concurrency, spare):
+    data = object_bytes(50_000)
+    buffers = {}
+    reader = RangedReader("s3://b/k", len(data), part_size=1000, concurrency=concurrency,
+                          fetch_into=recording_fetch_into(data, buffers))
+    chunks = []
+    for read_size in itertools.cycle([1, 999, 1000, 700]):
+        chunk = reader.read(read_size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        assert reader._parts.lent <= concurrency + 1
+    reader.close()
+    assert b"".join(chunks) == data
+    assert len(buffers) == concurrency + 1  # 50 parts, in the same few buffers
+
+
+def test_a_read_longer_than_the_whole_pool_returns_the_right_bytes_and_gives_the_extra_buffers_up(spare):
+    data = object_bytes(20_000)
+    reader = RangedReader("s3://b/k", len(data), part_size=1000, concurrency=2, fetch_into=recording_fetch_into(data, {}))
+    assert reader.read(10) == data[:10]
+    assert reader.read(15_000) == data[10:15_010]  # 16 parts, with 3 buffers in the pool
+    assert reader._parts.lent <= 3
+    buffer = bytearray(4_000)
+    assert reader.readinto(buffer) == 4_000 and bytes(buffer) == data[15_010:19_010]
+    assert reader.read() == data[19_010:]
+    reader.close()
+
+
+def test_the_spare_buffers_take_the_part_size_of_the_stream_that_leaves_them(spare):
+    data = object_bytes(5 << 20)
+
+    def buffers_of_a_stream(part_size):
+        buffers = {}
+        reader = RangedReader("s3://b/k", len(data), part_size=part_size, concurrency=2,
+                              fetch_into=recording_fetch_into(data, buffers))
+        assert b"".join(iter(lambda: reader.read(300 << 10), b"")) == data
+        reader.close()
+        return buffers  # kept alive, so that no id is reused
+
+    first = buffers_of_a_stream(1 << 20)
+    assert len(first) == 3 and {id(buffer) for buffer in spare._buffers} == set(first)
+    second = buffers_of_a_stream(1 << 20)
+    assert set(second) == set(first)  # the next stream of that part size starts on them
+    other = buffers_of_a_stream(512 << 10)
+    assert len(other) == 3 and not set(other) & set(first)  # another part size: new buffers...
+    assert {id(buffer) for buffer in spare._buffers} == set(other)  # ... that replace the spares
+
+
+def test_the_spare_buffers_hold_at_most_one_streams_buffers(spare):
+    data = object_bytes(10_000)
+    readers = [RangedReader("s3://b/k", len(data), part_size=1000, concurrency=2, fetch_into=recording_fetch_into(data, {}))
+               for _ in range(3)]
+    for reader in readers:
+        assert reader.read() == data
+        reader.close()
+    assert len(spare._buffers) == 3  # concurrency + 1, not the 9 the three streams had
+
+
+@pytest.mark.parametrize("mode", ["fetch", "fetch_into"])
+def test_an_md5_mismatch_raises_before_the_last_part_is_handed_out(mode):
+    data = object_bytes(3000)
+    source = {"fetch": lambda start, end: data[start:end]} if mode == "fetch" else {"fetch_into": recording_fetch_into(data, {})}
+    reader = RangedReader("s3://b/k", len(data), part_size=1000, concurrency=2, content_md5="0" * 32, **source)
+    assert reader.read(2000) == data[:2000]
+    with pytest.raises(OSError, match="do not match the object's ETag"):
+        reader.read(1)
+    reader.close()
+    matching = RangedReader("s3://b/k", len(data), part_size=1000, concurrency=2,
+                            content_md5=hashlib.md5(data).hexdigest(), **source)
+    assert matching.read() == data
+    matching.close()
+
+
+def test_a_seek_outside_the_window_ends_the_md5_check():
+    data = object_bytes(5000)
+    reader = RangedReader("s3://b/k", len(data), fetch=lambda start, end: data[start:end], part_size=1000,
+                          concurrency=1, content_md5="0" * 32)
+    reader.seek(3500)  # parts 0-2 are never fetched: the object cannot be hashed
+    assert reader.read() == data[3500:]
+    reader.close()
+
+
+def test_with_an_md5_check_fetch_into_gets_a_new_buffer_for_every_part(spare):
+    data = object_bytes(10_000)
+    buffers = {}
+    reader = RangedReader("s3://b/k", len(data), part_size=1000, concurrency=2,
+                          content_md5=hashlib.md5(data).hexdigest(), fetch_into=recording_fetch_into(data, buffers))
+    assert b"".join(iter(lambda: reader.read(700), b"")) == data
+    reader.close()
+    assert len(buffers) == 10  # the hashing thread may read a part after the reader is done with it
+    assert not spare._buffers
+
+
+def test_a_part_that_failed_fails_every_later_read():
+    data = object_bytes(5000)
+
+    def fetch(start, end):
+        if start == 2000:
+            raise OSError("part 2 is gone")
+        return data[start:end]
+
+    reader = RangedReader("s3://b/k", len(data), fetch=fetch, part_size=1000, concurrency=2)
+    assert reader.read(1500) == data[:1500]
+    for _ in range(2):
+        with pytest.raises(OSError, match="part 2 is gone"):
+            reader.read(1000)
+    reader.close()
+
+
+def test_a_whole_part_fetched_as_bytes_is_returned_without_a_copy():
+    data = object_bytes(3000)
+    fetched = {}
+
+    def fetch(start, end):
+        fetched[start] = data[start:end]
+        return fetched[start]
+
+    reader = RangedReader("s3://b/k", len(data), fetch=fetch, part_size=1000, concurrency=2)
+    assert reader.read(1000) is fetched[0]
+    reader.close()
+
+
+def test_a_short_part_is_an_error_naming_its_bytes():
+    reader = RangedReader("s3://b/k", 3000, fetch=lambda start, end: b"x" * (end - start - 1), part_size=1000)
+    with pytest.raises(OSError, match="bytes 0-999 came back as 999 bytes, not 1000"):
+        reader.read(1)
+    reader.close()
+
+
+def test_the_reader_takes_exactly_one_of_fetch_and_fetch_into_and_positive_sizes():
+    with pytest.raises(TypeError, match="one of fetch and fetch_into"):
+        RangedReader("s3://b/k", 10)
+    with pytest.raises(TypeError, match="one of fetch and fetch_into"):
+        RangedReader("s3://b/k", 10, fetch=lambda start, end: b"", fetch_into=lambda start, view: None)
+    with pytest.raises(ValueError, match="must be positive, got 0 and 6"):
+        RangedReader("s3://b/k", 10, fetch=lambda start, end: b"", part_size=0)

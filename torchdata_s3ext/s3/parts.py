@@ -1,0 +1,202 @@
+"""Where the parts of a :class:`~torchdata_s3ext.s3.ranged.RangedReader` come from, and where their memory goes.
+
+A reader asks its part source for a job that fetches bytes ``start..end-1`` (run on the reader's threads) and
+tells it what became of each part. Two sources:
+
+- :class:`NewParts`: every part is a new object, from ``fetch(start, end) -> bytes``; whole parts can then
+  be handed to the caller without a copy, and the garbage collector frees them.
+- :class:`PooledParts`: ``fetch_into(start, buffer)`` fills a bounded pool of reused buffers straight from
+  the socket, so no part costs an allocation. It is the one place that counts buffers.
+
+Buffers a finished stream no longer needs go to this process's :class:`SpareBuffers`, for the next stream.
+"""
+import functools
+import os
+import threading
+from typing import Callable, List, Optional, Union
+
+from .stats import process_stats
+
+__all__ = ["PartData", "PartSource", "NewParts", "into_new_buffers", "PooledParts", "SpareBuffers"]
+
+#: a fetched part: a new object (``fetch``), or a view of a buffer filled by ``fetch_into``
+PartData = Union[bytes, bytearray, memoryview]
+
+
+class SpareBuffers:
+    """Part buffers of finished streams, kept for the next stream of this process, so that a new shard starts
+    without allocating and page-faulting its buffers again (on 105 MB shards that was most of the gap to a
+    plain GET).
+
+    Holds at most one stream's buffers: of one part size, and no more than the stream giving one back lends
+    (``concurrency + 1``). A buffer of another part size replaces them all, since the next stream is likely
+    to have the settings of the last one to finish. Emptied in a child after ``fork``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._part_size = 0
+        self._buffers: List[bytearray] = []
+
+    def take(self, part_size: int) -> bytearray:
+        """A spare buffer of ``part_size`` bytes, or a new one."""
+        with self._lock:
+            if self._buffers and self._part_size == part_size:
+                return self._buffers.pop()
+        return bytearray(part_size)
+
+    def give(self, buffer: bytearray, stream_buffers: int) -> None:
+        """Keep ``buffer`` for the next stream; ``stream_buffers``: how many its stream lends at most."""
+        with self._lock:
+            if len(buffer) != self._part_size:
+                self._part_size, self._buffers = len(buffer), []
+            if len(self._buffers) < stream_buffers:
+                self._buffers.append(buffer)
+
+    def reset(self) -> None:
+        """After a fork: a fresh lock (another thread may have held the parent's) and no buffers."""
+        self._lock = threading.Lock()
+        self._part_size = 0
+        self._buffers = []
+
+
+_SPARE = SpareBuffers()
+os.register_at_fork(after_in_child=_SPARE.reset)
+
+
+class PartSource:
+    """How a reader gets its parts (:meth:`job`), and what it tells the source about their memory.
+
+    A part's bytes are the reader's from the moment its job returns until the reader calls :meth:`release`,
+    or :meth:`hold` then :meth:`read_returned` when a read may return views of them; a part the reader drops
+    before its job returned is :meth:`abandon`-ed. This base keeps nothing, so it ignores all of that.
+    """
+
+    def job(self, start: int, end: int) -> Optional[Callable[[], PartData]]:
+        """A call that fetches bytes ``start..end-1``; ``None`` while there is no memory for it."""
+        raise NotImplementedError
+
+    def release(self, data: PartData) -> None:
+        """The reader is done with ``data``: no view of it is left."""
+
+    def hold(self, data: PartData) -> None:
+        """The read in progress has moved past ``data``, but what it returns may still be views of it."""
+
+    def read_returned(self) -> None:
+        """The read in progress copied out what it held: every part it held is released."""
+
+    def abandon(self) -> None:
+        """A part was dropped before its job returned (it never ran, failed, or its thread still writes)."""
+
+    def close(self) -> None:
+        """The reader is closed: no more jobs; its parts are released, abandoned, or held by a failed read."""
+
+
+class NewParts(PartSource):
+    """Every part a new object from ``fetch(start, end)``, checked to hold ``end - start`` bytes."""
+
+    def __init__(self, url: str, fetch: Callable[[int, int], PartData]) -> None:
+        self.url = url
+        self._fetch = fetch
+
+    def job(self, start: int, end: int) -> Callable[[], PartData]:
+        return functools.partial(self._checked_fetch, start, end)
+
+    def _checked_fetch(self, start: int, end: int) -> PartData:
+        data = self._fetch(start, end)
+        process_stats().add(bytes_received=len(data))
+        if len(data) != end - start:
+            raise OSError(f"{self.url}: bytes {start}-{end - 1} came back as {len(data)} bytes, not {end - start}")
+        return data
+
+
+def into_new_buffers(fetch_into: Callable[[int, memoryview], None]) -> Callable[[int, int], bytearray]:
+    """``fetch_into`` as a ``fetch`` that fills a new buffer for every part (for :class:`NewParts`)."""
+
+    def fetch(start: int, end: int) -> bytearray:
+        buffer = bytearray(end - start)
+        fetch_into(start, memoryview(buffer))
+        return buffer
+
+    return fetch
+
+
+class PooledParts(PartSource):
+    """Parts filled by ``fetch_into`` into at most ``concurrency + 1`` reused buffers of ``part_size`` bytes:
+    the parts requested ahead and the one being read.
+
+    The one exception, so that a read longer than the pool still makes progress: the read holds every part
+    it moves past until it returns (it joins them into its result), and the pool lends one more buffer for
+    each of those but the first. The first may be only partly in the read (the read began inside it; for a
+    stream's first read it is the empty part the reader starts with); the others are wholly in it, so the
+    read's own result is at least as large as the extra buffers. Those are let go once given back.
+
+    A buffer the reader is done with waits on the free list for the next part; once every part of the
+    object has been requested, it goes to the process's spare buffers instead, for the next stream (a seek
+    back takes them from there again).
+    """
+
+    def __init__(self, fetch_into: Callable[[int, memoryview], None], size: int, part_size: int, concurrency: int) -> None:
+        self._fetch_into = fetch_into
+        self._size = size
+        self._part_size = part_size
+        self._most = concurrency + 1
+        self.lent = 0  # buffers this stream took from the spares and has not let go of
+        self._free: List[bytearray] = []
+        self._held: List[PartData] = []  # the parts the read in progress has moved past
+        self._all_requested = False
+
+    def job(self, start: int, end: int) -> Optional[Callable[[], memoryview]]:
+        buffer = self._lend()
+        if buffer is None:
+            return None
+        self._all_requested = end >= self._size
+        return functools.partial(self._fill, start, memoryview(buffer)[: end - start])
+
+    def release(self, data: PartData) -> None:
+        buffer = _pooled_buffer(data)
+        if buffer is None:
+            return
+        if self.lent > self._most:
+            self.lent -= 1  # lent for a long read: let it go
+        elif self._all_requested:
+            self.lent -= 1
+            _SPARE.give(buffer, self._most)
+        else:
+            self._free.append(buffer)
+
+    def hold(self, data: PartData) -> None:
+        self._held.append(data)
+
+    def read_returned(self) -> None:
+        for data in self._held:
+            self.release(data)
+        self._held.clear()
+
+    def abandon(self) -> None:
+        self.lent -= 1  # never reused: its thread may still be writing into it
+
+    def close(self) -> None:
+        self._held.clear()  # a read that failed midway: those buffers go with it
+        for buffer in self._free:
+            _SPARE.give(buffer, self._most)
+        self._free.clear()
+
+    def _lend(self) -> Optional[bytearray]:
+        """A buffer for the next part: a free one, or one more while fewer than the bound are lent."""
+        if self._free:
+            return self._free.pop()
+        if self.lent >= self._most + max(len(self._held) - 1, 0):
+            return None
+        self.lent += 1
+        return _SPARE.take(self._part_size)
+
+    def _fill(self, start: int, view: memoryview) -> memoryview:
+        self._fetch_into(start, view)
+        process_stats().add(bytes_received=len(view))
+        return view
+
+
+def _pooled_buffer(data: PartData) -> Optional[bytearray]:
+    """The pool buffer ``data`` is a view of (``None`` for the empty part a reader starts with)."""
+    return data.obj if isinstance(data, memoryview) and isinstance(data.obj, bytearray) else None
