@@ -5,6 +5,10 @@ Importing this package registers these functional forms on torchdata's ``IterDat
 samples), ``decode_png_pair`` (PNG bytes -> uint8 tensors), ``load_wds_shards`` (``(url, stream)`` -> samples, with an
 error policy for damaged shards), ``shuffle_shards``, ``shard_across_readers`` and
 ``shuffle_samples`` (seeded, per-epoch, exactly-once sharding across workers and ranks).
+
+The public API is what this module exports, and :mod:`torchdata_s3ext.testing`. Behind it, the layers:
+``s3`` (URL -> bytes), ``samples`` (bytes -> samples), ``epochs`` (samples -> epochs), with ``tools`` (the
+``torchdata-s3ext`` command) beside them; see docs/architecture.md.
 """
 import warnings
 
