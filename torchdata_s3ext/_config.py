@@ -1,7 +1,7 @@
 """One S3 configuration, honoured the same way by every backend."""
 import dataclasses
 import os
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 __all__ = ["S3Config"]
 
@@ -50,12 +50,22 @@ class S3Config:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
 
     @classmethod
-    def merged(
-        cls, config: Optional["S3Config"] = None, endpoint_url: Optional[str] = None, region: Optional[str] = None
-    ) -> "S3Config":
-        """``config`` (or the defaults) with ``endpoint_url`` and ``region`` overriding its fields where given:
-        how ``open_s3`` and ``wds_pipe`` combine their keyword arguments with a full ``config``."""
-        overrides = {name: value for name, value in (("endpoint_url", endpoint_url), ("region", region)) if value is not None}
+    def field_names(cls) -> Tuple[str, ...]:
+        """Every field, in order: the keywords ``open_s3``, ``wds_pipe`` and ``list_shards`` take besides ``config``."""
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def merged(cls, config: Optional["S3Config"] = None, **fields: Any) -> "S3Config":
+        """``config`` (or the defaults) with each field given here and not ``None`` laid over it: how ``open_s3``,
+        ``wds_pipe`` and ``list_shards`` combine their keyword arguments with a full ``config``.
+
+        >>> S3Config.merged(S3Config(region="eu-west-1", max_attempts=5), max_attempts=2, region=None)
+        S3Config(endpoint_url=None, region='eu-west-1', profile=None, aws_access_key_id=None, anonymous=False, connect_timeout=10.0, read_timeout=60.0, max_attempts=2, verify_ssl=True)
+        """
+        unknown = [name for name in fields if name not in cls.field_names()]
+        if unknown:
+            raise TypeError(f"unknown S3Config field {', '.join(map(repr, unknown))}; valid fields: {', '.join(cls.field_names())}")
+        overrides = {name: value for name, value in fields.items() if value is not None}
         return dataclasses.replace(config if config is not None else cls(), **overrides)
 
     def resolved(self) -> "S3Config":

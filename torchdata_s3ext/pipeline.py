@@ -4,7 +4,7 @@ from typing import Any, Optional
 from torchdata.datapipes.iter import IterableWrapper, IterDataPipe
 
 from .epochs import readers, shuffling  # noqa: F401  (registers shuffle_shards, shard_across_readers, shuffle_samples)
-from .samples import opener  # noqa: F401  (registers open_s3)
+from .samples.opener import split_s3_settings  # (importing it registers open_s3)
 from ._config import S3Config
 from .s3.listing import ShardSpec, list_shards
 from .samples.policy import ErrorCounts, check_on_error
@@ -22,6 +22,7 @@ def wds_pipe(
     seed: Optional[int] = None,
     suffix: str = ".tar",
     on_error: str = "raise",
+    config: Optional[S3Config] = None,
     **open_s3_kwargs: Any,
 ) -> IterDataPipe:
     """The recommended pipe: list shards -> shuffle shards -> split over readers -> ``open_s3`` ->
@@ -46,8 +47,10 @@ def wds_pipe(
             the same after a ``DataErrorWarning`` and a log record on logger ``"torchdata_s3ext"``. The
             returned pipe's ``error_counts`` counts by kind, per process (each DataLoader worker its own).
             Under ``"raise"`` shards go through torchdata's ``load_from_tar``, otherwise ``load_wds_shards``
-        open_s3_kwargs: ``endpoint_url``, ``region``, ``config`` and backend options, as for ``open_s3``;
-            ``endpoint_url``, ``region`` and ``config`` also serve to list a prefix
+        config: a full :class:`S3Config`, for listing and reading
+        open_s3_kwargs: any :class:`S3Config` field (``endpoint_url``, ``anonymous``,
+            ``max_attempts``, ...) and the backend's options, as for ``open_s3``; the configuration also serves
+            to list a prefix. An unknown keyword raises ``TypeError`` before anything is listed
 
     Example:
         >>> from torch.utils.data import DataLoader
@@ -59,16 +62,15 @@ def wds_pipe(
     check_on_error(on_error)
     error_counts = ErrorCounts()
 
-    # Listing and reading must agree on the endpoint: apply open_s3's overrides to the config here too.
-    listing_config = S3Config.merged(
-        open_s3_kwargs.get("config"), open_s3_kwargs.get("endpoint_url"), open_s3_kwargs.get("region")
-    )
-    shard_urls = list_shards(shards, suffix=suffix, config=listing_config)
+    # Listing and reading must agree on the endpoint, credentials and attempts: one config serves both.
+    config_fields, backend_options = split_s3_settings(backend, open_s3_kwargs)
+    config = S3Config.merged(config, **config_fields)
+    shard_urls = list_shards(shards, suffix=suffix, config=config)
     pipe = (
         IterableWrapper(shard_urls, deepcopy=False)
         .shuffle_shards(seed=seed, shuffle=shuffle)
         .shard_across_readers()
-        .open_s3(backend=backend, **open_s3_kwargs)
+        .open_s3(backend=backend, config=config, **backend_options)
     )
     # load_from_tar raises out of its generator on a damaged shard, ending the pipe: fine for "raise" only.
     if on_error == "raise":

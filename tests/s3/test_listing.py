@@ -71,3 +71,16 @@ def test_list_shards_reports_a_missing_bucket_with_its_url(s3_server):
 
 def test_list_shards_keeps_a_single_s3_url_as_is():
     assert list_shards("s3://bkt/train/shard-000007.tar") == ["s3://bkt/train/shard-000007.tar"]
+
+
+def test_list_shards_takes_s3config_fields_as_keywords(s3_server, s3_bucket, monkeypatch):
+    boto3.client("s3", endpoint_url=s3_server.endpoint_url).put_object(Bucket=s3_bucket, Key="train/shard-000000.tar", Body=b"")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    assert list_shards(f"s3://{s3_bucket}/train/", endpoint_url=s3_server.endpoint_url, max_attempts=1) == [
+        f"s3://{s3_bucket}/train/shard-000000.tar"
+    ]
+
+
+def test_list_shards_rejects_an_unknown_keyword_listing_the_fields():
+    with pytest.raises(TypeError, match=r"unknown S3Config field 'endpoint'; valid fields: endpoint_url, region, profile"):
+        list_shards("s3://bkt/train/shard-{0..1}.tar", endpoint="http://127.0.0.1:9")

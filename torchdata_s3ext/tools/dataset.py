@@ -97,6 +97,18 @@ def upload_shards(paths: List[str], dest: str, config: Optional[S3Config] = None
     return urls
 
 
+def _check_bucket(dest: str, client: Any, config: S3Config) -> None:
+    """Raise, naming the bucket, when ``dest``'s bucket is missing, denied or unreachable (a LIST of at most one
+    key), so a mistyped destination fails before any shard is generated rather than at the first upload."""
+    from ..s3.errors import botocore_errors_translated
+
+    bucket_url = "s3://" + dest[len("s3://"):].partition("/")[0]
+    if bucket_url == "s3://":
+        raise ValueError(f"S3 URL needs a bucket (s3://bucket/prefix): {dest!r}")
+    with botocore_errors_translated(bucket_url, config):
+        client.list_objects_v2(Bucket=bucket_url[len("s3://"):], MaxKeys=1)
+
+
 def write_dataset(
     dest: str,
     spec: DatasetSpec,
@@ -115,7 +127,9 @@ def write_dataset(
     if is_s3_url(dest):
         from ..s3.clients import boto3_client
 
-        client = boto3_client((config or S3Config()).resolved())
+        resolved = (config or S3Config()).resolved()
+        client = boto3_client(resolved)
+        _check_bucket(dest, client, resolved)
 
         def write_shard(url: str, samples: Iterator[Sample]) -> None:
             _upload_shard(url, samples, client, spool_dir)

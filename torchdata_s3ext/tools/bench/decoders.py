@@ -48,7 +48,7 @@ def first_samples(context: MethodContext, count: int) -> List[Dict[str, Any]]:
 
     backend, urls = ("auto", context.urls) if context.urls else ("local", context.mount_paths or ())
     pipe = (IterableWrapper(list(urls[:1]))
-            .open_s3(backend=backend, endpoint_url=context.endpoint_url, region=context.region)
+            .open_s3(backend=backend, config=context.s3_config())
             .load_from_tar()
             .group_wds_samples())
     return list(itertools.islice(pipe, count))

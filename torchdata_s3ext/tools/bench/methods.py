@@ -36,6 +36,8 @@ class MethodContext:
     mount_paths: Optional[Tuple[str, ...]] = None
     endpoint_url: Optional[str] = None
     region: Optional[str] = None
+    profile: Optional[str] = None
+    anonymous: bool = False
     repeats: int = 1
     #: ``part_size`` and ``concurrency`` for the backends that read ranged parts (``None``: their defaults)
     part_size: Optional[int] = None
@@ -48,6 +50,13 @@ class MethodContext:
         for name in ("urls", "mount_paths"):
             fields[name] = tuple(fields[name]) if fields[name] is not None else None
         return cls(**fields)
+
+    def s3_config(self) -> Any:
+        """The :class:`S3Config` of this endpoint, region, profile and anonymity, environment filled in."""
+        from ..._config import S3Config
+
+        return S3Config(endpoint_url=self.endpoint_url, region=self.region, profile=self.profile,
+                        anonymous=self.anonymous).resolved()
 
     def ranged_options(self, backend: str) -> Dict[str, int]:
         if backend not in RANGED_BACKENDS:
@@ -79,7 +88,7 @@ def _open_s3_method(backend: str) -> Callable[[MethodContext], Iterable]:
 
         urls = context.mount_paths if backend == "local" else context.urls
         streams = _url_pipe(urls, context).open_s3(
-            backend=backend, endpoint_url=context.endpoint_url, region=context.region, **context.ranged_options(backend)
+            backend=backend, config=context.s3_config(), **context.ranged_options(backend)
         )
         return _grouped(streams)
 
@@ -89,18 +98,18 @@ def _open_s3_method(backend: str) -> Callable[[MethodContext], Iterable]:
 def _fsspec_file_opener(context: MethodContext) -> Iterable:
     from torchdata.datapipes.iter import FSSpecFileOpener
 
-    connection = {"endpoint_url": context.endpoint_url} if context.endpoint_url else {}
+    given = {"endpoint_url": context.endpoint_url, "profile": context.profile, "anon": context.anonymous or None}
+    connection = {name: value for name, value in given.items() if value is not None}
     return _grouped(FSSpecFileOpener(_url_pipe(context.urls, context), mode="rb", **connection))
 
 
 def _iopath_file_opener(context: MethodContext) -> Iterable:
     from torchdata.datapipes.iter import IoPathFileOpener
 
-    from ..._config import S3Config
     from ...s3.clients import iopath_path_manager
 
     # iopath's own S3 handler wants an AWS profile; ours hands it this endpoint's client.
-    path_manager = iopath_path_manager(S3Config(endpoint_url=context.endpoint_url, region=context.region).resolved())
+    path_manager = iopath_path_manager(context.s3_config())
     return _grouped(IoPathFileOpener(_url_pipe(context.urls, context), mode="rb", pathmgr=path_manager))
 
 
@@ -132,10 +141,8 @@ def _whole_object(config: Any, url: str) -> Tuple[str, Any]:
 
 
 def _boto3_bytesio(context: MethodContext) -> Iterable:
-    from ..._config import S3Config
-
     # The article's boto3: the whole object read into memory, then torchdata's tar loader over it.
-    config = S3Config(endpoint_url=context.endpoint_url, region=context.region).resolved()
+    config = context.s3_config()
     return _grouped(_url_pipe(context.urls, context).map(functools.partial(_whole_object, config)))
 
 

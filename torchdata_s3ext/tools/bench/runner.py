@@ -169,7 +169,7 @@ def _empty_loop(job: BenchJob, deadline: float) -> Dict[str, Any]:
 
 
 def _raw_config(job: BenchJob) -> S3Config:
-    return S3Config(endpoint_url=job.context.endpoint_url, region=job.context.region).resolved()
+    return job.context.s3_config()
 
 
 def _raw_loop(job: BenchJob, deadline: float) -> Dict[str, Any]:
