@@ -1,5 +1,5 @@
 """``wds_pipe``: the one-call recommended pipe from a shard spec to shuffled, decoded samples, exactly once."""
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 from torchdata.datapipes.iter import IterableWrapper, IterDataPipe
 
@@ -20,7 +20,7 @@ def wds_pipe(
     shuffle_buffer: int = 1000,
     decode: bool = True,
     seed: Optional[int] = None,
-    suffix: str = ".tar",
+    suffix: Optional[Union[str, Sequence[str]]] = None,
     on_error: str = "raise",
     config: Optional[S3Config] = None,
     **open_s3_kwargs: Any,
@@ -40,7 +40,7 @@ def wds_pipe(
         shuffle_buffer: samples held by the per-reader shuffle buffer; ``1`` turns it off
         decode: decode the PNG image/label pair; ``False`` yields the raw sample dicts
         seed: mixed into every order, so different seeds give different orders for one loader seed
-        suffix: which keys of a prefix or files of a folder are shards
+        suffix: what a shard's name ends in, as for :func:`list_shards` (default: tar and compressed tars)
         on_error: bad data (a truncated or non-tar shard, a sample repeating a field, a corrupt PNG):
             ``"raise"`` (default) raises naming the URL and key; ``"skip"`` drops it and goes on (for a
             damaged shard: keeps the samples before the damage, then reads the next shard); ``"warn"`` does

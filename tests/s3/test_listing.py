@@ -84,3 +84,53 @@ def test_list_shards_takes_s3config_fields_as_keywords(s3_server, s3_bucket, mon
 def test_list_shards_rejects_an_unknown_keyword_listing_the_fields():
     with pytest.raises(TypeError, match=r"unknown S3Config field 'endpoint'; valid fields: endpoint_url, region, profile"):
         list_shards("s3://bkt/train/shard-{0..1}.tar", endpoint="http://127.0.0.1:9")
+
+
+def _put_keys(s3_server, bucket, keys):
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"")
+
+
+def test_list_shards_takes_a_prefix_as_a_folder_never_as_the_start_of_other_names(s3_server, s3_bucket):
+    _put_keys(s3_server, s3_bucket, ["train/a.tar", "train/sub/b.tar", "trainval/c.tar", "train.tar.bak"])
+    expected = [f"s3://{s3_bucket}/train/a.tar", f"s3://{s3_bucket}/train/sub/b.tar"]
+    assert list_shards(f"s3://{s3_bucket}/train") == expected
+    assert list_shards(f"s3://{s3_bucket}/train/") == expected
+
+
+def test_list_shards_lists_compressed_and_upper_case_shards_by_default(s3_server, s3_bucket):
+    keys = ["d/a.tar.gz", "d/b.TGZ", "d/c.TAR", "d/e.tar.xz", "d/notes.txt"]
+    _put_keys(s3_server, s3_bucket, keys)
+    assert list_shards(f"s3://{s3_bucket}/d") == [f"s3://{s3_bucket}/{key}" for key in keys[:4]]
+
+
+def test_list_shards_reports_shards_of_another_suffix_it_skips(s3_server, s3_bucket):
+    _put_keys(s3_server, s3_bucket, ["d/a.tar", "d/b.tar.gz", "d/c.tgz"])
+    with pytest.warns(UserWarning, match=r"skipped 2 shard-like names not ending in \.tar .*pass suffix="):
+        assert list_shards(f"s3://{s3_bucket}/d", suffix=".tar") == [f"s3://{s3_bucket}/d/a.tar"]
+
+
+def test_list_shards_matches_glob_patterns_within_a_segment_and_across_with_two_stars(s3_server, s3_bucket):
+    _put_keys(s3_server, s3_bucket, ["t/shard-1.tar", "t/sub/shard-2.tar", "t/x.tar", "tv/shard-3.tar"])
+    assert list_shards(f"s3://{s3_bucket}/t/shard-*.tar") == [f"s3://{s3_bucket}/t/shard-1.tar"]
+    assert list_shards(f"s3://{s3_bucket}/t/**shard-?.tar") == [
+        f"s3://{s3_bucket}/t/shard-1.tar", f"s3://{s3_bucket}/t/sub/shard-2.tar"]
+    assert list_shards(f"s3://{s3_bucket}/t*/shard-[13].tar") == [
+        f"s3://{s3_bucket}/t/shard-1.tar", f"s3://{s3_bucket}/tv/shard-3.tar"]
+
+
+def test_list_shards_judges_local_paths_by_the_same_rules(tmp_path):
+    for name in ("train/a.tar", "train/sub/b.TAR", "trainval/c.tar", "train/notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    train = str(tmp_path / "train")
+    assert list_shards(train) == [os.path.join(train, "a.tar"), os.path.join(train, "sub", "b.TAR")]
+    assert list_shards(str(tmp_path / "train" / "*.tar")) == [os.path.join(train, "a.tar")]
+    missing = str(tmp_path / "missing-shard.tar")
+    assert list_shards(missing) == [missing]  # a single shard is not checked, on S3 or here
+
+
+def test_list_shards_rejects_an_empty_suffix():
+    with pytest.raises(ValueError, match="suffix must be a non-empty string"):
+        list_shards("s3://bkt/train/", suffix="")

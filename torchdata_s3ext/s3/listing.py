@@ -1,15 +1,35 @@
-"""Turn a shard spec (brace pattern, S3 prefix, local folder, or a list of them) into a sorted list of shard URLs."""
+"""Turn a shard spec (brace pattern, glob pattern, folder, single shard, or a list of them) into a sorted list of
+shard URLs, by one rule for S3 and local paths alike:
+
+- a spec with ``{a..b}`` braces names its shards (webdataset's brace patterns), unchecked;
+- a spec with ``*``, ``?`` or ``[...]`` is a glob pattern over the keys (``*`` and ``?`` stay within one path
+  segment, ``**`` crosses them), listed under the part before the first wildcard;
+- a spec whose name ends in a shard suffix is that one shard, unchecked (opening it reports a missing one);
+- anything else is a folder: ``s3://bkt/train`` means ``s3://bkt/train/``, never ``s3://bkt/trainval/``, and
+  every shard under it, in subfolders too, is listed.
+
+Shard suffixes are matched without regard to case. Keys that look like shards of another suffix than the ones
+asked for (``.tar.gz`` when ``suffix=".tar"``) are reported in a warning, never dropped in silence.
+"""
 import os
-from typing import Any, Iterable, List, Optional, Sequence, Union
+import re
+import warnings
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .._config import S3Config
 from .clients import boto3_client
 from .errors import botocore_errors_translated
 from .url import is_s3_url, local_path, parse_s3_url
 
-__all__ = ["list_shards", "expand_braces"]
+__all__ = ["SHARD_SUFFIXES", "expand_braces", "list_shards"]
 
 ShardSpec = Union[str, Sequence[str]]
+Suffixes = Union[str, Sequence[str], None]
+
+#: what a shard's name ends in by default: tar, and the compressed tars that ``load_from_tar()`` and
+#: ``load_wds_shards()`` read
+SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+_WILDCARDS = re.compile(r"[*?\[]")
 
 
 def expand_braces(pattern: str) -> List[str]:
@@ -21,29 +41,92 @@ def expand_braces(pattern: str) -> List[str]:
     return list(braceexpand.braceexpand(pattern))
 
 
-def _list_s3_prefix(url: str, suffix: str, config: S3Config) -> List[str]:
+def _suffixes(suffix: Suffixes) -> Tuple[str, ...]:
+    chosen = SHARD_SUFFIXES if suffix is None else (suffix,) if isinstance(suffix, str) else tuple(suffix)
+    if not chosen or not all(isinstance(one, str) and one for one in chosen):
+        raise ValueError(f"suffix must be a non-empty string or a sequence of them, got {suffix!r}")
+    return tuple(one.lower() for one in chosen)
 
-    bucket, _, prefix = url[len("s3://"):].partition("/")
-    if not bucket:
-        raise ValueError(f"S3 URL needs a bucket (s3://bucket/prefix): {url!r}")
+
+def _ends_with(name: str, suffixes: Tuple[str, ...]) -> bool:
+    return name.lower().endswith(suffixes)
+
+
+def _glob_regex(pattern: str) -> "re.Pattern[str]":
+    """``pattern`` as a regular expression: ``**`` crosses ``/``; ``*``, ``?`` and ``[...]`` stay in a segment."""
+    return re.compile(".*".join(_segment_glob(piece) for piece in pattern.split("**")) + r"\Z", re.DOTALL)
+
+
+def _segment_glob(piece: str) -> str:
+    """One piece of a pattern (no ``**``) as a regular expression in which wildcards stay within a segment."""
+    out, index = [], 0
+    while index < len(piece):
+        char = piece[index]
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            end = piece.find("]", index + 2 if piece[index + 1:index + 2] in ("!", "]") else index + 1)
+            if end == -1:
+                out.append(re.escape(char))
+            else:
+                body = piece[index + 1:end]
+                body = "^" + body[1:] if body.startswith("!") else body
+                out.append(f"[{body}]")
+                index = end
+        else:
+            out.append(re.escape(char))
+        index += 1
+    return "".join(out)
+
+
+class _Listed:
+    """The names under one folder or pattern: the shards, and how many shard-like names another suffix had."""
+
+    def __init__(self) -> None:
+        self.shards: List[str] = []
+        self.other_suffixes: List[str] = []
+
+    def add(self, url: str, name: str, suffixes: Tuple[str, ...], pattern: "Optional[re.Pattern[str]]") -> None:
+        if pattern is not None and not pattern.match(name):
+            return
+        if _ends_with(url, suffixes):
+            self.shards.append(url)
+        elif _ends_with(url, SHARD_SUFFIXES):
+            self.other_suffixes.append(url)
+
+
+def _list_s3(bucket: str, prefix: str, spec: str, suffixes: Tuple[str, ...], pattern: "Optional[re.Pattern[str]]",
+             config: S3Config) -> _Listed:
+    listed = _Listed()
     paginator = boto3_client(config).get_paginator("list_objects_v2")
-    with botocore_errors_translated(url, config):
-        return [
-            f"s3://{bucket}/{entry['Key']}"
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
-            for entry in page.get("Contents", [])
-            if entry["Key"].endswith(suffix)
-        ]
+    with botocore_errors_translated(spec, config):
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for entry in page.get("Contents", []):
+                listed.add(f"s3://{bucket}/{entry['Key']}", entry["Key"], suffixes, pattern)
+    return listed
 
 
-def _list_local(spec: str, suffix: str) -> List[str]:
-    path = local_path(spec)
-    if os.path.isdir(path):
-        return [os.path.join(path, name) for name in os.listdir(path) if name.endswith(suffix)]
-    return [spec] if os.path.isfile(path) else []
+def _list_local(folder: str, suffixes: Tuple[str, ...], pattern: "Optional[re.Pattern[str]]") -> _Listed:
+    listed = _Listed()
+    for directory, subfolders, names in os.walk(folder):
+        subfolders.sort()
+        for name in names:
+            path = os.path.join(directory, name)
+            listed.add(path, path, suffixes, pattern)
+    return listed
 
 
-def _urls_of_one_spec(spec: str, suffix: str, config: S3Config) -> List[str]:
+def _split_pattern(path: str) -> Tuple[str, Optional[str]]:
+    """``(folder to list, pattern)`` for a path: the pattern's fixed folders, and the pattern itself (or ``None``)."""
+    wildcard = _WILDCARDS.search(path)
+    if wildcard is None:
+        return path, None
+    return path[: path.rfind("/", 0, wildcard.start()) + 1], path
+
+
+def _urls_of_one_spec(spec: str, suffixes: Tuple[str, ...], config: S3Config) -> List[str]:
     if not isinstance(spec, str):
         raise TypeError(f"a shard spec is a string (pattern, prefix or folder), got {type(spec).__name__}: {spec!r}")
     if "{" in spec:
@@ -53,22 +136,44 @@ def _urls_of_one_spec(spec: str, suffix: str, config: S3Config) -> List[str]:
             for url in urls:
                 parse_s3_url(url)
         return urls
-    if is_s3_url(spec):
-        if spec.endswith(suffix):
+    wildcard = _WILDCARDS.search(spec) is not None
+    if not wildcard and _ends_with(spec, suffixes):
+        if is_s3_url(spec):
             parse_s3_url(spec)
-            return [spec]
-        return sorted(_list_s3_prefix(spec, suffix, config))
-    return sorted(_list_local(spec, suffix))
+        return [spec]
+    if is_s3_url(spec):
+        bucket, _, path = spec[len("s3://"):].partition("/")
+        if not bucket:
+            raise ValueError(f"S3 URL needs a bucket (s3://bucket/prefix): {spec!r}")
+        prefix, pattern = _split_pattern(path)
+        if pattern is None and prefix and not prefix.endswith("/"):
+            prefix += "/"  # a folder, never a prefix of other folders' names
+        listed = _list_s3(bucket, prefix, spec, suffixes, _glob_regex(pattern) if pattern else None, config)
+    else:
+        path = local_path(spec)
+        folder, pattern = _split_pattern(path)
+        if pattern is None and not os.path.isdir(path):
+            return []
+        listed = _list_local(folder or ".", suffixes, _glob_regex(pattern) if pattern else None)
+    if listed.other_suffixes:
+        warnings.warn(
+            f"{spec!r}: skipped {len(listed.other_suffixes)} shard-like names not ending in "
+            f"{' or '.join(suffixes)} (e.g. {listed.other_suffixes[0]!r}); pass suffix= to include them",
+            stacklevel=3,
+        )
+    return sorted(listed.shards)
 
 
-def list_shards(spec: ShardSpec, *, suffix: str = ".tar", config: Optional[S3Config] = None, **config_fields: Any) -> List[str]:
+def list_shards(spec: ShardSpec, *, suffix: Suffixes = None, config: Optional[S3Config] = None, **config_fields: Any) -> List[str]:
     """The shard URLs a spec stands for: deterministic, so every rank and worker sees the same list.
 
     Args:
-        spec: a brace pattern as webdataset writes them (``s3://bkt/train/shard-{000000..000999}.tar``), an S3
-            prefix (``s3://bkt/train/``: every key under it ending in ``suffix``, however many pages), a single
-            ``s3://`` URL ending in ``suffix``, a local folder or file (or ``file://`` URL), or a list of these
-        suffix: which keys or files of a prefix or folder are shards
+        spec: a brace pattern as webdataset writes them (``s3://bkt/train/shard-{000000..000999}.tar``), a glob
+            pattern (``s3://bkt/train/shard-*.tar``), a folder (``s3://bkt/train``: every shard under
+            ``train/``, however many pages; not ``trainval/``), a single shard (``s3://bkt/train/x.tar``), each
+            on S3 or local (a path or ``file://`` URL), or a list of these (see this module's rules)
+        suffix: what a shard's name ends in (a string or several; case does not matter); ``None``: any of
+            ``SHARD_SUFFIXES`` (``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz``)
         config: how to reach S3 for prefix listings; ``None`` reads the standard ``AWS_*`` variables
         config_fields: any :class:`S3Config` field (``endpoint_url=...``, ``anonymous=True``, ...), laid over
             ``config`` where not ``None``; another keyword raises ``TypeError`` naming it
@@ -84,13 +189,14 @@ def list_shards(spec: ShardSpec, *, suffix: str = ".tar", config: Optional[S3Con
         ['s3://bkt/train/shard-000000.tar', 's3://bkt/train/shard-000001.tar', 's3://bkt/train/shard-000002.tar']
     """
     specs: Iterable[str] = [spec] if isinstance(spec, str) else list(spec)
+    suffixes = _suffixes(suffix)
     resolved = S3Config.merged(config, **config_fields).resolved()
     urls: List[str] = []
     seen = set()
     for one_spec in specs:
-        found = _urls_of_one_spec(one_spec, suffix, resolved)
+        found = _urls_of_one_spec(one_spec, suffixes, resolved)
         if not found:
-            raise ValueError(f"no shards found for {one_spec!r} (looking for names ending in {suffix!r})")
+            raise ValueError(f"no shards found for {one_spec!r} (looking for names ending in {' or '.join(suffixes)})")
         for url in found:
             if url in seen:
                 raise ValueError(f"shard {url!r} is listed twice (spec {one_spec!r}); each shard must appear once")
