@@ -1,7 +1,12 @@
 """Which field of a sample a decoder's key names: ``"image"`` names ``image`` and ``image.png``."""
 from typing import Any, Dict, List, Sequence
 
-__all__ = ["field_named", "fields_matching"]
+__all__ = ["MissingFieldError", "field_named", "fields_matching"]
+
+
+class MissingFieldError(ValueError):
+    """A sample lacks the field a key names: bad data (an incomplete sample), where a key naming several
+    fields is the caller's mistake."""
 
 
 def fields_matching(key: str, fields: Sequence[str]) -> List[str]:
@@ -23,11 +28,12 @@ def field_named(sample: Dict[str, Any], key: str, role: str) -> str:
     """The one field of ``sample`` that ``key`` names; ``role`` (``"image"``, ``"label"``) says what it is for.
 
     Raises:
-        ValueError: ``key`` names no field or several; the message names the sample's URL and key
+        MissingFieldError: ``key`` names no field (a ``ValueError``)
+        ValueError: ``key`` names several fields; the message names the sample's URL and key
     """
     fields = fields_matching(key, list(sample))
     if len(fields) != 1:
-        raise ValueError(
+        raise (ValueError if fields else MissingFieldError)(
             f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r}: {role} key {key!r} must match exactly "
             f"one field, matches {fields}; the sample has fields {[f for f in sample if not f.startswith('__')]}"
         )

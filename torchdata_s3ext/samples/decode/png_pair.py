@@ -1,15 +1,67 @@
 """The ``decode_png_pair`` datapipe: the PNG image and label bytes of a sample in, uint8 tensors out, a corrupt
-PNG being bad data."""
-from typing import Any, Dict, Iterator, Optional
+or oversized PNG, or a missing field, being bad data."""
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from torchdata.datapipes import functional_datapipe
 from torchdata.datapipes.iter import IterDataPipe
 
 from ..policy import ErrorCounts, check_on_error, handle_data_error, with_message
-from .fields import field_named
-from .png_decoders import check_decoder_name, decode_png
+from .failures import GIVE_UP_AFTER, FailureWatch, check_give_up_after
+from .fields import MissingFieldError, field_named
+from .png_decoders import MAX_PIXELS, check_decoder_name, check_max_pixels, decode_png
 
 __all__ = ["PngPairDecoderIterDataPipe", "decode_png_pair"]
+
+
+class _BadSample(Exception):
+    """Bad data in a sample: the error to report and its kind in :class:`ErrorCounts`."""
+
+    def __init__(self, error: Exception, kind: str) -> None:
+        super().__init__(error)
+        self.error, self.kind = error, kind
+
+
+def _pair_fields(sample: Dict[str, Any], image_key: str, label_key: str) -> Tuple[str, str]:
+    """The image and label fields; a missing one (bad data) only once neither key matches several (a caller's
+    mistake, which always raises)."""
+    found, missing = [], []
+    for key, role in ((image_key, "image"), (label_key, "label")):
+        try:
+            found.append(field_named(sample, key, role))
+        except MissingFieldError as error:
+            missing.append(error)
+    if missing:
+        raise _BadSample(missing[0], "incomplete_samples")
+    image_field, label_field = found
+    if image_field == label_field:
+        raise ValueError(f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r}: image and label keys both "
+                         f"match field {image_field!r}")
+    return image_field, label_field
+
+
+def _decode_pair(
+    sample: Dict[str, Any], image_key: str, label_key: str, decoder: str, max_pixels: Optional[int]
+) -> Dict[str, Any]:
+    """The decoded copy of ``sample``; raises :class:`_BadSample` for bad data, the errors of
+    :func:`decode_png_pair` for the rest."""
+    image_field, label_field = _pair_fields(sample, image_key, label_key)
+    decoded = dict(sample)
+    # One after the other: libdeflate releases the GIL and pyspng does not, but with a DataLoader worker per
+    # core, decoding the two in threads adds nothing.
+    for field, mode in ((image_field, "image"), (label_field, "label")):
+        try:
+            decoded[field] = decode_png(sample[field], mode=mode, decoder=decoder, max_pixels=max_pixels)
+        except TypeError as error:
+            raise TypeError(f"{_where(sample, field)}: {error}") from error
+        except MemoryError as error:  # not bad data: the PNG was within max_pixels
+            raise MemoryError(f"{_where(sample, field)}: {error}") from (error.__cause__ or error)
+        except ValueError as error:
+            raise _BadSample(with_message(error, f"{_where(sample, field)}: {error}"), "corrupt_images") from None
+    return decoded
+
+
+def _where(sample: Dict[str, Any], field: str) -> str:
+    return f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r}, field {field!r}"
 
 
 def decode_png_pair(
@@ -19,37 +71,33 @@ def decode_png_pair(
     decoder: str = "auto",
     on_error: str = "raise",
     error_counts: Optional[ErrorCounts] = None,
+    max_pixels: Optional[int] = MAX_PIXELS,
 ) -> Optional[Dict[str, Any]]:
     """A copy of ``sample`` with its image field decoded to ``(3, H, W)`` and its label field to ``(H, W)``.
 
-    A corrupt, truncated or unsupported PNG is bad data, counted in ``error_counts`` as ``corrupt_images``:
-    ``on_error="raise"`` raises, ``"skip"`` and ``"warn"`` (which also warns and logs) return ``None``.
+    Bad data is counted in ``error_counts``: a corrupt, truncated or unsupported PNG, or one of more than
+    ``max_pixels`` pixels (see :func:`decode_png`), as ``corrupt_images``; a sample lacking the image or the
+    label field as ``incomplete_samples``. ``on_error="raise"`` raises, ``"skip"`` and ``"warn"`` (which also
+    warns and logs) return ``None``.
 
     Raises:
-        ValueError: a key matches no field, several, or the same field as the other key; or, under
-            ``on_error="raise"``, a PNG is bad (see :func:`decode_png`); the message names the sample's
-            URL and key
+        ValueError: an unknown ``decoder`` or ``on_error``, a ``max_pixels`` that is not a positive int or
+            ``None``, a key matching several fields, or the same field as the other key; or, under
+            ``on_error="raise"``, bad data; the message names the sample's URL and key (and the field)
         TypeError: a field is not bytes
+        MemoryError: no memory to decode a PNG, under any ``on_error``; the message names the sample, URL
+            and field, the allocator's error as ``__cause__``
     """
-    url, sample_key = sample.get("__url__"), sample.get("__key__")
-    image_field = field_named(sample, image_key, "image")
-    label_field = field_named(sample, label_key, "label")
-    if image_field == label_field:
-        raise ValueError(f"sample {sample_key!r} in {url!r}: image and label keys both match field {image_field!r}")
-    decoded = dict(sample)
-    # One after the other: libdeflate releases the GIL and pyspng does not, but with a DataLoader worker per
-    # core, decoding the two in threads adds nothing.
-    for field, mode in ((image_field, "image"), (label_field, "label")):
-        try:
-            decoded[field] = decode_png(sample[field], mode=mode, decoder=decoder)
-        except TypeError as error:
-            raise TypeError(f"sample {sample_key!r} in {url!r}, field {field!r}: {error}") from error
-        except ValueError as error:
-            bad_png = with_message(error, f"sample {sample_key!r} in {url!r}, field {field!r}: {error}")
-            counts = error_counts if error_counts is not None else ErrorCounts()
-            handle_data_error(bad_png, kind="corrupt_images", on_error=on_error, error_counts=counts)
-            return None
-    return decoded
+    # Checked here, as decode_png's ValueError for them would pass for bad data.
+    check_decoder_name(decoder)
+    check_on_error(on_error)
+    check_max_pixels(max_pixels)
+    try:
+        return _decode_pair(sample, image_key, label_key, decoder, max_pixels)
+    except _BadSample as bad:
+        counts = error_counts if error_counts is not None else ErrorCounts()
+        handle_data_error(bad.error, kind=bad.kind, on_error=on_error, error_counts=counts)
+        return None
 
 
 @functional_datapipe("decode_png_pair")
@@ -64,23 +112,39 @@ class PngPairDecoderIterDataPipe(IterDataPipe[Dict[str, Any]]):
         label_key: names the label field, likewise
         decoder: ``"auto"`` (the fastest that imports: ``"libdeflate"``, else ``"pyspng"``, else PIL),
             ``"libdeflate"`` (libdeflate inflates, pyspng unfilters), ``"pyspng"`` or ``"pil"``
-        on_error: ``"raise"`` (default), ``"skip"`` or ``"warn"``: what a sample with a corrupt, truncated or
-            unsupported PNG does: raise, or be dropped (silently, or with a ``DataErrorWarning`` and a log
-            record on logger ``"torchdata_s3ext"``), the other samples passing unchanged
-        error_counts: where to count such samples (``corrupt_images``); a new :class:`ErrorCounts` by
-            default. The pipe's ``error_counts`` attribute; counts are per process, each DataLoader worker
-            counts its own
+        on_error: ``"raise"`` (default), ``"skip"`` or ``"warn"``: what a sample with bad data does (a
+            corrupt, truncated, unsupported or oversized PNG, or a missing image or label field): raise, or be
+            dropped (silently, or with a ``DataErrorWarning`` and a log record on logger
+            ``"torchdata_s3ext"``), the other samples passing unchanged; but see "Nothing decodes" below
+        error_counts: where to count such samples (``corrupt_images``, ``incomplete_samples``); a new
+            :class:`ErrorCounts` by default. The pipe's ``error_counts`` attribute; counts are per process,
+            each DataLoader worker counts its own
+        max_pixels: the most pixels (width x height) of a PNG, checked on its header before anything is
+            allocated; a larger PNG is bad data. ``MAX_PIXELS`` (89,478,485, PIL's default limit, a 256 MiB
+            RGB image) by default; ``None`` for no limit
+        give_up_after: under ``"skip"``/``"warn"``, raise once this many samples (100 by default) have
+            failed, from two shards or more, before any decoded; ``None`` never raises
 
     Note:
         A key ``K`` matches a field that is ``K``, starts with ``K.`` or ends with ``.K``: ``"image"``
         matches ``image`` and ``image.png``, ``"seg.png"`` matches ``x.seg.png``. Each key must match
-        exactly one field, else ``ValueError`` naming the URL, the key and the sample's fields.
+        exactly one field; the errors (below) name the URL, the key and the sample's fields.
 
         Images: greyscale is repeated to 3 channels, alpha dropped, palettes mapped to RGB. Labels must be
         8-bit greyscale (values kept) or palette (indices kept); an RGB label raises ``ValueError``, and so
         does any 16-bit PNG. Pixels equal PIL's; corrupt or truncated PNGs (CRCs are checked, as libspng
         does not; libdeflate also checks the Adler-32) raise ``ValueError`` naming the URL and key, with the
         decoder's error as ``__cause__``; under ``on_error="skip"``/``"warn"`` those samples are dropped instead.
+        A sample lacking the image or label field is dropped likewise (``incomplete_samples``); a key matching
+        several fields, or both keys the same field, raises ``ValueError`` under any ``on_error``. Running out
+        of memory raises ``MemoryError`` naming the sample, under any ``on_error``.
+
+        Nothing decodes: under ``"skip"``/``"warn"``, at the end of each pass over the source, each shard of
+        which every sample failed gets a ``DataErrorWarning`` and a log record (even under ``"skip"``) naming
+        the shard, the count and the first error (at the end, as a shuffle buffer interleaves shards). A pass
+        raises ``ValueError`` naming the first error when nothing has decoded and either ``give_up_after``
+        samples from two shards or more have failed, or the pass ends: a JPEG data set, or wrong keys, raise
+        rather than give empty epochs. One bad shard among good ones only warns.
 
         How fast each decoder is, against plain PIL, and how to measure it: docs/decoding.md.
 
@@ -109,6 +173,8 @@ class PngPairDecoderIterDataPipe(IterDataPipe[Dict[str, Any]]):
         decoder: str = "auto",
         on_error: str = "raise",
         error_counts: Optional[ErrorCounts] = None,
+        max_pixels: Optional[int] = MAX_PIXELS,
+        give_up_after: Optional[int] = GIVE_UP_AFTER,
     ) -> None:
         self.source_datapipe = source_datapipe
         self.image_key: str = image_key
@@ -116,14 +182,23 @@ class PngPairDecoderIterDataPipe(IterDataPipe[Dict[str, Any]]):
         self.decoder: str = check_decoder_name(decoder)
         self.on_error: str = check_on_error(on_error)
         self.error_counts: ErrorCounts = error_counts if error_counts is not None else ErrorCounts()
+        self.max_pixels: Optional[int] = check_max_pixels(max_pixels)
+        self.give_up_after: Optional[int] = check_give_up_after(give_up_after)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
+        watch = FailureWatch(self.give_up_after) if self.on_error != "raise" else None
         for sample in self.source_datapipe:
-            decoded = decode_png_pair(
-                sample, self.image_key, self.label_key, self.decoder, self.on_error, self.error_counts
-            )
-            if decoded is not None:
-                yield decoded
+            try:
+                decoded = _decode_pair(sample, self.image_key, self.label_key, self.decoder, self.max_pixels)
+            except _BadSample as bad:
+                handle_data_error(bad.error, kind=bad.kind, on_error=self.on_error, error_counts=self.error_counts)
+                watch.failed(sample.get("__url__"), bad.error)
+                continue
+            if watch is not None:
+                watch.decoded(sample.get("__url__"))
+            yield decoded
+        if watch is not None:
+            watch.end()
 
     def __len__(self) -> int:
         if self.on_error != "raise":  # skipped samples make the length unknown in advance

@@ -5,16 +5,21 @@ Inflating is most of libspng's time (docs/decoding.md), and libdeflate inflates 
 zlib libspng uses, but libspng takes no inflated data. So libdeflate inflates the IDAT stream (checking its
 Adler-32), and libspng reads a copy of the PNG whose IDAT chunks hold the scanlines in stored blocks, with
 their CRCs and Adler-32 right, which zlib copies instead of decoding.
-Interlaced PNGs, and PNGs whose IDAT chunks are not consecutive, are not for this path.
+Interlaced PNGs, PNGs whose IDAT chunks are not consecutive, and PNGs whose pixel data inflates to more than
+the deflate package takes (``fits_stored_path``) are not for this path.
 """
 import struct
 import threading
 from typing import Any, List
 
 from . import optional
-from .png import PngLayout, crc32, scanline_size
+from .png import PngHeader, PngLayout, crc32, scanline_size
 
-__all__ = ["stored_copy"]
+__all__ = ["MAX_INFLATED", "fits_stored_path", "stored_copy"]
+
+#: The most bytes the deflate package inflates to: it cuts the size it is given to 32 bits, so a 60000 x 60000
+#: RGB PNG (10.8 GB of scanlines) would get a 2.4 GB buffer and fail only after filling it.
+MAX_INFLATED = (1 << 32) - 1
 
 _STORED_BLOCK = 65535  # the most bytes a stored (uncompressed) deflate block holds
 _BLOCKS_PER_IDAT = 256  # IDAT chunks of 16 MiB in the rewritten PNG, well below libspng's limits
@@ -63,17 +68,27 @@ def _stored_png(head: memoryview, scanlines: bytearray) -> bytes:
     return b"".join(parts)
 
 
+def fits_stored_path(header: PngHeader) -> bool:
+    """Whether the pixel data of a PNG with this header is small enough for the deflate package."""
+    return scanline_size(header) <= MAX_INFLATED
+
+
 def stored_copy(data: bytes, layout: PngLayout) -> bytes:
     """``data``, a non-interlaced PNG with consecutive IDAT chunks, with its pixel data inflated by libdeflate
     and stored uncompressed.
 
     Raises:
-        ValueError: the pixel data does not inflate (bad data, a wrong Adler-32) to the header's size; the
-            deflate error as ``__cause__``
+        ValueError: the pixel data does not inflate (bad data, a wrong Adler-32) to the header's size (the
+            deflate error as ``__cause__``), or would inflate to more than ``MAX_INFLATED`` bytes
+        MemoryError: no memory for the inflated pixel data
     """
     size = scanline_size(layout.header)
+    if size > MAX_INFLATED:  # checked before the deflate package cuts the size to 32 bits
+        raise ValueError(f"PNG pixel data of {size:,} bytes is over the deflate package's {MAX_INFLATED:,}")
     try:
         scanlines = optional.libdeflate.zlib_decompress(_idat_stream(layout.idat), size)
+    except MemoryError:
+        raise
     except Exception as error:  # deflate.DeflateError: bad data, a wrong Adler-32, or more than `size` bytes
         raise ValueError(f"corrupt PNG: compressed pixel data: {error}") from error
     if len(scanlines) != size:
