@@ -13,22 +13,26 @@ The rules are WebDataset's (``webdataset.tariterators``), so a shard gives the s
   or the shard ends, so nothing is buffered beyond one sample, and samples never span shards;
 - a field seen twice in one sample is an error (``ValueError``), as in WebDataset; under
   ``on_error="skip"``/``"warn"`` (see ``policy``) that sample is dropped instead, and so is one lacking a
-  required field.
+  required field;
+- a damaged shard (a ``tar.DamagedShard`` among the members) ends its shard: the samples before it are kept,
+  and so is the pending one if the damage lies in a member of another key; the one it may have cut is dropped.
 
 Two differences, both from how members are read (``tar``): ``load_from_tar()`` normalises member names before
 we see them, so ``./a.png`` is sample ``a`` (WebDataset: ``./a``); and a member outside the shard
 (``../a.png``, ``/a.png``) raises ``ValueError`` naming it.
 """
 import itertools
+import operator
 import re
-from io import BufferedIOBase
-from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
+from torch.utils.data.graph import traverse_dps
 from torchdata.datapipes import functional_datapipe
 from torchdata.datapipes.iter import IterDataPipe
 
-from .policy import ErrorCounts, check_on_error, handle_data_error
-from .tar import read_members
+from .opener import S3OpenerIterDataPipe
+from .policy import ErrorCounts, check_on_error, handle_data_error, with_message
+from .tar import DamagedShard, Member, read_members
 
 __all__ = ["SamplePipe", "WdsSampleGrouperIterDataPipe", "group_by_keys", "split_member_name"]
 
@@ -71,8 +75,30 @@ def _complete(
     return not missing
 
 
+def _keeps_pending(sample: Dict[str, Any], damage: DamagedShard) -> bool:
+    """Whether the pending sample is whole although ``damage`` ends its shard: the damage lies in another shard,
+    or in the data of a member of another key (a header's damage could hide one of the sample's fields)."""
+    if sample["__url__"] != damage.shard_url:
+        return True
+    if damage.member_name is None:
+        return False
+    key_and_field = split_member_name(damage.member_name)
+    return key_and_field is None or key_and_field[0] != sample["__key__"]
+
+
+def _shard_error(damage: DamagedShard, last_key: Optional[str], on_error: str) -> Exception:
+    where = f"after sample {last_key!r}" if last_key is not None else "before its first sample"
+    message = f"bad shard {damage.shard_url!r}, {where}: {damage.error}"
+    if damage.fatal and on_error != "raise":
+        message += (
+            "; load_from_tar() cannot go past a damaged shard, so it is not skipped: read shards with "
+            "load_wds_shards() (or wds_pipe(on_error=...)), which skips damaged shards"
+        )
+    return with_message(damage.error, message)
+
+
 def group_by_keys(
-    members: Iterable[Tuple[str, str, bytes]],
+    members: Iterable[Union[Member, DamagedShard]],
     required_fields: Sequence[str] = (),
     on_error: str = "raise",
     error_counts: Optional[ErrorCounts] = None,
@@ -82,11 +108,14 @@ def group_by_keys(
     Yields ``{"__key__": sample_key, "__url__": shard_url, field: data, ...}`` for each run of consecutive
     members with the same key in the same shard (see :func:`split_member_name`); members that belong to
     no sample are skipped. A sample repeating a field, or lacking one of ``required_fields``, is bad data:
-    ``on_error`` (``"raise"``, ``"skip"`` or ``"warn"``) decides, and ``error_counts`` counts it.
+    ``on_error`` (``"raise"``, ``"skip"`` or ``"warn"``) decides, and ``error_counts`` counts it. So it does
+    for a :class:`~torchdata_s3ext.samples.tar.DamagedShard` item (counted as ``bad_shards``, the message
+    naming the shard and its last good sample key), except a fatal one, which raises whatever ``on_error``.
 
     Raises:
         ValueError: under ``on_error="raise"``, a field repeats within a sample, or a sample lacks one of
             ``required_fields``; the message names the shard URL and the sample key
+        tarfile.ReadError: (or the damaged shard's error type) under ``on_error="raise"``, or for a fatal one
 
     >>> url = "s3://bucket/shard-000000.tar"
     >>> members = [(url, "a.png", b"1"), (url, "a.cls", b"2"), (url, "b.png", b"3")]
@@ -96,13 +125,26 @@ def group_by_keys(
     counts = error_counts if error_counts is not None else ErrorCounts()
     sample: Optional[Dict[str, Any]] = None
     dropped = False  # the current sample repeated a field: its remaining members are skipped too
-    for shard_url, member_name, data in members:
+    last_yielded: Tuple[Optional[str], Optional[str]] = (None, None)  # (shard_url, sample_key)
+    for member in members:
+        if isinstance(member, DamagedShard):
+            if sample is not None and not dropped and _keeps_pending(sample, member):
+                if _complete(sample, required_fields, on_error, counts):
+                    last_yielded = sample["__url__"], sample["__key__"]
+                    yield sample
+            sample = None
+            last_key = last_yielded[1] if last_yielded[0] == member.shard_url else None
+            error = _shard_error(member, last_key, on_error)
+            handle_data_error(error, kind="bad_shards", on_error="raise" if member.fatal else on_error, error_counts=counts)
+            continue
+        shard_url, member_name, data = member
         key_and_field = split_member_name(member_name)
         if key_and_field is None:
             continue
         sample_key, field = key_and_field
         if sample is None or sample_key != sample["__key__"] or shard_url != sample["__url__"]:
             if sample is not None and not dropped and _complete(sample, required_fields, on_error, counts):
+                last_yielded = sample["__url__"], sample["__key__"]
                 yield sample
             sample, dropped = {"__key__": sample_key, "__url__": shard_url}, False
         if dropped:
@@ -125,8 +167,19 @@ def _required_fields(required_fields: Sequence[str]) -> Tuple[str, ...]:
     return tuple(required_fields)
 
 
-def _tar_stream(pair: Tuple[str, BufferedIOBase]) -> Any:
-    return getattr(pair[1], "parent_stream", None)
+def _opened_url(datapipe: IterDataPipe) -> Optional[str]:
+    """The URL the nearest ``open_s3`` upstream of ``datapipe`` opened last: the shard that ``load_from_tar()``
+    failed on before its first member, in a chain without buffering between the two."""
+    try:
+        graph = traverse_dps(datapipe)
+    except Exception:  # a pipe that does not pickle: no URL rather than no error
+        return None
+    while graph:
+        for pipe, _ in graph.values():
+            if isinstance(pipe, S3OpenerIterDataPipe):
+                return getattr(pipe, "_last_url", None)
+        graph = {key: node for _, children in graph.values() for key, node in children.items()}
+    return None
 
 
 class SamplePipe(IterDataPipe[Dict[str, Any]]):
@@ -165,9 +218,12 @@ class WdsSampleGrouperIterDataPipe(SamplePipe):
         required_fields: fields every sample must have, as named in the sample (``"image.png"``, ``"cls"``);
             a sample lacking one raises ``ValueError`` naming its URL, its key and the missing fields
         on_error: ``"raise"`` (default), ``"skip"`` or ``"warn"``: what a sample lacking a required field
-            or repeating one does: raise, or be dropped (silently, or with a ``DataErrorWarning`` and a log
-            record on logger ``"torchdata_s3ext"``)
-        error_counts: where to count bad samples (``incomplete_samples``, ``duplicate_fields``); a new
+            or repeating one does, and a damaged shard that ``load_from_tar()`` reads to its end (a damaged
+            member header, a member outside the shard): raise, or be dropped (silently, or with a
+            ``DataErrorWarning`` and a log record on logger ``"torchdata_s3ext"``). A shard that
+            ``load_from_tar()`` fails on (not a tar, cut short, a negative member size) raises whatever
+            ``on_error``, as ``load_from_tar()`` cannot go past it: ``load_wds_shards()`` can
+        error_counts: where to count bad samples (``incomplete_samples``, ``duplicate_fields``, ``bad_shards``); a new
             :class:`ErrorCounts` by default. The pipe's ``error_counts`` attribute; counts are per process,
             each DataLoader worker counts its own
 
@@ -178,6 +234,10 @@ class WdsSampleGrouperIterDataPipe(SamplePipe):
         metadata members, are skipped; a field repeated within a sample raises ``ValueError`` naming the
         URL and the key. A sample never spans two shards, nor two passes over the same shard.
         Directories, links and other non-regular members never get here: ``load_from_tar()`` skips them.
+
+        Errors name the shard URL and the last good sample key. Each shard's last member is kept open until
+        the next pair arrives, and its tail is then checked (``tar.end_of_archive_problem``). For an error
+        before a shard's first member (a non-tar object) the URL is the one ``open_s3()`` opened last.
 
         ``__url__`` is the shard URL as given to ``open_s3()``, read from the tar stream's name, because
         ``load_from_tar()``'s paths turn ``s3://`` into ``s3:/``. A tar stream without a name (torchdata's
@@ -204,5 +264,7 @@ class WdsSampleGrouperIterDataPipe(SamplePipe):
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         # One group per tar stream, not per URL: a one-sample shard listed twice in a row (``cycle()``)
         # must give two samples, not one with every field duplicated.
-        for _, shard_pairs in itertools.groupby(self.source_datapipe, key=_tar_stream):
-            yield from group_by_keys(read_members(shard_pairs), self.required_fields, self.on_error, self.error_counts)
+        members = read_members(self.source_datapipe, opened_url=lambda: _opened_url(self.source_datapipe))
+        for _, shard_members in itertools.groupby(members, key=operator.itemgetter(0)):
+            shard_members = (member for _, member in shard_members)
+            yield from group_by_keys(shard_members, self.required_fields, self.on_error, self.error_counts)

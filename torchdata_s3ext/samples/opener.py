@@ -109,6 +109,7 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
         for url in self.source_datapipe:
             if self.backend != "local" and not is_s3_url(url):
                 raise ValueError(f"not an S3 URL (expected s3://bucket/key) for backend {self.backend!r}: {url!r}")
+            self._last_url = url  # names the shard to group_wds_samples when load_from_tar() fails on it
             yield url, StreamWrapper(open_url(url, self.config, **self.backend_kwargs), name=url)
 
     @property

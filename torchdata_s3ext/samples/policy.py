@@ -55,8 +55,12 @@ def check_on_error(on_error: str) -> str:
 
 
 def with_message(error: Exception, message: str) -> Exception:
-    """An error of ``error``'s type saying ``message``, with ``error`` as its ``__cause__``."""
-    restated = type(error)(message)
+    """An error of ``error``'s type saying ``message`` (a ``ValueError`` if that type takes other arguments),
+    with ``error`` as its ``__cause__``."""
+    try:
+        restated = type(error)(message)
+    except TypeError:
+        restated = ValueError(message)
     restated.__cause__ = error
     return restated
 

@@ -4,13 +4,13 @@ The shard is read by our own plain generator (``tar.tar_members``) and grouped b
 so that a truncated or non-tar shard can be skipped: ``load_from_tar()`` raises out of its own generator,
 which ends the pipe.
 """
-from typing import IO, Any, Dict, Iterator, Optional, Sequence, cast
+from typing import IO, Any, Dict, Iterator, Optional, Sequence
 
 from torchdata.datapipes import functional_datapipe
 
 from .grouping import SamplePipe, group_by_keys
-from .policy import ErrorCounts, handle_data_error, with_message
-from .tar import DamagedShard, tar_members
+from .policy import ErrorCounts
+from .tar import tar_members
 
 __all__ = ["WdsShardLoaderIterDataPipe", "shard_samples"]
 
@@ -24,25 +24,17 @@ def shard_samples(
 ) -> Iterator[Dict[str, Any]]:
     """The WebDataset samples of one tar stream, grouped by :func:`group_by_keys`, member by member.
 
-    A damaged shard (truncated, not a tar) is bad data, counted as ``bad_shards``: under ``on_error="skip"``
-    or ``"warn"`` the samples completed before the damage are yielded and the sample it cut is dropped, never
-    yielded in part; the message names the URL and the last good sample key.
+    A damaged shard (not a tar, cut short, a damaged member header, a member outside the shard) is bad data,
+    counted as ``bad_shards``: under ``on_error="skip"`` or ``"warn"`` the samples completed before the damage
+    are yielded (the pending one too when the damage lies in a member of another key) and the sample it may
+    have cut is dropped, never yielded in part; the message names the URL, the last good sample key and,
+    for a damaged header, the byte.
 
     Raises:
         tarfile.ReadError: (or the error tarfile raised) under ``on_error="raise"``, for a damaged shard
         ValueError: under ``on_error="raise"``, for a bad sample (see :func:`group_by_keys`)
     """
-    counts = error_counts if error_counts is not None else ErrorCounts()
-    last_key: Optional[str] = None
-    try:
-        for sample in group_by_keys(tar_members(shard_url, tar_stream), required_fields, on_error, counts):
-            last_key = sample["__key__"]
-            yield sample
-    except DamagedShard as damaged:
-        cause = cast(Exception, damaged.__cause__)
-        where = f"after sample {last_key!r}" if last_key is not None else "before its first sample"
-        error = with_message(cause, f"bad shard {shard_url!r}, {where}: {cause}")
-        handle_data_error(error, kind="bad_shards", on_error=on_error, error_counts=counts)
+    return group_by_keys(tar_members(shard_url, tar_stream), required_fields, on_error, error_counts)
 
 
 @functional_datapipe("load_wds_shards")
@@ -69,8 +61,8 @@ class WdsShardLoaderIterDataPipe(SamplePipe):
     Note:
         Keys, fields and member names follow ``group_wds_samples()``; ``__url__`` is the URL of the pair.
         A store failure (``OSError`` from the stream) is not bad data: it raises whatever ``on_error``.
-        A shard cut inside a tar header looks like a shard that ends there (``tarfile`` reads it so), and
-        its last sample is kept.
+        ``tarfile`` takes a damaged member header, or a shard cut inside one, for the end of the archive;
+        here what follows the last member must be zeros only, so such a shard is a damaged one too.
 
     Example:
         >>> import io, tarfile
