@@ -7,6 +7,7 @@ from .epochs import readers, shuffling  # noqa: F401  (registers shuffle_shards,
 from .samples.opener import split_s3_settings  # (importing it registers open_s3)
 from ._config import S3Config
 from .s3.listing import ShardSpec, list_shards
+from .s3.stats import PipeStats
 from .samples.policy import ErrorCounts, check_on_error
 
 __all__ = ["wds_pipe"]
@@ -39,28 +40,38 @@ def wds_pipe(
         shuffle: ``False`` keeps shard and sample order (evaluation)
         shuffle_buffer: samples held by the per-reader shuffle buffer; ``1`` turns it off
         decode: decode the PNG image/label pair; ``False`` yields the raw sample dicts
-        seed: mixed into every order, so different seeds give different orders for one loader seed
+        seed: an int reproduces the orders by itself: epoch ``k`` (counted by the returned pipe, from 1) is in
+            an order that depends only on ``seed``, ``k`` and the reader (rank and worker of how many), the same
+            in every run and rank, under ``DataLoader`` with or without ``generator=``, under ``DataLoader2``,
+            for ``fork`` and ``spawn``; the loader's seed is then not used, and each epoch still has a fresh
+            order. ``None`` (default): the loader's per-epoch seed decides, so only a seeded loader reproduces
+            (``DataLoader(generator=torch.Generator().manual_seed(n))``, ``DataLoader2.seed(n)``)
         suffix: what a shard's name ends in, as for :func:`list_shards` (default: tar and compressed tars)
         on_error: bad data (a truncated or non-tar shard, a sample repeating a field, a corrupt PNG):
             ``"raise"`` (default) raises naming the URL and key; ``"skip"`` drops it and goes on (for a
             damaged shard: keeps the samples before the damage, then reads the next shard); ``"warn"`` does
             the same after a ``DataErrorWarning`` and a log record on logger ``"torchdata_s3ext"``. The
-            returned pipe's ``error_counts`` counts by kind, per process (each DataLoader worker its own).
+            returned pipe's ``error_counts`` counts by kind, added up over the DataLoader workers.
             Under ``"raise"`` shards go through torchdata's ``load_from_tar``, otherwise ``load_wds_shards``
         config: a full :class:`S3Config`, for listing and reading
         open_s3_kwargs: any :class:`S3Config` field (``endpoint_url``, ``anonymous``,
             ``max_attempts``, ...) and the backend's options, as for ``open_s3``; the configuration also serves
             to list a prefix. An unknown keyword raises ``TypeError`` before anything is listed
 
+    The returned pipe's ``stats`` (a :class:`~torchdata_s3ext.s3.stats.PipeStats`) counts the S3 requests of
+    the listing and of every process reading the pipe, and ``error_counts`` the bad data they met: read them in
+    the main process after (or during) an epoch; ``over_ranks()`` on either adds up a process group's ranks.
+
     Example:
         >>> from torch.utils.data import DataLoader
         >>> pipe = wds_pipe("s3://bkt/train/shard-{000000..000099}.tar", seed=0)  # doctest: +SKIP
-        >>> loader = DataLoader(pipe, batch_size=None, num_workers=4)  # doctest: +SKIP
+        >>> loader = DataLoader(pipe, batch_size=None, num_workers=4)  # no generator= needed  # doctest: +SKIP
     """
     from . import samples  # noqa: F401  (registers group_wds_samples, load_wds_shards, decode_png_pair)
 
     check_on_error(on_error)
     error_counts = ErrorCounts()
+    stats = PipeStats()  # made before the listing, so that its requests count too
 
     # Listing and reading must agree on the endpoint, credentials and attempts: one config serves both.
     config_fields, backend_options = split_s3_settings(backend, open_s3_kwargs)
@@ -70,7 +81,7 @@ def wds_pipe(
         IterableWrapper(shard_urls, deepcopy=False)
         .shuffle_shards(seed=seed, shuffle=shuffle)
         .shard_across_readers()
-        .open_s3(backend=backend, config=config, **backend_options)
+        .open_s3(backend=backend, config=config, stats=stats, **backend_options)
     )
     # load_from_tar raises out of its generator on a damaged shard, ending the pipe: fine for "raise" only.
     if on_error == "raise":
@@ -82,4 +93,5 @@ def wds_pipe(
     if decode:
         pipe = pipe.decode_png_pair(on_error=on_error, error_counts=error_counts)
     pipe.error_counts = error_counts
+    pipe.stats = stats
     return pipe

@@ -102,17 +102,39 @@ def test_slow_downs_count_as_retries_and_each_attempt_as_a_request(s3_server, pu
     assert stats.gets == proxy.object_gets
 
 
-def test_open_s3_stats_are_this_process_counts_of_the_pipe_reads(wds_shards):
+def _shard_sizes(urls):
+    client = boto3.client("s3")
+    return [client.head_object(Bucket=url.split("/")[2], Key=url.split("/", 3)[3])["ContentLength"] for url in urls]
+
+
+def test_open_s3_stats_count_the_pipe_reads_once_also_through_a_copy(wds_shards):
     shards = wds_shards(num_shards=3, samples_per_shard=2)
-    sizes = [boto3.client("s3").head_object(Bucket=url.split("/")[2], Key=url.split("/", 3)[3])["ContentLength"] for url in shards.urls]
     dp = IterableWrapper(shards.urls).open_s3(backend="boto3")
     before = dp.stats.snapshot()
-    for _, stream in dp:
+    copy = pickle.loads(pickle.dumps(dp))
+    for _, stream in copy:
         stream.read()
         stream.close()
-    assert dp.stats is process_stats()
-    assert dp.stats - before == RequestStats(gets=3, bytes_received=sum(sizes))
-    assert pickle.loads(pickle.dumps(dp)).stats is process_stats()
+    expected = RequestStats(gets=3, bytes_received=sum(_shard_sizes(shards.urls)))
+    assert dp.stats - before == expected and copy.stats - before == expected
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_open_s3_stats_in_the_main_process_add_up_what_the_workers_did(wds_shards, start_method):
+    from torch.utils.data import DataLoader
+
+    shards = wds_shards(num_shards=4, samples_per_shard=2)
+    dp = IterableWrapper(shards.urls).sharding_filter().open_s3(backend="boto3")
+    before = dp.stats.snapshot()
+    loader = DataLoader(dp.map(_read_and_close), batch_size=None, num_workers=2, multiprocessing_context=start_method)
+    assert sorted(len(data) for data in loader) == sorted(_shard_sizes(shards.urls))
+    assert dp.stats - before == RequestStats(gets=4, bytes_received=sum(_shard_sizes(shards.urls)))
+
+
+def _read_and_close(pair):
+    data = pair[1].read()
+    pair[1].close()
+    return data
 
 
 def _child_counts(queue) -> None:

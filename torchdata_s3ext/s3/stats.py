@@ -2,15 +2,19 @@
 how many body bytes came back, and what those requests cost at S3 Standard prices.
 
 One :class:`RequestStats` per process (:func:`process_stats`), reset in a child after ``fork`` so each
-DataLoader worker counts its own. botocore clients (boto3's, iopath's through ours, s3fs's aiobotocore) are
+DataLoader worker counts its own; a pipe's :class:`PipeStats` adds up the processes that read it, so the main
+process sees what its DataLoader workers did. botocore clients (boto3's, iopath's through ours, s3fs's aiobotocore) are
 counted per HTTP request by an event hook; backends without one (the AWS CLI, the CRT, torchdata's native
 handler) count the requests they launch.
 """
 import os
 import threading
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
-__all__ = ["RequestStats", "process_stats", "count_botocore_requests", "GET_PRICE_PER_1000", "LIST_PRICE_PER_1000"]
+from .tally import SharedTally, summed_over_ranks
+
+__all__ = ["PipeStats", "RequestStats", "process_stats", "count_botocore_requests", "GET_PRICE_PER_1000",
+           "LIST_PRICE_PER_1000"]
 
 #: S3 Standard, USD per 1,000 requests: GET, SELECT and HEAD ...
 GET_PRICE_PER_1000 = 0.0004
@@ -72,6 +76,11 @@ class RequestStats:
         counts = self.as_dict()
         return ((counts["gets"] + counts["heads"]) * GET_PRICE_PER_1000 + (counts["lists"] + counts["puts"]) * LIST_PRICE_PER_1000) / 1000
 
+    def over_ranks(self, group: Optional[Any] = None) -> "RequestStats":
+        """These counts added up over every rank of the ``torch.distributed`` group (a collective: every rank
+        calls it); as they are when no process group is initialised."""
+        return RequestStats(**summed_over_ranks(self.as_dict(), group))
+
     def reset(self) -> None:
         with self._lock:
             for name in _FIELDS:
@@ -105,6 +114,65 @@ os.register_at_fork(after_in_child=_process_stats.reset)
 def process_stats() -> RequestStats:
     """This process's live counters (a DataLoader worker's start at zero)."""
     return _process_stats
+
+
+#: per process, by a pipe's tally file: what this process has added to it, counted from when it first
+#: touched the pipe (shared by every copy of a pipe in the process, so that copies do not add twice)
+_added_here: Dict[str, RequestStats] = {}
+_added_lock = threading.Lock()
+os.register_at_fork(after_in_child=_added_here.clear)  # a child's counters start again from zero
+
+
+class PipeStats:
+    """The S3 requests of the processes that read one pipe, added up: the process reading this, plus every
+    DataLoader worker that iterated the pipe, each worker's counts added as it starts a shard and when its
+    pass ends, each process counted from when it first held the pipe. Reads as a :class:`RequestStats` taken
+    now (``stats.gets``, ``stats.cost_usd()``, ``stats.snapshot()``, ``stats - before``). A process counts
+    all its requests, so two pipes read by the same processes see the same requests."""
+
+    def __init__(self) -> None:
+        self._tally = SharedTally(_FIELDS)
+        self._added()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"tally": self._tally}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self._tally = state["tally"]
+        self._added()
+
+    def _added(self) -> RequestStats:
+        with _added_lock:
+            return _added_here.setdefault(self._tally.path, process_stats().snapshot())
+
+    def add_this_process(self) -> None:
+        """Add what this process counted since it last did to the pipe's shared totals."""
+        with _added_lock:
+            added = _added_here.setdefault(self._tally.path, RequestStats())
+            now = process_stats().snapshot()
+            _added_here[self._tally.path] = now
+        self._tally.add((now - added).as_dict())
+
+    def snapshot(self) -> RequestStats:
+        """The totals now: every process's counts added so far, and this process's not yet added."""
+        return RequestStats(**self._tally.totals()) + (process_stats().snapshot() - self._added())
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.snapshot(), name)
+
+    def __sub__(self, other: RequestStats) -> RequestStats:
+        return self.snapshot() - other
+
+    def __add__(self, other: RequestStats) -> RequestStats:
+        return self.snapshot() + other
+
+    def __eq__(self, other: object) -> bool:
+        return self.snapshot() == other
+
+    def __repr__(self) -> str:
+        return repr(self.snapshot())
 
 
 def _count_request(event_name: str, **_: Any) -> None:

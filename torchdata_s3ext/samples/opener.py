@@ -8,7 +8,7 @@ from torchdata.datapipes.iter import IterDataPipe
 from torchdata.datapipes.utils import StreamWrapper
 
 from .._config import S3Config
-from ..s3.stats import RequestStats, process_stats
+from ..s3.stats import PipeStats
 from ..s3.url import is_s3_url
 from ..s3.backends import check_backend_name, get_opener
 
@@ -67,6 +67,8 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
         endpoint_url: an S3-compatible endpoint; ``None`` reads ``AWS_ENDPOINT_URL``, then uses AWS
         region: the bucket's region; ``None`` reads ``AWS_REGION`` / ``AWS_DEFAULT_REGION``
         config: a full :class:`S3Config` (profile, credentials, anonymous access, timeouts, attempts)
+        stats: the counters to add this pipe's requests to (to share them with other pipes, e.g. a listing);
+            new ones by default
         settings: any :class:`S3Config` field (``anonymous=True``, ``profile=...``, ``max_attempts=...``), laid
             over ``config`` where not ``None``; and the backend's options (``part_size`` and ``concurrency``
             for the ranged backends, ``verify_etag`` for ``boto3``, ``aws_command`` for ``awscli``,
@@ -78,9 +80,11 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
         ``ConnectionError`` naming the URL. Credentials never appear in messages or ``repr``.
 
     Note:
-        ``stats`` counts this process's S3 requests (GET/HEAD/LIST/PUT), our retries and the body bytes
-        received, with their cost (``stats.cost_usd()``). The counters are per process, shared by every
-        pipe in it; each DataLoader worker counts its own, so read ``stats`` where the pipe is iterated.
+        ``stats`` counts the S3 requests (GET/HEAD/LIST/PUT), our retries and the body bytes received of the
+        processes that read the pipe, with their cost (``stats.cost_usd()``): read in the main process, it
+        includes what the DataLoader workers did, each worker's counts added as it starts a shard and when its
+        pass ends (``stats.over_ranks()`` adds up the ranks too). A process counts all its requests, so
+        pipes read by the same processes see the same requests.
 
     Example:
         >>> import torchdata_s3ext
@@ -96,6 +100,7 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
         endpoint_url: Optional[str] = None,
         region: Optional[str] = None,
         config: Optional[S3Config] = None,
+        stats: Optional[PipeStats] = None,
         **settings: Any,
     ) -> None:
         self.source_datapipe = source_datapipe
@@ -103,19 +108,24 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
         config_fields, options = split_s3_settings(self.backend, settings)
         self.config: S3Config = S3Config.merged(config, endpoint_url=endpoint_url, region=region, **config_fields).resolved()
         self.backend_kwargs: Dict[str, Any] = options
+        self._stats = stats if stats is not None else PipeStats()
 
     def __iter__(self) -> Iterator[Tuple[str, StreamWrapper]]:
         open_url = get_opener(self.backend)
-        for url in self.source_datapipe:
-            if self.backend != "local" and not is_s3_url(url):
-                raise ValueError(f"not an S3 URL (expected s3://bucket/key) for backend {self.backend!r}: {url!r}")
-            self._last_url = url  # names the shard to group_wds_samples when load_from_tar() fails on it
-            yield url, StreamWrapper(open_url(url, self.config, **self.backend_kwargs), name=url)
+        try:
+            for url in self.source_datapipe:
+                if self.backend != "local" and not is_s3_url(url):
+                    raise ValueError(f"not an S3 URL (expected s3://bucket/key) for backend {self.backend!r}: {url!r}")
+                self._last_url = url  # names the shard to group_wds_samples when load_from_tar() fails on it
+                self._stats.add_this_process()  # the previous shard's requests, for the main process to see
+                yield url, StreamWrapper(open_url(url, self.config, **self.backend_kwargs), name=url)
+        finally:
+            self._stats.add_this_process()
 
     @property
-    def stats(self) -> RequestStats:
-        """This process's live request counters (see the Note above)."""
-        return process_stats()
+    def stats(self) -> PipeStats:
+        """The live request counters of the processes reading this pipe (see the Note above)."""
+        return self._stats
 
     def __len__(self) -> int:
         return len(self.source_datapipe)

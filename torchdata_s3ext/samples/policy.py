@@ -6,13 +6,15 @@ shard) and goes on; ``"warn"`` does the same after ``warnings.warn`` (category :
 ``logging`` warning on logger ``"torchdata_s3ext"``. Messages name the shard URL and the sample key.
 
 Every pipe with an ``on_error`` argument counts what it met, raised or not, in its ``error_counts``
-(an :class:`ErrorCounts`). Counts are per process: each DataLoader worker counts in its own copy of the pipe,
-and the main process's copy stays at zero.
+(an :class:`ErrorCounts`). The counts are shared by the processes that read the pipe: what DataLoader
+workers met shows in the main process's ``error_counts`` (see :class:`~torchdata_s3ext.s3.tally.SharedTally`);
+``over_ranks()`` adds up the ranks of a ``torch.distributed`` group too.
 """
-import dataclasses
 import logging
 import warnings
-from typing import Dict
+from typing import Any, Dict, Optional
+
+from ..s3.tally import SharedTally, summed_over_ranks
 
 __all__ = ["ON_ERROR", "DataErrorWarning", "ErrorCounts", "check_on_error", "handle_data_error", "with_message"]
 
@@ -25,27 +27,53 @@ class DataErrorWarning(UserWarning):
     """Bad data skipped under ``on_error="warn"``; the message names the shard URL and the sample key."""
 
 
-@dataclasses.dataclass
 class ErrorCounts:
-    """How many pieces of bad data a pipe met in this process, by kind."""
+    """How many pieces of bad data a pipe met, by kind, added up over the processes that read it (the main
+    process and its DataLoader workers).
 
-    bad_shards: int = 0
-    """truncated, non-tar or otherwise unreadable shards (the samples before the damage are kept)"""
-    incomplete_samples: int = 0
-    """samples lacking one of the required fields"""
-    duplicate_fields: int = 0
-    """samples with a field given twice"""
-    corrupt_images: int = 0
-    """samples whose image or label PNG is corrupt, truncated or unsupported"""
+    Example:
+        >>> counts = ErrorCounts(bad_shards=1)
+        >>> counts.add("corrupt_images")
+        >>> counts.as_dict(), counts.total()
+        ({'bad_shards': 1, 'incomplete_samples': 0, 'duplicate_fields': 0, 'corrupt_images': 1}, 2)
+    """
+
+    #: the kinds, each an attribute: ``bad_shards`` (truncated, non-tar or otherwise unreadable shards; the
+    #: samples before the damage are kept), ``incomplete_samples`` (lacking a required field),
+    #: ``duplicate_fields`` (a field given twice), ``corrupt_images`` (a corrupt, truncated or unsupported PNG)
+    KINDS = ("bad_shards", "incomplete_samples", "duplicate_fields", "corrupt_images")
+
+    def __init__(self, **counts: int) -> None:
+        unknown = set(counts) - set(self.KINDS)
+        if unknown:
+            raise TypeError(f"unknown kinds {sorted(unknown)}; kinds: {', '.join(self.KINDS)}")
+        self._tally = SharedTally(self.KINDS)
+        self._tally.add(counts)
 
     def add(self, kind: str) -> None:
-        setattr(self, kind, getattr(self, kind) + 1)
+        self._tally.add({kind: 1})
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ErrorCounts.KINDS:
+            return self._tally.totals()[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def as_dict(self) -> Dict[str, int]:
-        return dataclasses.asdict(self)
+        return self._tally.totals()
 
     def total(self) -> int:
         return sum(self.as_dict().values())
+
+    def over_ranks(self, group: Optional[Any] = None) -> Dict[str, int]:
+        """The counts added up over every rank of the ``torch.distributed`` group (a collective: every rank
+        calls it); this process's alone when no process group is initialised."""
+        return summed_over_ranks(self.as_dict(), group)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ErrorCounts) and self.as_dict() == other.as_dict()
+
+    def __repr__(self) -> str:
+        return f"ErrorCounts({', '.join(f'{name}={value}' for name, value in self.as_dict().items())})"
 
 
 def check_on_error(on_error: str) -> str:
