@@ -9,13 +9,22 @@ error policy for damaged shards), ``shuffle_shards``, ``shard_across_readers`` a
 The public API is what this module exports, and :mod:`torchdata_s3ext.testing`. Behind it, the layers:
 ``s3`` (URL -> bytes), ``samples`` (bytes -> samples), ``epochs`` (samples -> epochs), with ``tools`` (the
 ``torchdata-s3ext`` command) beside them; see docs/architecture.md.
+
+Importing this package silences, for the rest of the process, the one banner torchdata 0.9 prints when
+``torchdata.datapipes`` or ``torchdata.dataloader2`` is first imported ("The 'datapipes', 'dataloader2'
+modules are deprecated ..."; we depend on them knowingly, see docs/torchdata.md). A banner printed before
+this import was printed by torchdata itself, which warns once per process: import ``torchdata_s3ext`` first
+to never see it.
 """
 import warnings
 
-with warnings.catch_warnings():
-    # torchdata 0.9 warns on import that datapipes are deprecated; we depend on them knowingly (README).
-    warnings.filterwarnings("ignore", message=r"[\s\S]*'datapipes', 'dataloader2' modules are deprecated")
-    import torchdata.datapipes  # noqa: F401
+# Installed for good, not in catch_warnings: torchdata warns at the first import of either module, which may
+# come after ours. Only this message, only as the UserWarning torchdata gives it.
+warnings.filterwarnings(
+    "ignore", message=r"\s*#+\s*WARNING!\s*The 'datapipes', 'dataloader2' modules are deprecated", category=UserWarning
+)
+
+import torchdata.datapipes  # noqa: E402,F401
 
 from ._config import S3Config
 from ._version import __version__

@@ -49,7 +49,8 @@ class ExactlyOnceReadingService(ReadingServiceInterface):
 
     Shard-level sharding needs ``shard_across_readers`` (or torch's ``sharding_filter``) in the pipe, and a fresh
     order per epoch needs ``shuffle_shards`` before it; :func:`wds_pipe` has both. ``DataLoader2.seed(n)`` fixes
-    the sequence of epoch orders; in a process group rank 0's seed is used by all ranks.
+    the sequence of epoch orders of shufflers made with ``seed=None`` (in a process group rank 0's seed is used
+    by all ranks); a shuffler's own ``seed`` fixes them without it.
 
     After each epoch with ``equalize``, ``samples_dropped`` / ``samples_repeated`` on ``dataloader2.reading_service``
     (``DataLoader2`` works on a copy of the service you pass) say what this rank dropped or repeated.

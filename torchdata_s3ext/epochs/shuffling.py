@@ -22,8 +22,17 @@ class ShardShufflerIterDataPipe(EpochSeeded, IterDataPipe[str]):
 
     Args:
         source_datapipe: shard URLs (a short list: it is read whole each epoch)
-        seed: mixed into every epoch's order; ``None`` leaves the order to the loader's seed alone
+        seed: an int makes epoch ``k``'s order a function of ``seed`` and ``k`` alone: the same in every run,
+            worker and rank, under ``DataLoader`` (with or without ``generator=``, any ``num_workers``, ``fork``
+            or ``spawn``), ``DataLoader2`` or no loader; the loader's seed is then not used. ``None``: the
+            loader's per-epoch seed decides, so only a seeded loader reproduces an order
+            (``DataLoader(generator=torch.Generator().manual_seed(n))``, ``DataLoader2.seed(n)``); without a
+            loader every epoch is random
         shuffle: ``False`` keeps the given order (loaders may also switch it with ``set_shuffle``)
+
+    Note:
+        Epochs are counted by this pipe object, from 1: a new pipe starts again at epoch 1, and one pipe
+        iterated by two loaders one after the other goes on counting.
 
     Example:
         >>> from torchdata.datapipes.iter import IterableWrapper
@@ -37,10 +46,11 @@ class ShardShufflerIterDataPipe(EpochSeeded, IterDataPipe[str]):
         self._init_seeding(seed, shuffle)
 
     def __iter__(self) -> Iterator[str]:
+        self._start_epoch()
         shard_urls = list(self.source_datapipe)
         if self.shuffle:
             # The same seed in every reader (no reader in the material): one permutation, split by the sharder.
-            random.Random(self._next_epoch_seed("shards", None)).shuffle(shard_urls)
+            random.Random(self._epoch_seed("shards", None)).shuffle(shard_urls)
         yield from shard_urls
 
     def __len__(self) -> int:
@@ -57,8 +67,14 @@ class SampleShufflerIterDataPipe(EpochSeeded, IterDataPipe[T]):
     Args:
         source_datapipe: samples (downstream of ``shard_across_readers``, whose reader number it uses)
         buffer_size: samples held at once; memory grows with it. ``1`` keeps the order
-        seed: mixed into every epoch's order; ``None`` leaves the order to the loader's seed alone
+        seed: an int makes epoch ``k``'s order in a reader a function of ``seed``, ``k`` and the reader
+            (``instance_id`` of ``num_of_instances``: rank, worker, their numbers) alone, whatever the loader's
+            seed; so the same ``seed``, epoch and ``num_workers`` x ranks give the same order in every run.
+            ``None``: the loader's per-epoch seed decides (see ``shuffle_shards``)
         shuffle: ``False`` keeps the order
+
+    Note:
+        Epochs are counted by this pipe object, from 1, as in ``shuffle_shards``.
 
     Example:
         >>> from torchdata.datapipes.iter import IterableWrapper
@@ -77,10 +93,11 @@ class SampleShufflerIterDataPipe(EpochSeeded, IterDataPipe[T]):
         self._init_seeding(seed, shuffle)
 
     def __iter__(self) -> Iterator[T]:
+        self._start_epoch()
         if not self.shuffle or self.buffer_size == 1:
             yield from self.source_datapipe
             return
-        rng = random.Random(self._next_epoch_seed("samples", reader_of(self.source_datapipe)))
+        rng = random.Random(self._epoch_seed("samples", reader_of(self.source_datapipe)))
         buffer: List[T] = []
         for sample in self.source_datapipe:
             if len(buffer) < self.buffer_size:

@@ -1,4 +1,5 @@
 """A real S3 server on loopback for tests and demos: moto's server in a subprocess, speaking S3's HTTP."""
+import importlib.util
 import os
 import socket
 import subprocess
@@ -18,6 +19,19 @@ TEST_CREDENTIALS: Dict[str, str] = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+#: the one line a base install (no moto) gets from :class:`LocalS3Server`
+MOTO_MISSING = (
+    "the local S3 server needs moto: pip install 'torchdata-s3ext[test]' (or 'torchdata-s3ext[bench]', which has it too)"
+)
+
+
+def _importable(module_name: str) -> bool:
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError:  # a missing parent package ("moto" for "moto.server")
+        return False
 
 
 def free_port(host: str) -> int:
@@ -107,6 +121,13 @@ class LocalS3Server(ServerProcess):
     """
 
     label = "moto server"
+
+    def start(self) -> "LocalS3Server":
+        # Otherwise the subprocess dies with a traceback ("No module named 'moto'") that names no remedy.
+        if not _importable("moto.server"):
+            raise ModuleNotFoundError(MOTO_MISSING, name="moto")
+        super().start()
+        return self
 
     def env(self) -> Dict[str, str]:
         """Variables that point boto3, s3fs, the AWS CLI and this package at the server."""
