@@ -21,7 +21,10 @@ class S3Config:
             usual chain (environment, profile, instance role). Never printed.
         anonymous: unsigned requests, for public buckets.
         connect_timeout, read_timeout: seconds before a connection attempt or a stalled read fails.
-        max_attempts: total attempts per request (first try included) for the backends we drive.
+        max_attempts: total attempts per request (first try included) for the backends we drive. A stream
+            that resumes at the byte reached (``awscli``, ``s3torchconnector``) gives a run of faults
+            ``max_attempts`` attempts, renewed only once the run has advanced the stream 1 MiB, and resumes at
+            most ``8 * max_attempts`` times in all; then it fails naming the URL, the byte and the resumes.
         verify_ssl: check the endpoint's TLS certificate (turn off only for a self-signed test endpoint).
     """
 

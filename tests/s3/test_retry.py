@@ -39,10 +39,3 @@ def test_a_failure_that_is_not_transient_is_raised_at_once_as_it_is():
     with pytest.raises(FileNotFoundError, match="no such key"):
         call_with_retries(URL, 5, operation)
     assert len(calls) == 1
-
-
-def test_before_retry_runs_between_attempts_only():
-    operation, calls = failing(2, ConnectionResetError())
-    reopened = []
-    call_with_retries(URL, 3, operation, before_retry=lambda: reopened.append(len(calls)))
-    assert reopened == [1, 2]

@@ -5,10 +5,13 @@ systems and the SSL state they hold are not fork-safe: a client inherited by a D
 fail with "bad record mac". Pipes therefore never hold clients; backends ask this module, which builds a
 fresh one in each process on first use.
 """
+import contextlib
+import contextvars
 import dataclasses
+import math
 import os
 import threading
-from typing import Any, Callable, Dict, Hashable, List, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tuple
 
 from .._config import S3Config
 from . import compat
@@ -26,6 +29,7 @@ __all__ = [
     "native_s3_handler",
     "process_client",
     "s3fs_filesystem",
+    "VersionPin",
 ]
 
 _lock = threading.Lock()
@@ -102,6 +106,49 @@ def boto3_client_kwargs(config: S3Config) -> Dict[str, Any]:
     return kwargs
 
 
+class VersionPin:
+    """One object version for one stream: every GET made inside :meth:`applied` carries ``IfMatch: etag``, so
+    S3 answers 412 PreconditionFailed instead of another version's bytes once the object is overwritten.
+
+    ``etag`` is given, or learnt from the first answer to a GET inside :meth:`applied` (iopath's opening GET).
+    The pin reaches the botocore hooks of :func:`boto3_client` and :func:`s3fs_filesystem` through a context
+    variable, so it holds for the calls of this thread only (and for the asyncio tasks fsspec starts from
+    it, which copy the caller's context): parts of one stream fetched on several threads each apply it.
+    """
+
+    def __init__(self, etag: Optional[str] = None) -> None:
+        self.etag = etag
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        token = _current_pin.set(self)
+        try:
+            yield
+        finally:
+            _current_pin.reset(token)
+
+
+_current_pin: "contextvars.ContextVar[Optional[VersionPin]]" = contextvars.ContextVar("torchdata_s3ext_version_pin", default=None)
+
+
+def _send_if_match(params: Dict[str, Any], **_: Any) -> None:
+    pin = _current_pin.get()
+    if pin is not None and pin.etag and "IfMatch" not in params:
+        params["IfMatch"] = pin.etag
+
+
+def _learn_etag(parsed: Dict[str, Any], **_: Any) -> None:
+    pin = _current_pin.get()
+    if pin is not None and pin.etag is None and parsed.get("ETag"):
+        pin.etag = parsed["ETag"]
+
+
+def _pin_versions(events: Any) -> None:
+    """Let :class:`VersionPin` reach every GetObject of a botocore (or aiobotocore) client or session."""
+    events.register("before-parameter-build.s3.GetObject", _send_if_match, unique_id="torchdata_s3ext.if_match")
+    events.register("after-call.s3.GetObject", _learn_etag, unique_id="torchdata_s3ext.learn_etag")
+
+
 def boto3_client(config: S3Config, retries: bool = True) -> Any:
     """This process's boto3 S3 client for ``config``; ``retries=False`` leaves every retry to the caller."""
     if not retries:
@@ -113,6 +160,7 @@ def boto3_client(config: S3Config, retries: bool = True) -> Any:
         session = boto3.session.Session(profile_name=config.profile) if config.profile else boto3.session.Session()
         client = session.client("s3", **boto3_client_kwargs(config))
         count_botocore_requests(client.meta.events)
+        _pin_versions(client.meta.events)
         return client
 
     return process_client("boto3", config, make_client)
@@ -120,7 +168,8 @@ def boto3_client(config: S3Config, retries: bool = True) -> Any:
 
 def s3fs_filesystem(config: S3Config) -> Any:
     """This process's ``s3fs.S3FileSystem`` for ``config`` (never fsspec's shared instance cache); its own
-    retries are off, since ours retry each part."""
+    retries are off (botocore's, and s3fs's loop around each call: five attempts, nested twice in
+    ``cat_file``, so 25 per part), since ours retry each part."""
 
     def make_filesystem() -> Any:
         import aiobotocore.session
@@ -129,10 +178,11 @@ def s3fs_filesystem(config: S3Config) -> Any:
         # A session of our own, hooked before s3fs makes (or remakes) its client from it.
         session = aiobotocore.session.AioSession(profile=config.profile) if config.profile else aiobotocore.session.AioSession()
         count_botocore_requests(session)
+        _pin_versions(session)
         client_kwargs: Dict[str, Any] = {"verify": config.verify_ssl}
         if config.region:
             client_kwargs["region_name"] = config.region
-        return s3fs.S3FileSystem(
+        filesystem = s3fs.S3FileSystem(
             anon=config.anonymous,
             key=config.aws_access_key_id,
             secret=config.aws_secret_access_key,
@@ -147,6 +197,8 @@ def s3fs_filesystem(config: S3Config) -> Any:
             },
             skip_instance_cache=True,
         )
+        filesystem.retries = 1  # a public class attribute, not an argument of its constructor
+        return filesystem
 
     return process_client("s3fs", config, make_filesystem)
 
@@ -167,7 +219,9 @@ def iopath_path_manager(config: S3Config) -> Any:
 
 def native_s3_handler(config: S3Config, request_timeout_ms: int, alternatives: str) -> Any:
     """This process's torchdata native ``S3Handler``; ``config`` reaches it through the ``S3_ENDPOINT_URL`` /
-    ``S3_USE_HTTPS`` / ``S3_VERIFY_SSL`` variables and the credentials' variables, read when it is made."""
+    ``S3_USE_HTTPS`` / ``S3_VERIFY_SSL`` variables, read when it is made, and the credentials' variables,
+    which it looks up again for each request (measured: a read outside them goes unsigned, and is denied), so
+    calls into it run inside ``scoped_environ(credential_env(config))`` as well."""
 
     def make_handler() -> Any:
         handler_class = compat.torchdata_native_s3_handler(alternatives)
@@ -203,17 +257,19 @@ def crt_client(config: S3Config, part_size: int) -> Any:
 
 
 def aws_cli_options(config: S3Config) -> List[str]:
-    """The AWS CLI's options for ``config`` (credentials go by :func:`credential_env`)."""
+    """The AWS CLI's options for ``config`` (credentials go by :func:`credential_env`); each value is joined to
+    its option by ``=``, so argparse never takes one that starts with ``-`` for an option of its own."""
     options: List[str] = []
     if config.endpoint_url:
-        options += ["--endpoint-url", config.endpoint_url]
+        options.append(f"--endpoint-url={config.endpoint_url}")
     if config.region:
-        options += ["--region", config.region]
+        options.append(f"--region={config.region}")
     if config.profile:
-        options += ["--profile", config.profile]
+        options.append(f"--profile={config.profile}")
     if config.anonymous:
         options += ["--no-sign-request"]
     if not config.verify_ssl:
         options += ["--no-verify-ssl"]
-    return options + ["--cli-connect-timeout", str(int(config.connect_timeout)),
-                      "--cli-read-timeout", str(int(config.read_timeout))]
+    # Whole seconds, rounded up: the CLI reads 0 as "wait forever".
+    return options + [f"--cli-connect-timeout={math.ceil(config.connect_timeout)}",
+                      f"--cli-read-timeout={math.ceil(config.read_timeout)}"]

@@ -10,7 +10,7 @@ from .stats import process_stats
 
 T = TypeVar("T")
 
-__all__ = ["backoff_sleep", "call_with_retries", "is_retryable", "is_transient"]
+__all__ = ["Attempts", "backoff_sleep", "call_with_retries", "is_retryable", "is_transient"]
 
 BASE_DELAY = 0.1
 MAX_DELAY = 5.0
@@ -60,31 +60,75 @@ def backoff_sleep(attempt: int, base_delay: float = BASE_DELAY, max_delay: float
     time.sleep(random.uniform(0, min(max_delay, base_delay * (2 ** attempt))))
 
 
+class Attempts:
+    """How many more attempts a failing operation gets: ``max_attempts`` per run of faults, as one request
+    has. For a stream that keeps one of these across its reads (``min_progress`` given), a run of faults ends
+    only once the stream has moved ``min_progress`` bytes past the byte where the run started, so a link that
+    delivers a little and stalls again cannot renew its attempts with each resume; and ``max_retries`` bounds
+    the retries over the stream's whole life, however far each one moved it."""
+
+    def __init__(self, max_attempts: int, min_progress: Optional[int] = None, max_retries: Optional[int] = None) -> None:
+        self.max_attempts = max_attempts
+        self.min_progress = min_progress
+        self.max_retries = max_retries
+        self.retries = 0
+        self._attempt = 1  # the attempt the current run of faults is at; 1 while there is none
+        self._run_start = 0  # the byte the current run of faults started at
+
+    def spent(self, position: int) -> Optional[str]:
+        """At a transient failure at byte ``position``: ``None`` while another attempt is due, else what was
+        spent, for the message ("gave up after ...")."""
+        if self._attempt == 1:
+            self._run_start = position
+        if self.min_progress is None:
+            return f"{self._attempt} attempts" if self._attempt >= self.max_attempts else None
+        if self._attempt >= self.max_attempts:
+            return (f"{self.retries} resumes ({self._attempt} attempts since byte {self._run_start} advanced less "
+                    f"than {self.min_progress} bytes)")
+        if self.max_retries is not None and self.retries >= self.max_retries:
+            return f"{self.retries} resumes (the stream's {self.max_retries} resumes are spent)"
+        return None
+
+    def wait(self) -> None:
+        """Back off before the next attempt, and count it."""
+        backoff_sleep(self._attempt)
+        self._attempt += 1
+        self.retries += 1
+
+    def succeeded(self, position: int) -> None:
+        """The operation worked and the stream reached ``position``: a run of faults that got far enough ends."""
+        if self._attempt > 1 and (self.min_progress is None or position - self._run_start >= self.min_progress):
+            self._attempt = 1
+
+
 def call_with_retries(
     url: str,
     max_attempts: int,
     operation: Callable[[], T],
     *,
-    before_retry: Optional[Callable[[], None]] = None,
     position: Optional[Callable[[], int]] = None,
+    attempts: Optional[Attempts] = None,
 ) -> T:
-    """``operation()``, attempted up to ``max_attempts`` times while it fails transiently.
+    """``operation()``, attempted again while it fails transiently, until ``max_attempts`` attempts (or the
+    budget of ``attempts``, kept by a caller across calls) are spent.
 
-    ``before_retry`` runs after each backoff (e.g. to reopen a stream at the byte it reached); ``position``
-    tells the byte reached, for the message once the attempts run out ("gave up at byte N after K attempts").
-    A failure that is not transient is raised as it is, at once.
+    ``position`` tells the byte reached, for the message once the attempts run out ("gave up at byte N after
+    K attempts"). A failure that is not transient is raised as it is, at once. An operation that holds a
+    connection or a process closes it when it fails, before the wait.
     """
-    attempt = 1
+    attempts = attempts if attempts is not None else Attempts(max_attempts)
     while True:
         try:
-            return operation()
+            result = operation()
         except Exception as error:
             if not is_transient(error):
                 raise
-            if attempt >= max_attempts:
-                where = f" at byte {position()}" if position is not None else ""
-                raise OSError(f"{url}: gave up{where} after {attempt} attempts: {error}") from error
-            backoff_sleep(attempt)
-            attempt += 1
-            if before_retry is not None:
-                before_retry()
+            reached = position() if position is not None else None
+            spent = attempts.spent(reached or 0)
+            if spent is not None:
+                where = f" at byte {reached}" if reached is not None else ""
+                raise OSError(f"{url}: gave up{where} after {spent}: {error}") from error
+            attempts.wait()
+            continue
+        attempts.succeeded(position() if position is not None else 0)
+        return result

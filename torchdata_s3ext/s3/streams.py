@@ -2,12 +2,16 @@
 import io
 from typing import Callable, Optional
 
-from .retry import call_with_retries
+from .retry import Attempts, call_with_retries
 from .stats import process_stats
 
-__all__ = ["ChunkReader", "ResumingReader", "buffered"]
+__all__ = ["ChunkReader", "MIN_PROGRESS", "RESUMES_PER_ATTEMPT", "ResumingReader", "buffered"]
 
 DEFAULT_BUFFER_SIZE = 1 << 20
+#: what a fault run must advance a :class:`ResumingReader` before its attempts are counted afresh
+MIN_PROGRESS = 1 << 20
+#: a :class:`ResumingReader` resumes at most this many times ``max_attempts`` in all
+RESUMES_PER_ATTEMPT = 8
 
 
 class ChunkReader(io.RawIOBase):
@@ -57,37 +61,74 @@ def buffered(raw: io.RawIOBase, buffer_size: int = DEFAULT_BUFFER_SIZE) -> io.Bu
 class ResumingReader(io.RawIOBase):
     """A stream that survives transient faults: on one, it reopens the object at the byte it reached.
 
-    ``open_at(offset)`` opens the object from ``offset`` (a ranged GET, or a command asked for a range). A read
-    is attempted up to ``max_attempts`` times, through :func:`~.retry.call_with_retries`.
+    ``open_at(offset)`` opens the object from ``offset`` (a ranged GET, or a command asked for a range). Each
+    read goes through :func:`~.retry.call_with_retries` with one :class:`~.retry.Attempts` kept for the whole
+    stream, so how many resumes a stream may make is bounded twice over:
+
+    - a *fault run* starts at a transient fault and gets ``max_attempts`` attempts in all (the failed read
+      included), as one request does; it ends only once the stream has advanced ``min_progress`` bytes (1 MiB
+      by default) past the byte where it started, so a link that delivers a little and stalls again cannot
+      renew the run with each resume;
+    - the whole stream may resume at most ``max_resumes`` times (``RESUMES_PER_ATTEMPT * max_attempts`` by
+      default: 24 for the default ``max_attempts=3``), however much each resume advanced.
+
+    Either bound spent ends in an ``OSError`` naming the URL, the byte reached and the resumes made, the last
+    fault as its ``__cause__``. A failure that is not transient is raised as it is, at once.
     """
 
-    def __init__(self, url: str, open_at: Callable[[int], io.RawIOBase], max_attempts: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        open_at: Callable[[int], io.RawIOBase],
+        max_attempts: int,
+        min_progress: int = MIN_PROGRESS,
+        max_resumes: Optional[int] = None,
+    ) -> None:
         self.url = url
         self._open_at = open_at
-        self._max_attempts = max_attempts
+        self.max_attempts = max_attempts
         self.position = 0
-        self.resumes = 0
-        self._stream = open_at(0)
+        self._attempts = Attempts(
+            max_attempts, min_progress, RESUMES_PER_ATTEMPT * max_attempts if max_resumes is None else max_resumes
+        )
+        self._stream: Optional[io.RawIOBase] = open_at(0)
+
+    @property
+    def min_progress(self) -> int:
+        return self._attempts.min_progress  # type: ignore[return-value]
+
+    @property
+    def max_resumes(self) -> int:
+        return self._attempts.max_retries  # type: ignore[return-value]
+
+    @property
+    def resumes(self) -> int:
+        return self._attempts.retries
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         def read_once() -> int:
-            n = self._stream.readinto(buffer) or 0
+            try:
+                if self._stream is None:
+                    self._stream = self._open_at(self.position)
+                n = self._stream.readinto(buffer) or 0
+            except Exception:
+                self._drop_stream()  # before the wait: a stalled CLI process or GET holds its resources till then
+                raise
             self.position += n
             return n
 
-        return call_with_retries(
-            self.url, self._max_attempts, read_once, before_retry=self._reopen, position=lambda: self.position
-        )
+        return call_with_retries(self.url, self.max_attempts, read_once, position=lambda: self.position,
+                                 attempts=self._attempts)
 
-    def _reopen(self) -> None:
-        self.resumes += 1
-        self._stream.close()
-        self._stream = self._open_at(self.position)
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     def close(self) -> None:
-        if not self.closed:
+        if not self.closed and self._stream is not None:
             self._stream.close()
         super().close()

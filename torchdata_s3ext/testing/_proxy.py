@@ -1,21 +1,25 @@
 """An HTTP proxy on 127.0.0.1 in front of an S3 endpoint that injects S3's faults or emulates its link.
 
 Faults, on a schedule over GET requests that carry an object body: ``503 SlowDown`` answers, connections cut
-after N body bytes, stalls. Link emulation: a per-connection bandwidth cap and a delay to the first byte, as
-real S3 behaves (about 90 MB/s and tens of milliseconds per connection).
+after N body bytes, stalls, black holes (the request taken, nothing ever sent back), and restarts (every open
+connection cut mid-body, then the proxy listens again on the same port, as a server restarting does). Link
+emulation: a per-connection bandwidth cap and a delay to the first byte, as real S3 behaves (about 90 MB/s
+and tens of milliseconds per connection).
 """
 import dataclasses
 import http.client
 import http.server
+import re
 import socket
 import threading
 import time
-from typing import Optional
+from typing import Optional, Set
 from urllib.parse import urlsplit
 
 __all__ = ["FaultPlan", "S3Proxy"]
 
 _CHUNK = 64 << 10
+_RANGE_START = re.compile(r"^bytes=(\d+)-")
 _SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"
@@ -25,14 +29,23 @@ _SLOW_DOWN = (
 @dataclasses.dataclass
 class FaultPlan:
     """What to do to object GETs: every ``slow_down_every``-th answers 503 SlowDown; every ``cut_every``-th
-    is cut after ``cut_after_bytes`` body bytes; every ``stall_every``-th stalls ``stall_seconds`` mid-body.
-    ``max_faults`` bounds the total number of faults injected (``None``: no bound)."""
+    is cut after ``cut_after_bytes`` body bytes; every ``stall_every``-th stalls ``stall_seconds`` mid-body;
+    every ``black_hole_every``-th is answered with nothing at all, its connection held open for
+    ``black_hole_seconds`` and then closed; at every ``restart_every``-th the proxy restarts after
+    ``cut_after_bytes`` body bytes (see :meth:`S3Proxy.restart`). Only GETs of a range starting at byte
+    ``faults_from_byte`` or later are faulted (a client's later parts or a resumed read; 0: every GET), and
+    ``max_faults`` bounds the total number of faults injected (``None``: no bound). GETs are numbered in the
+    order the upstream answers them."""
 
     slow_down_every: int = 0
     cut_every: int = 0
     cut_after_bytes: int = 1000
     stall_every: int = 0
     stall_seconds: float = 0.0
+    black_hole_every: int = 0
+    black_hole_seconds: float = 10.0
+    restart_every: int = 0
+    faults_from_byte: int = 0
     max_faults: Optional[int] = None
     bandwidth_bytes_per_s: Optional[float] = None
     first_byte_latency_s: float = 0.0
@@ -47,23 +60,31 @@ class S3Proxy:
         self.host = host
         self.object_gets = 0
         self.faults_injected = 0
+        self.restarts = 0
         self._lock = threading.Lock()
         self._server: Optional[http.server.ThreadingHTTPServer] = None
+        self._port = 0
+        self._connections: Set[socket.socket] = set()
+        self._stopping = threading.Event()  # ends black holes early when the proxy stops or restarts
 
     @property
     def endpoint_url(self) -> str:
-        assert self._server is not None, "the proxy is not started"
-        return f"http://{self.host}:{self._server.server_address[1]}"
+        assert self._port, "the proxy is not started"
+        return f"http://{self.host}:{self._port}"
 
-    def _next_fault(self) -> Optional[str]:
-        """Count an object GET and decide its fault, if any."""
+    def _next_fault(self, range_start: int) -> Optional[str]:
+        """Count an object GET (of bytes from ``range_start`` on) and decide its fault, if any."""
         plan = self.plan
         with self._lock:
             self.object_gets += 1
             number = self.object_gets
             if plan.max_faults is not None and self.faults_injected >= plan.max_faults:
                 return None
-            for fault, every in (("slow_down", plan.slow_down_every), ("cut", plan.cut_every), ("stall", plan.stall_every)):
+            if range_start < plan.faults_from_byte:
+                return None
+            schedule = (("slow_down", plan.slow_down_every), ("cut", plan.cut_every), ("stall", plan.stall_every),
+                        ("black_hole", plan.black_hole_every), ("restart", plan.restart_every))
+            for fault, every in schedule:
                 if every and number % every == 0:
                     self.faults_injected += 1
                     return fault
@@ -78,10 +99,23 @@ class S3Proxy:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._connections.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:
+                    pass  # cut by a restart: nothing left to flush
+
             def handle_one_request(self) -> None:
                 try:
                     super().handle_one_request()
-                except (BrokenPipeError, ConnectionResetError):
+                except OSError:  # BrokenPipeError, ConnectionResetError, or a socket a restart shut
                     self.close_connection = True  # the client hung up mid-body: its business, not an error
 
             def _forward(self) -> None:
@@ -91,7 +125,10 @@ class S3Proxy:
                 headers = {name: value for name, value in self.headers.items() if name.lower() != "connection"}
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 response = upstream.getresponse()
-                fault = proxy._next_fault() if self.command == "GET" and response.status in (200, 206) else None
+                fault = None
+                if self.command == "GET" and response.status in (200, 206):
+                    range_start = _RANGE_START.match(self.headers.get("Range") or "")
+                    fault = proxy._next_fault(int(range_start.group(1)) if range_start else 0)
                 if fault == "slow_down":
                     response.read()
                     upstream.close()
@@ -100,6 +137,12 @@ class S3Proxy:
                     self.send_header("Content-Length", str(len(_SLOW_DOWN)))
                     self.end_headers()
                     self.wfile.write(_SLOW_DOWN)
+                    return
+                if fault == "black_hole":
+                    response.read()
+                    upstream.close()
+                    proxy._stopping.wait(proxy.plan.black_hole_seconds)  # the request taken, nothing sent back
+                    self._hang_up()
                     return
                 if proxy.plan.first_byte_latency_s:
                     time.sleep(proxy.plan.first_byte_latency_s)
@@ -111,8 +154,12 @@ class S3Proxy:
                 if self.command == "HEAD":
                     upstream.close()
                     return
-                self._copy_body(response, fault)
-                upstream.close()
+                try:
+                    self._copy_body(response, fault)
+                finally:
+                    upstream.close()
+                    if fault == "restart":  # even if the client hung up first: the restart was due
+                        proxy.restart()
 
             def _copy_body(self, response: http.client.HTTPResponse, fault: Optional[str]) -> None:
                 sent = 0
@@ -122,11 +169,10 @@ class S3Proxy:
                     chunk = response.read(_CHUNK)
                     if not chunk:
                         return
-                    if fault == "cut" and sent + len(chunk) >= proxy.plan.cut_after_bytes:
+                    if fault in ("cut", "restart") and sent + len(chunk) >= proxy.plan.cut_after_bytes:
                         self.wfile.write(chunk[: max(0, proxy.plan.cut_after_bytes - sent)])
                         self.wfile.flush()
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                        self.close_connection = True
+                        self._hang_up()  # a restart cuts every other connection too, once this GET ends
                         return
                     if fault == "stall" and sent > 0:
                         time.sleep(proxy.plan.stall_seconds)
@@ -138,18 +184,55 @@ class S3Proxy:
                         if ahead > 0:
                             time.sleep(ahead)
 
+            def _hang_up(self) -> None:
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already cut
+
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
         self._server = http.server.ThreadingHTTPServer((self.host, 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="s3-proxy", daemon=True).start()
+        self._port = self._server.server_address[1]
+        self._serve()
         return self
 
+    def _serve(self) -> None:
+        assert self._server is not None
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="s3-proxy", daemon=True).start()
+
+    def _cut_connections(self) -> None:
+        """Cut every open connection (bodies mid-transfer included) and end every black hole."""
+        self._stopping.set()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
+        self._stopping = threading.Event()
+
+    def restart(self) -> None:
+        """Stop serving, cut every open connection, and serve again on the same port, as a server restarting
+        does. The listening socket stays open meanwhile: a client connecting during the restart waits in its
+        backlog instead of being refused, so what every client meets is its connections cut. ``restarts``
+        counts them."""
+        assert self._server is not None, "the proxy is not started"
+        with self._lock:
+            self.restarts += 1
+        self._server.shutdown()  # returns once no request is accepted any more
+        self._cut_connections()
+        self._serve()
+
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            self._cut_connections()
 
     def __enter__(self) -> "S3Proxy":
         return self.start()

@@ -5,7 +5,17 @@ We run ``aws s3api get-object`` rather than ``aws s3 cp URL -``: when a connecti
 the download from the start *into the same stdout*, so the stream silently carries the first bytes twice
 (measured: 500,000 bytes out for a 300,000-byte object after two cuts). ``s3api get-object`` fails instead;
 we check its exit status at the end of the stream and resume with ``--range bytes=N-`` from the byte
-reached, so a failed copy is either resumed exactly or an error naming the URL and the CLI's message."""
+reached, so a failed copy is either resumed exactly or an error naming the URL and the CLI's message.
+
+Every key reaches S3 as data. The CLI (v1) loads any parameter value that starts with ``file://``,
+``fileb://``, ``http://`` or ``https://`` from that place, and argparse reads a value starting with ``-`` as
+an option; ``--cli-input-json``, whose values it takes as they are, is not offered for ``get-object`` (the CLI
+leaves it out of every command with a streaming ``outfile``). So the key goes the one way the CLI takes as
+it is: ``--key=file:///dev/stdin``, its stdin a pipe that carries the key's UTF-8 bytes (the CLI reads the file
+once and never expands what it read; ``PYTHONUTF8=1`` makes it decode them as UTF-8; a ``"\\r"`` would become
+``"\\n"`` in its text-mode read, so such a key is refused). Bucket and range travel as
+``--bucket=NAME`` and ``--range=bytes=N-``, which no prefix can start. The command is a list for ``Popen``:
+no shell sees a key or a URL."""
 import io
 import os
 import re
@@ -22,9 +32,11 @@ from ..stats import process_stats
 from ..streams import ChunkReader, ResumingReader, buffered
 from ..url import parse_s3_url
 
-__all__ = ["open_url", "find_aws_command"]
+__all__ = ["open_url", "find_aws_command", "key_bytes"]
 
+ALTERNATIVES = "boto3, fsspec, iopath, s3torchconnector"
 _STDERR_LIMIT = 64 << 10
+_MAX_KEY_BYTES = 1024  # S3's limit; written to the CLI's stdin before it starts, so it must fit in a pipe's buffer
 # What the CLI prints, line by line (botocore's own message templates): an S3 error with its code ...
 _S3_ERROR = re.compile(r"^An error occurred \((?P<code>[^()\s]+)\) when calling the \w+ operation", re.MULTILINE)
 # ... a transfer cut or stalled mid-request (IncompleteReadError, ResponseStreamingError, ReadTimeoutError,
@@ -47,13 +59,25 @@ def find_aws_command() -> str:
     return found
 
 
+def key_bytes(url: str) -> bytes:
+    """The key of ``url`` as the CLI reads it from its stdin; ``ValueError`` for a key it would change."""
+    key = parse_s3_url(url).key
+    if "\r" in key:  # the CLI reads the key file in text mode, which turns "\r" into "\n"
+        raise ValueError(f"the awscli backend cannot read {url!r}: the AWS CLI changes a carriage return in a key; "
+                         f"use another backend: {ALTERNATIVES}")
+    data = key.encode("utf-8")
+    if len(data) > _MAX_KEY_BYTES:
+        raise ValueError(f"{url!r}: an S3 key is at most {_MAX_KEY_BYTES} bytes, this one has {len(data)}")
+    return data
+
+
 def _command(
-    url: str, offset: int, body_path: str, config: S3Config, aws_command: Optional[str], extra_args: Sequence[str]
+    url: str, offset: int, body_path: str, config: S3Config, aws_command: str, extra_args: Sequence[str]
 ) -> List[str]:
     location = parse_s3_url(url)
-    command = [aws_command or find_aws_command(), "s3api", "get-object", "--bucket", location.bucket, "--key", location.key]
+    command = [aws_command, "s3api", "get-object", f"--bucket={location.bucket}", "--key=file:///dev/stdin"]
     if offset:
-        command += ["--range", f"bytes={offset}-"]
+        command.append(f"--range=bytes={offset}-")
     command.append(body_path)
     return command + aws_cli_options(config) + list(extra_args)
 
@@ -73,16 +97,27 @@ def cli_report(stderr: str, returncode: int) -> ClientReport:
 
 
 def _open_process(url: str, offset: int, config: S3Config, aws_command: Optional[str], extra_args: Sequence[str]) -> io.RawIOBase:
-    env = dict(os.environ, **credential_env(config), AWS_MAX_ATTEMPTS=str(config.max_attempts))
+    env = dict(os.environ, **credential_env(config), AWS_MAX_ATTEMPTS=str(config.max_attempts), PYTHONUTF8="1")
+    aws = aws_command or find_aws_command()
+    # The key goes through the CLI's stdin (see the module's docstring); it fits in the pipe's buffer.
+    key = key_bytes(url)
+    key_read, key_write = os.pipe()
+    with os.fdopen(key_write, "wb") as key_pipe:
+        key_pipe.write(key)
     # get-object prints its JSON answer on stdout, so the body goes to a pipe of its own.
     body_read, body_write = os.pipe()
-    command = _command(url, offset, f"/dev/fd/{body_write}", config, aws_command, extra_args)
+    command = _command(url, offset, f"/dev/fd/{body_write}", config, aws, extra_args)
     process_stats().add(gets=1)  # the CLI's own retries (AWS_MAX_ATTEMPTS) are not seen
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-        pass_fds=(body_write,),
-    )
-    os.close(body_write)
+    try:
+        process = subprocess.Popen(
+            command, stdin=key_read, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, pass_fds=(body_write,),
+        )
+    except BaseException:
+        os.close(body_read)
+        raise
+    finally:
+        os.close(key_read)
+        os.close(body_write)
     stdout = os.fdopen(body_read, "rb")
     stderr_chunks: List[bytes] = []
 
@@ -119,6 +154,6 @@ def _open_process(url: str, offset: int, config: S3Config, aws_command: Optional
 def open_url(
     url: str, config: S3Config, aws_command: Optional[str] = None, extra_args: Sequence[str] = (), buffer_size: int = 1 << 20
 ) -> BinaryIO:
-    parse_s3_url(url)
+    key_bytes(url)  # a key the CLI cannot take is refused before any request
     resuming = ResumingReader(url, lambda offset: _open_process(url, offset, config, aws_command, extra_args), config.max_attempts)
     return buffered(resuming, buffer_size)  # type: ignore[return-value]

@@ -1,35 +1,76 @@
 """Backend ``fsspec``: s3fs as the client, the object read as ranged ``cat_file`` parts, several in flight,
-each retried on a transient fault (see ``ranged.py`` for the memory bound)."""
-from typing import Any, BinaryIO
+each retried on a transient fault (see ``ranged.py`` for the memory bound) and pinned to the ETag the object
+had at open (a part of another version fails with "the object changed while it was read").
+
+s3fs reports failures its own way, which we read back into ours here: an S3 error answer becomes an
+``OSError`` whose ``__cause__`` is botocore's ``ClientError`` (translated again through our table, so a 412
+and a 503 mean what they mean everywhere); a stalled body is a bare ``FSTimeoutError`` ("[Errno None] :"), a
+request nobody answers is botocore's ``ReadTimeoutError``, a cut body aiohttp's ``ClientPayloadError`` - what
+s3fs itself would retry (``s3fs.core.S3_RETRYABLE_ERRORS``), each raised here as a
+:class:`~torchdata_s3ext.s3.errors.TransientError` naming the URL, for our retry loop.
+"""
+import errno
+from typing import Any, BinaryIO, Callable, TypeVar
 
 from ..._config import S3Config
-from ..clients import s3fs_filesystem
-from ..errors import botocore_errors_translated
+from ..clients import VersionPin, s3fs_filesystem
+from ..errors import TransientError, botocore_errors_translated, translate_client_error
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from ..retry import call_with_retries
 from ..url import parse_s3_url
 
 __all__ = ["open_url"]
 
+T = TypeVar("T")
 
-def _named(url: str, config: S3Config, operation: Any) -> Any:
+
+def _client_error_under(error: BaseException) -> Any:
+    """The botocore ``ClientError`` s3fs translated into ``error``, if it was one."""
+    from botocore.exceptions import ClientError
+
+    cause = error.__cause__
+    return cause if isinstance(cause, ClientError) else None
+
+
+def _named(url: str, config: S3Config, operation: Callable[[], T]) -> T:
+    """``operation()`` (an s3fs call), its failures raised as ours, naming ``url``."""
+    from s3fs.core import S3_RETRYABLE_ERRORS
+
     try:
         with botocore_errors_translated(url, config):
             return operation()
+    except S3_RETRYABLE_ERRORS as error:
+        timed_out = isinstance(error, TimeoutError) or "timeout" in type(error).__name__.lower()
+        what = f"nothing received for read_timeout={config.read_timeout:g} s" if timed_out else "connection broken"
+        raise TransientError(errno.ETIMEDOUT if timed_out else errno.ECONNRESET,
+                             f"{what} ({type(error).__name__}: {error or 'no message'})", url) from error
     except OSError as error:
+        client_error = _client_error_under(error)
+        if client_error is not None:
+            info = client_error.response.get("Error", {})
+            status = client_error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+            raise translate_client_error(url, str(info.get("Code") or status), info.get("Message")) from client_error
         if url in str(error):
             raise
-        # s3fs names the path without the scheme; say which URL failed, keeping the error's type.
-        raise type(error)(error.errno, f"{error.strerror or error}", url) from error
+        # s3fs names the path without the scheme; say which URL failed, as the builtin kind of the error
+        # (FileNotFoundError, PermissionError, ...): a class of a library's own may not take errno, strerror
+        # and filename (botocore's ReadTimeoutError raised TypeError).
+        builtin = next(kind for kind in type(error).__mro__ if kind.__module__ == "builtins")
+        raise builtin(error.errno, error.strerror or str(error) or type(error).__name__, url) from error
 
 
 def open_url(url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY) -> BinaryIO:
     location = parse_s3_url(url)
     path = f"{location.bucket}/{location.key}"
     filesystem = s3fs_filesystem(config)
-    size = call_with_retries(url, config.max_attempts, lambda: _named(url, config, lambda: filesystem.info(path)["size"]))
+    info = call_with_retries(url, config.max_attempts, lambda: _named(url, config, lambda: filesystem.info(path)))
+    pin = VersionPin(info.get("ETag") or None)
 
     def fetch(start: int, end: int) -> bytes:
-        return call_with_retries(url, config.max_attempts, lambda: _named(url, config, lambda: filesystem.cat_file(path, start=start, end=end)))
+        def fetch_once() -> bytes:
+            with pin.applied():
+                return filesystem.cat_file(path, start=start, end=end)
 
-    return RangedReader(url, size, fetch, part_size, concurrency)  # type: ignore[return-value]
+        return call_with_retries(url, config.max_attempts, lambda: _named(url, config, fetch_once))
+
+    return RangedReader(url, info["size"], fetch, part_size, concurrency)  # type: ignore[return-value]

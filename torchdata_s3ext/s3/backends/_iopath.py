@@ -1,9 +1,10 @@
 """Backend ``iopath``: iopath's ``S3PathHandler``, given our client so it needs no AWS profile; the object
-read as iopath's ranged reads, several in flight."""
+read as iopath's ranged reads, several in flight, every one pinned to the ETag of iopath's opening GET (a
+part of another version fails with "the object changed while it was read")."""
 from typing import Any, BinaryIO
 
 from ..._config import S3Config
-from ..clients import iopath_path_manager
+from ..clients import VersionPin, iopath_path_manager
 from ..compat import iopath_read_range
 from ..errors import botocore_errors_translated
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
@@ -20,16 +21,17 @@ def open_url(
     as iopath's ranged reads of ``part_size`` bytes, ``concurrency`` in flight, each retried on a transient
     fault, like the ``fsspec`` backend (see ``ranged.py``): seekable, so ``load_from_tar()`` reads members whole."""
     parse_s3_url(url)
+    pin = VersionPin()  # iopath's reader opens with a GET of the whole object: the pin learns its ETag
 
     def open_stream() -> Any:
-        with botocore_errors_translated(url, config):
+        with botocore_errors_translated(url, config), pin.applied():
             return iopath_path_manager(config).open(url, "rb", read_chunk_size=part_size, **open_kwargs)
 
     stream = call_with_retries(url, config.max_attempts, open_stream)
 
     def fetch(start: int, end: int) -> bytes:
         def read_range() -> bytes:
-            with botocore_errors_translated(url, config):
+            with botocore_errors_translated(url, config), pin.applied():
                 return iopath_read_range(stream, start, end)
 
         return call_with_retries(url, config.max_attempts, read_range)

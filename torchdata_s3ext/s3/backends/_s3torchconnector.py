@@ -2,18 +2,33 @@
 
 The object is streamed straight from the CRT's part stream, not through s3torchconnector's sequential
 reader (which keeps every byte read so far in memory). Needs ``pip install torchdata-s3ext[s3torchconnector]``.
+
+Two things the CRT's stream lacks are added here:
+
+- a read timeout: its ``next()`` blocks until the CRT's own timeouts give up (about a minute on a stalled
+  body), so the parts are pulled on a thread of their own into a queue of one, and the reader waits at most
+  ``S3Config.read_timeout`` for each; a timeout is transient, and the stream resumes at the byte reached;
+- one version per stream: the CRT pins the parts of one GET to the first part's ETag (its ``If-Match``), but
+  s3torchconnector cannot pass an ETag to a GET, so a stream resumed after a fault could continue with a newer
+  object. After the first part of every resumed GET, a HEAD compares the ETag with the one at open; a change
+  is reported ("the object changed while it was read"), never retried. (A change between that HEAD and
+  the open, while no fault happened, is invisible to the CRT client and to us.)
 """
+import collections
+import errno
+import queue
 import re
-from typing import BinaryIO, Iterator, Optional
+import threading
+from typing import Any, BinaryIO, Callable, Deque, Iterable, Iterator, Optional
 
 from ..._config import S3Config
 from ..clients import credential_env, crt_client
 from ..compat import crt_object_stream
 from ..environ import scoped_environ
-from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, translate_report
+from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, TransientError, translate_client_error, translate_report
 from ..stats import process_stats
 from ..streams import ChunkReader, ResumingReader, buffered
-from ..url import parse_s3_url
+from ..url import S3Location, parse_s3_url
 
 __all__ = ["open_url", "crt_report"]
 
@@ -22,7 +37,7 @@ __all__ = ["open_url", "crt_report"]
 _SERVICE_ERRORS = {
     "The key does not exist": "NoSuchKey",
     "The bucket does not exist": "NoSuchBucket",
-    "The object was not found": "404",  # HeadObject cannot tell a missing bucket from a missing key
+    "The object was not found": "404",  # HeadObject cannot tell a missing bucket from a missing key: see _head_error
     "At least one of the preconditions specified did not hold": "PreconditionFailed",
 }
 # ... and "Client error: " for the rest (its S3RequestError), whose first words name the kind.
@@ -77,6 +92,78 @@ def _translated(url: str, config: S3Config, error: Exception) -> OSError:
     return translate_report(url, config.endpoint_url, crt_report(str(error), error))
 
 
+class _PartQueue:
+    """The CRT's parts of one GET, pulled by a thread of their own, at most ``depth`` waiting for the reader:
+    memory stays at ``depth`` parts plus the one the thread holds, and the reader can wait with a timeout.
+
+    The GET itself is started on that thread too (``open_parts()``): the CRT's ``get_object`` returns only
+    once the first part has arrived, so a stall there is a stall like any other."""
+
+    def __init__(self, open_parts: Callable[[], Iterable[bytes]], depth: int = 1) -> None:
+        self._changed = threading.Condition()
+        self._waiting: Deque[bytes] = collections.deque()
+        self._depth = depth
+        self._ended = False
+        self._error: Optional[BaseException] = None
+        self._closed = False
+        # Not a daemon: a thread still inside the CRT when the interpreter finalizes aborts the process
+        # (pyo3 panics), so exit waits for a GET given up on to end (the CRT's own timeouts bound it).
+        threading.Thread(target=self._pull, args=(open_parts,), name="s3-crt-parts", daemon=False).start()
+
+    def _pull(self, open_parts: Callable[[], Iterable[bytes]]) -> None:
+        try:
+            for part in open_parts():
+                with self._changed:
+                    self._changed.wait_for(lambda: len(self._waiting) < self._depth or self._closed)
+                    if self._closed:
+                        return  # the reader gave up on this GET: drop the CRT's stream
+                    self._waiting.append(part)
+                    self._changed.notify_all()
+        except Exception as error:  # the reader raises it, translated
+            self._error = error
+        finally:
+            with self._changed:
+                self._ended = True
+                self._changed.notify_all()
+
+    def next_part(self, timeout: float) -> Optional[bytes]:
+        """The next part, ``None`` once the GET ended; ``queue.Empty`` if none arrived within ``timeout`` s."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._waiting or self._ended, timeout):
+                raise queue.Empty
+            if self._waiting:
+                part = self._waiting.popleft()
+                self._changed.notify_all()
+                return part
+        if self._error is not None:
+            raise self._error
+        return None
+
+    def close(self) -> None:
+        """Stop pulling; a thread stuck in the CRT's ``next()`` leaves once it returns."""
+        with self._changed:
+            self._closed = True
+            self._waiting.clear()
+            self._changed.notify_all()
+
+
+def _head_error(url: str, config: S3Config, client: Any, location: S3Location, error: Exception) -> OSError:
+    """The error of a failed HeadObject. Its 404 has no body, so no code says whether the bucket or the key is
+    missing; a LIST of at most one key in the bucket, made only then, says which."""
+    translated = _translated(url, config, error)
+    if not (isinstance(translated.__cause__, ClientReport) and translated.__cause__.code == "404"):
+        return translated
+    process_stats().add(lists=1)
+    try:
+        with scoped_environ(credential_env(config)):
+            next(iter(client.list_objects(location.bucket, prefix=location.key, max_keys=1)), None)
+    except Exception as list_error:
+        listed = _translated(url, config, list_error)
+        if isinstance(listed.__cause__, ClientReport) and listed.__cause__.code == "NoSuchBucket":
+            return listed
+    return translated  # the bucket is there (or cannot be listed): the key is what is missing
+
+
 def open_url(url: str, config: S3Config, part_size: int = 8 << 20, buffer_size: int = 1 << 20) -> BinaryIO:
     """Stream ``url`` from the CRT's part stream; a cut stream resumes with a GET from the byte reached."""
     location = parse_s3_url(url)
@@ -84,33 +171,57 @@ def open_url(url: str, config: S3Config, part_size: int = 8 << 20, buffer_size: 
     try:
         # The native client reads credentials from the environment when it signs; give it ours.
         with scoped_environ(credential_env(config)):
-            size = client.head_object(location.bucket, location.key).size
+            head = client.head_object(location.bucket, location.key)
+        size = head.size
         process_stats().add(heads=1)
     except Exception as error:
-        raise _translated(url, config, error)
+        raise _head_error(url, config, client, location, error)
 
     def open_at(offset: int) -> ChunkReader:
         # The CRT splits one GET into ranged GETs of ``part_size``; counted as such, not seen one by one.
         process_stats().add(gets=max(1, -(-(size - offset) // part_size)))
-        try:
-            with scoped_environ(credential_env(config)):
-                parts: Iterator[bytes] = iter(crt_object_stream(client, location.bucket, location.key, offset, size))
-        except Exception as error:
-            raise _translated(url, config, error)
+
+        def open_parts() -> Iterator[bytes]:
+            env = credential_env(config)
+            if not env:  # nothing to set: no need to hold the environment's lock while the first part is awaited
+                return iter(crt_object_stream(client, location.bucket, location.key, offset, size))
+            # (With credentials of S3Config's own, a stall before the first part holds that lock, and a
+            # resumed GET waits for it: the timeout fires, the resume waits for the CRT's own.)
+            with scoped_environ(env):
+                return iter(crt_object_stream(client, location.bucket, location.key, offset, size))
+
+        parts = _PartQueue(open_parts)
         pending = memoryview(b"")
+        version_unchecked = offset > 0  # a resumed GET: is it still the object we started?
 
         def read_chunk(size_wanted: int) -> bytes:
-            nonlocal pending
+            nonlocal pending, version_unchecked
             while not pending:
                 try:
-                    pending = memoryview(next(parts))
-                except StopIteration:
-                    return b""
+                    part = parts.next_part(config.read_timeout)
+                except queue.Empty:
+                    raise TransientError(errno.ETIMEDOUT, f"no bytes for read_timeout={config.read_timeout:g} s", url) from None
                 except Exception as error:
                     raise _translated(url, config, error)
+                if part is None:
+                    return b""
+                if version_unchecked:
+                    _check_version(offset)
+                    version_unchecked = False
+                pending = memoryview(part)
             chunk, pending = pending[:size_wanted], pending[size_wanted:]
             return chunk.tobytes()
 
-        return ChunkReader(url, read_chunk, expected_size=size - offset)
+        return ChunkReader(url, read_chunk, close=parts.close, expected_size=size - offset)
+
+    def _check_version(offset: int) -> None:
+        try:
+            with scoped_environ(credential_env(config)):
+                now = client.head_object(location.bucket, location.key)
+            process_stats().add(heads=1)
+        except Exception as error:
+            raise _translated(url, config, error)
+        if now.etag != head.etag:
+            raise translate_client_error(url, "PreconditionFailed", f"ETag {head.etag} at open, {now.etag} on resuming at byte {offset}")
 
     return buffered(ResumingReader(url, open_at, config.max_attempts), buffer_size)  # type: ignore[return-value]
