@@ -110,13 +110,9 @@ def test_a_passing_fault_is_retried_or_resumed_to_the_exact_bytes(backend, fault
         assert faulty.restarts == 1
 
 
-AWSCLI_UNPINNED = pytest.mark.xfail(
-    reason="awscli resumes with `get-object --range` but no `--if-match` (the CLI tells the ETag only once a "
-    "GET has finished): a read resumed after an overwrite continues with the new object", strict=True)
-
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("backend", [pytest.param(name, marks=AWSCLI_UNPINNED) if name == "awscli" else name for name in BACKENDS])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_an_object_overwritten_mid_read_is_never_delivered_mixed(backend, put, proxy):
     """Read a part, overwrite the object with other bytes of the same size, read on: the old object whole, or
     "the object changed while it was read" naming the URL - never some of each."""

@@ -85,7 +85,7 @@ def test_fsspec_sends_one_head_then_one_get_per_part(put_object):
     assert stats == RequestStats(gets=11, heads=1, bytes_received=10_500)
 
 
-@pytest.mark.parametrize("backend, heads", [("awscli", 0), ("s3torchconnector", 1), ("s3fileloader", 1)])
+@pytest.mark.parametrize("backend, heads", [("awscli", 1), ("s3torchconnector", 1), ("s3fileloader", 1)])
 def test_backends_we_launch_count_one_get_per_object_and_the_heads_we_make(backend, heads, put_object):
     stats, _ = counted_read(put_object(10_500), backend)
     assert stats == RequestStats(gets=1, heads=heads, bytes_received=10_500)

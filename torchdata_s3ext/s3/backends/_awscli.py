@@ -28,6 +28,7 @@ from typing import BinaryIO, List, Optional, Sequence
 from ..._config import S3Config
 from ..clients import aws_cli_options, credential_env
 from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, translate_report
+from ..objects import ObjectHead, head_object
 from ..stats import process_stats
 from ..streams import ChunkReader, ResumingReader, buffered
 from ..url import parse_s3_url
@@ -72,12 +73,15 @@ def key_bytes(url: str) -> bytes:
 
 
 def _command(
-    url: str, offset: int, body_path: str, config: S3Config, aws_command: str, extra_args: Sequence[str]
+    url: str, offset: int, body_path: str, config: S3Config, aws_command: str, extra_args: Sequence[str],
+    etag: Optional[str] = None,
 ) -> List[str]:
     location = parse_s3_url(url)
     command = [aws_command, "s3api", "get-object", f"--bucket={location.bucket}", "--key=file:///dev/stdin"]
     if offset:
         command.append(f"--range=bytes={offset}-")
+    if etag:
+        command.append(f"--if-match={etag}")  # every GET of the stream reads the version the HEAD saw
     command.append(body_path)
     return command + aws_cli_options(config) + list(extra_args)
 
@@ -96,7 +100,9 @@ def cli_report(stderr: str, returncode: int) -> ClientReport:
     return ClientReport("the AWS CLI", None, message)
 
 
-def _open_process(url: str, offset: int, config: S3Config, aws_command: Optional[str], extra_args: Sequence[str]) -> io.RawIOBase:
+def _open_process(
+    url: str, offset: int, config: S3Config, aws_command: Optional[str], extra_args: Sequence[str], head: ObjectHead,
+) -> io.RawIOBase:
     env = dict(os.environ, **credential_env(config), AWS_MAX_ATTEMPTS=str(config.max_attempts), PYTHONUTF8="1")
     aws = aws_command or find_aws_command()
     # The key goes through the CLI's stdin (see the module's docstring); it fits in the pipe's buffer.
@@ -106,7 +112,7 @@ def _open_process(url: str, offset: int, config: S3Config, aws_command: Optional
         key_pipe.write(key)
     # get-object prints its JSON answer on stdout, so the body goes to a pipe of its own.
     body_read, body_write = os.pipe()
-    command = _command(url, offset, f"/dev/fd/{body_write}", config, aws, extra_args)
+    command = _command(url, offset, f"/dev/fd/{body_write}", config, aws, extra_args, head.etag)
     process_stats().add(gets=1)  # the CLI's own retries (AWS_MAX_ATTEMPTS) are not seen
     try:
         process = subprocess.Popen(
@@ -148,12 +154,18 @@ def _open_process(url: str, offset: int, config: S3Config, aws_command: Optional
         process.wait()
         stdout.close()
 
-    return ChunkReader(url, read_chunk, close=close)
+    return ChunkReader(url, read_chunk, close=close, expected_size=head.size - offset)
 
 
 def open_url(
     url: str, config: S3Config, aws_command: Optional[str] = None, extra_args: Sequence[str] = (), buffer_size: int = 1 << 20
 ) -> BinaryIO:
+    """Stream ``url`` from the CLI. One HEAD first (through boto3) gives the object's size, against which each
+    CLI run's body is checked, and its ETag, which pins every run to that version (``--if-match``): the CLI
+    itself tells the ETag only once a GET has finished, too late for a read resumed after a cut."""
     key_bytes(url)  # a key the CLI cannot take is refused before any request
-    resuming = ResumingReader(url, lambda offset: _open_process(url, offset, config, aws_command, extra_args), config.max_attempts)
+    head = head_object(url, config)
+    resuming = ResumingReader(
+        url, lambda offset: _open_process(url, offset, config, aws_command, extra_args, head), config.max_attempts
+    )
     return buffered(resuming, buffer_size)  # type: ignore[return-value]

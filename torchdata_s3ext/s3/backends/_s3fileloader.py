@@ -16,16 +16,15 @@ import io
 from typing import BinaryIO, Optional
 
 from ..._config import S3Config
-from ..clients import boto3_client, credential_env, native_s3_handler
+from ..clients import credential_env, native_s3_handler
 from ..environ import scoped_environ
 from ..errors import (
     CONNECTION_BROKEN,
     ClientReport,
     ShortRead,
-    botocore_errors_translated,
-    translate_client_error,
     translate_report,
 )
+from ..objects import head_object
 from ..retry import call_with_retries
 from ..stats import process_stats
 from ..url import S3Location, parse_s3_url
@@ -68,34 +67,12 @@ def check_key(url: str) -> S3Location:
     return location
 
 
-def _object_size(url: str, location: S3Location, config: S3Config) -> int:
-    """The object's size from a HEAD; a 404 is told apart as a missing bucket or a missing key (a HEAD's 404
-    has no body, so no code says which) by a HeadBucket."""
-    from botocore.exceptions import ClientError
-
-    client = boto3_client(config)
-    with botocore_errors_translated(url, config):
-        try:
-            return client.head_object(Bucket=location.bucket, Key=location.key)["ContentLength"]
-        except ClientError as error:
-            if str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")) != "404":
-                raise
-            not_found = error
-        try:
-            client.head_bucket(Bucket=location.bucket)
-        except ClientError as error:
-            if str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")) != "404":
-                raise not_found  # the bucket may well exist (HeadBucket denied, say): keep "no such key"
-            raise translate_client_error(url, "NoSuchBucket", f"HeadBucket found no bucket {location.bucket!r}") from not_found
-        raise not_found
-
-
 def open_url(url: str, config: S3Config, request_timeout_ms: int = -1) -> BinaryIO:
     """The object, downloaded whole by torchdata's native handler. ``request_timeout_ms=-1`` leaves the
     native client its own timeout, as ``S3FileLoader`` does (passing ``S3Config.read_timeout`` there made
     downloads slower); a download that timeout cuts short fails the size check and is retried."""
-    location = check_key(url)
-    expected_size = _object_size(url, location, config)
+    check_key(url)  # a key the native handler would rewrite is refused before any request
+    expected_size = head_object(url, config).size
     handler = native_s3_handler(config, request_timeout_ms, ALTERNATIVES)
     settings = credential_env(config)
 
