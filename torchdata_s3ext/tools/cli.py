@@ -87,17 +87,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _serve_until_stopped(args: argparse.Namespace) -> int:
-    with contextlib.ExitStack() as stack:
-        server = _start_server(args.server, args.bucket, stack, args.port)
-        print(f"{args.server} S3 server on {server.endpoint_url}; buckets: {', '.join(args.bucket) or '(none)'}")
-        print("to use it from a shell:\n" + _shell_exports(server.env()))
-        print("Ctrl-C stops it" + (f"; stopping by itself after {args.duration:g} s" if args.duration else ""), flush=True)
-        deadline = time.monotonic() + args.duration if args.duration else None
-        try:
+    # A stop (Ctrl-C, SIGTERM) may come at any point, even while the lines below are printed: the ExitStack
+    # stops the server process whatever the point.
+    try:
+        with contextlib.ExitStack() as stack:
+            server = _start_server(args.server, args.bucket, stack, args.port)
+            print(f"{args.server} S3 server on {server.endpoint_url}; buckets: {', '.join(args.bucket) or '(none)'}")
+            print("to use it from a shell:\n" + _shell_exports(server.env()))
+            print("Ctrl-C stops it" + (f"; stopping by itself after {args.duration:g} s" if args.duration else ""), flush=True)
+            deadline = time.monotonic() + args.duration if args.duration else None
             while deadline is None or time.monotonic() < deadline:
                 time.sleep(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic())))
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        pass
     print("stopped")
     return 0
 
@@ -234,7 +236,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         jobs = _bench_jobs(args, methods, context)
         print(f"measuring {len(methods)} methods over {len(context.urls or context.mount_paths or ())} shards, "
               f"each at each worker count in its own process", flush=True)
-        rows = with_ratios(run_methods(jobs, env=env, on_result=_print_progress))
+        rows = with_ratios(run_methods(jobs, env=env, on_result=_print_progress, show_progress=True))
     machine = _machine()
     workers = "/".join(str(count) for count in dict.fromkeys(args.num_workers))
     settings_line = f"batch {args.batch_size}, {workers} workers, decode {args.decode}"

@@ -22,6 +22,7 @@ from ..._config import S3Config
 from ...s3.stats import process_stats
 from .methods import (ENCODED_BYTES, METHODS, NO_DECODE, RAW, UNCOUNTED, MethodContext, build_dataset, repeated,
                       unavailable_reason, with_decode)
+from .progress import PROGRESS_ENV, ProgressFile, progress_bar, read_progress
 from .stats import WindowClock, WindowStats, stall_fraction
 
 __all__ = ["BenchJob", "ChildFailed", "run_method", "run_methods", "run_in_child", "child_main", "load_train_step",
@@ -131,10 +132,13 @@ def _cpu_seconds() -> float:
 
 
 def _timed(items: Iterable[Any], clock: WindowClock, limit: int, deadline: float, on_item: Callable[[Any], None]) -> bool:
-    """Feed up to ``limit`` items to ``on_item``, ticking ``clock`` after each; ``False`` if the deadline cut it short."""
-    for item in itertools.islice(items, limit):
+    """Feed up to ``limit`` items to ``on_item``, ticking ``clock`` after each (and telling the command's
+    progress bar now and then); ``False`` if the deadline cut it short."""
+    progress = ProgressFile()
+    for count, item in enumerate(itertools.islice(items, limit), start=1):
         on_item(item)
         clock.tick()
+        progress.done(count)
         if time.monotonic() > deadline:
             return False
     return True
@@ -291,16 +295,19 @@ def _last_lines(text: str, count: int = 6) -> str:
 
 
 def run_methods(
-    jobs: List[BenchJob], env: Optional[Dict[str, str]] = None, on_result: Optional[Callable[[Dict[str, Any]], None]] = None
+    jobs: List[BenchJob], env: Optional[Dict[str, str]] = None, on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
+    show_progress: bool = False,
 ) -> List[Dict[str, Any]]:
-    """Each job in its own ``python`` process, one after the other; a failing method is a result, not an error."""
+    """Each job in its own ``python`` process, one after the other; a failing method is a result, not an error.
+    ``show_progress``: a bar of each method's batches on stderr, on a terminal."""
     results = []
     for job in jobs:
         reason = unavailable_reason(job.method, job.context)
         if reason is not None:
             result = _failed(job, "unavailable", reason)
         else:
-            result = _run_in_child(job, env)
+            bar = progress_bar(job.batches, f"{job.method}, {job.num_workers} workers", show_progress)
+            result = _run_in_child(job, env, bar)
         results.append(result)
         if on_result is not None:
             on_result(result)
@@ -311,30 +318,50 @@ class ChildFailed(Exception):
     """A child measurement exited without a result; the message says why (the end of its stderr)."""
 
 
-def run_in_child(module: str, job_json: str, timeout: float, env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
-    """``python -m module JOB.json RESULT.json`` with ``job_json``; the dictionary it wrote, or ``ChildFailed``."""
+def run_in_child(
+    module: str, job_json: str, timeout: float, env: Optional[Dict[str, str]] = None,
+    progress: Optional[Callable[[Optional[int]], None]] = None,
+) -> Dict[str, Any]:
+    """``python -m module JOB.json RESULT.json`` with ``job_json``; the dictionary it wrote, or ``ChildFailed``.
+    ``progress`` gets the child's count of batches as it grows, then ``None``."""
     with tempfile.TemporaryDirectory(prefix="torchdata-s3ext-bench-") as workdir:
         job_path, result_path = os.path.join(workdir, "job.json"), os.path.join(workdir, "result.json")
+        progress_path = os.path.join(workdir, "progress")
         with open(job_path, "w") as job_file:
             job_file.write(job_json)
         command = [sys.executable, "-m", module, job_path, result_path]
+        child = subprocess.Popen(
+            command, env={**os.environ, **(env or {}), PROGRESS_ENV: progress_path}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + timeout
         try:
-            finished = subprocess.run(
-                command, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as error:
-            raise ChildFailed(f"killed after {timeout:.0f} s") from error
-        if finished.returncode != 0 or not os.path.exists(result_path):
-            raise ChildFailed(_last_lines(finished.stderr) or f"exit status {finished.returncode}")
+            while True:
+                try:
+                    _, stderr = child.communicate(timeout=0.25)  # keeps reading the pipes while it waits
+                    break
+                except subprocess.TimeoutExpired:
+                    if progress is not None:
+                        progress(read_progress(progress_path))
+                    if time.monotonic() > deadline:
+                        child.kill()
+                        child.communicate()
+                        raise ChildFailed(f"killed after {timeout:.0f} s") from None
+        finally:
+            if progress is not None:
+                progress(None)
+        if child.returncode != 0 or not os.path.exists(result_path):
+            raise ChildFailed(_last_lines(stderr) or f"exit status {child.returncode}")
         with open(result_path) as result_file:
             return json.load(result_file)
 
 
-def _run_in_child(job: BenchJob, env: Optional[Dict[str, str]]) -> Dict[str, Any]:
+def _run_in_child(
+    job: BenchJob, env: Optional[Dict[str, str]], progress: Optional[Callable[[Optional[int]], None]] = None
+) -> Dict[str, Any]:
     try:
         # The child stops itself at time_limit; the margin covers start-up and worker shutdown.
-        return run_in_child("torchdata_s3ext.tools.bench.runner", job.to_json(), job.time_limit + 120, env)
+        return run_in_child("torchdata_s3ext.tools.bench.runner", job.to_json(), job.time_limit + 120, env, progress)
     except ChildFailed as error:
         return _failed(job, "error", str(error))
 
