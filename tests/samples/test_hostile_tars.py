@@ -237,18 +237,24 @@ def hostile_urls(s3_bucket, wds_shards):
     return urls, intact
 
 
-def test_load_wds_shards_over_s3_skips_every_hostile_shard_and_reads_the_intact_one(hostile_urls):
+S3_BACKENDS = ["boto3", "fsspec", "iopath", "s3fileloader", "awscli", "s3torchconnector"]
+
+
+@pytest.mark.parametrize("backend", S3_BACKENDS)
+def test_load_wds_shards_over_s3_skips_every_hostile_shard_and_reads_the_intact_one(hostile_urls, backend):
     urls, intact = hostile_urls
-    pipe = IterableWrapper(urls + intact.urls).open_s3().load_wds_shards(on_error="skip")
+    pipe = IterableWrapper(urls + intact.urls).open_s3(backend=backend).load_wds_shards(on_error="skip")
     assert [sample["__key__"] for sample in pipe] == intact.keys
     assert pipe.error_counts == ErrorCounts(bad_shards=3)
 
 
 @pytest.mark.parametrize("index, match", [(0, DAMAGED_HEADER), (1, "negative size"), (2, "")])
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
-def test_load_from_tar_over_s3_names_the_shard_of_every_hostile_shard(hostile_urls, index, match, on_error):
+@pytest.mark.parametrize("backend", S3_BACKENDS)
+def test_load_from_tar_over_s3_names_the_shard_of_every_hostile_shard(hostile_urls, index, match, on_error, backend):
     urls, intact = hostile_urls
-    pipe = IterableWrapper(intact.urls + [urls[index]]).open_s3().load_from_tar().group_wds_samples(on_error=on_error)
+    pipe = (IterableWrapper(intact.urls + [urls[index]]).open_s3(backend=backend).load_from_tar()
+            .group_wds_samples(on_error=on_error))
     keys: List[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # load_from_tar's own "Unable to extract files" warning
