@@ -1,8 +1,9 @@
 """torchdata-s3ext: train PyTorch models straight from S3.
 
 Importing this package registers these functional forms on torchdata's ``IterDataPipe``:
-``open_s3`` (URLs -> ``(url, stream)`` on any backend), ``group_wds_samples`` (tar members -> WebDataset
-samples), ``decode_png_pair`` (PNG bytes -> uint8 tensors), ``load_wds_shards`` (``(url, stream)`` -> samples, with an
+``open_s3`` (URLs -> ``(url, stream)`` on any backend, ``pipe:`` commands too), ``group_wds_samples`` (tar members -> WebDataset
+samples), ``decode_png_pair`` (PNG bytes -> uint8 tensors), ``decode_samples`` (every field by its extension: JPEG,
+PNG, cls, json, npy, ...), ``load_wds_shards`` (``(url, stream)`` -> samples, with an
 error policy for damaged shards), ``shuffle_shards``, ``shard_across_readers`` and
 ``shuffle_samples`` (seeded, per-epoch, exactly-once sharding across workers and ranks).
 
@@ -38,14 +39,17 @@ from .epochs import (
 )
 from .pipeline import wds_pipe
 from .s3 import RequestStats, backend_names, list_shards
+from .sagemaker import PipeModeChannelIterDataPipe, sagemaker_pipe
 from .samples import (
     DataErrorWarning,
     ErrorCounts,
     PngPairDecoderIterDataPipe,
     S3OpenerIterDataPipe,
+    SampleDecoderIterDataPipe,
     WdsSampleGrouperIterDataPipe,
     WdsShardLoaderIterDataPipe,
     decode_png,
+    decode_sample,
     group_by_keys,
     split_member_name,
 )
@@ -57,11 +61,15 @@ PngPairDecoder = PngPairDecoderIterDataPipe
 ShardShuffler = ShardShufflerIterDataPipe
 ReaderSharding = ReaderShardingIterDataPipe
 SampleShuffler = SampleShufflerIterDataPipe
+SampleDecoder = SampleDecoderIterDataPipe
+PipeModeChannel = PipeModeChannelIterDataPipe
 
 __all__ = [
     "DataErrorWarning",
     "ErrorCounts",
     "ExactlyOnceReadingService",
+    "PipeModeChannel",
+    "PipeModeChannelIterDataPipe",
     "PngPairDecoder",
     "PngPairDecoderIterDataPipe",
     "RankEqualizer",
@@ -71,6 +79,8 @@ __all__ = [
     "S3Config",
     "S3Opener",
     "S3OpenerIterDataPipe",
+    "SampleDecoder",
+    "SampleDecoderIterDataPipe",
     "SampleShuffler",
     "SampleShufflerIterDataPipe",
     "ShardShuffler",
@@ -82,9 +92,11 @@ __all__ = [
     "__version__",
     "backend_names",
     "decode_png",
+    "decode_sample",
     "group_by_keys",
     "list_shards",
     "reading_service",
+    "sagemaker_pipe",
     "split_member_name",
     "wds_pipe",
 ]

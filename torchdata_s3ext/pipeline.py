@@ -19,7 +19,7 @@ def wds_pipe(
     backend: str = "auto",
     shuffle: bool = True,
     shuffle_buffer: int = 1000,
-    decode: bool = True,
+    decode: Union[bool, str] = True,
     seed: Optional[int] = None,
     suffix: Optional[Union[str, Sequence[str]]] = None,
     on_error: str = "raise",
@@ -27,7 +27,7 @@ def wds_pipe(
     **open_s3_kwargs: Any,
 ) -> IterDataPipe:
     """The recommended pipe: list shards -> shuffle shards -> split over readers -> ``open_s3`` ->
-    ``load_from_tar`` -> ``group_wds_samples`` -> shuffle buffer -> ``decode_png_pair``.
+    ``load_from_tar`` -> ``group_wds_samples`` -> shuffle buffer -> ``decode_png_pair`` (or ``decode_samples``).
 
     Every sample comes exactly once per epoch under a plain ``torch.utils.data.DataLoader(pipe, batch_size=None,
     num_workers=N)`` and under ``DataLoader2(pipe, reading_service=reading_service(N))``, on one machine or
@@ -39,7 +39,12 @@ def wds_pipe(
         backend: the ``open_s3`` backend (``"local"`` for local folders)
         shuffle: ``False`` keeps shard and sample order (evaluation)
         shuffle_buffer: samples held by the per-reader shuffle buffer; ``1`` turns it off
-        decode: decode the PNG image/label pair; ``False`` yields the raw sample dicts
+        decode: ``True`` (default): ``decode_png_pair``, the article's PNG image/label pair on its fast path;
+            ``"samples"``: ``decode_samples``, every field by its extension, webdataset-style (``jpg`` and other
+            images to uint8 tensors, ``cls`` to int, ``txt``, ``json``, ``npy``, the rest left as bytes), for
+            ImageNet-style ``KEY.jpg`` + ``KEY.cls`` shards and others; ``False`` yields the raw sample dicts.
+            For other options, pass ``False`` and add ``.decode_samples(..., on_error=on_error,
+            error_counts=pipe.error_counts)`` to the returned pipe
         seed: an int reproduces the orders by itself: epoch ``k`` (counted by the returned pipe, from 1) is in
             an order that depends only on ``seed``, ``k`` and the reader (rank and worker of how many), the same
             in every run and rank, under ``DataLoader`` with or without ``generator=``, under ``DataLoader2``,
@@ -47,7 +52,7 @@ def wds_pipe(
             order. ``None`` (default): the loader's per-epoch seed decides, so only a seeded loader reproduces
             (``DataLoader(generator=torch.Generator().manual_seed(n))``, ``DataLoader2.seed(n)``)
         suffix: what a shard's name ends in, as for :func:`list_shards` (default: tar and compressed tars)
-        on_error: bad data (a truncated or non-tar shard, a sample repeating a field, a corrupt PNG):
+        on_error: bad data (a truncated or non-tar shard, a sample repeating a field, a corrupt image):
             ``"raise"`` (default) raises naming the URL and key; ``"skip"`` drops it and goes on (for a
             damaged shard: keeps the samples before the damage, then reads the next shard); ``"warn"`` does
             the same after a ``DataErrorWarning`` and a log record on logger ``"torchdata_s3ext"``. The
@@ -67,9 +72,11 @@ def wds_pipe(
         >>> pipe = wds_pipe("s3://bkt/train/shard-{000000..000099}.tar", seed=0)  # doctest: +SKIP
         >>> loader = DataLoader(pipe, batch_size=None, num_workers=4)  # no generator= needed  # doctest: +SKIP
     """
-    from . import samples  # noqa: F401  (registers group_wds_samples, load_wds_shards, decode_png_pair)
+    from . import samples  # noqa: F401  (registers group_wds_samples, load_wds_shards, decode_png_pair, decode_samples)
 
     check_on_error(on_error)
+    if decode not in (True, False, "samples"):
+        raise ValueError(f"decode must be True (the PNG pair), 'samples' (every field) or False, not {decode!r}")
     error_counts = ErrorCounts()
     stats = PipeStats()  # made before the listing, so that its requests count too
 
@@ -90,7 +97,9 @@ def wds_pipe(
         pipe = pipe.load_wds_shards(on_error=on_error, error_counts=error_counts)
     if shuffle and shuffle_buffer > 1:
         pipe = pipe.shuffle_samples(buffer_size=shuffle_buffer, seed=seed)
-    if decode:
+    if decode == "samples":
+        pipe = pipe.decode_samples(on_error=on_error, error_counts=error_counts)
+    elif decode:
         pipe = pipe.decode_png_pair(on_error=on_error, error_counts=error_counts)
     pipe.error_counts = error_counts
     pipe.stats = stats

@@ -1,6 +1,8 @@
 """Turn a shard spec (brace pattern, glob pattern, folder, single shard, or a list of them) into a sorted list of
 shard URLs, by one rule for S3 and local paths alike:
 
+- a ``pipe:COMMAND`` spec (webdataset's) is one shard, taken as it is: never listed, and its braces and
+  wildcards are the shell's (unlike webdataset, which expands braces in it: write such a list in Python);
 - a spec with ``{a..b}`` braces names its shards (webdataset's brace patterns), unchecked;
 - a spec with ``*``, ``?`` or ``[...]`` is a glob pattern over the keys (``*`` and ``?`` stay within one path
   segment, ``**`` crosses them), listed under the part before the first wildcard;
@@ -19,7 +21,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 from .._config import S3Config
 from .clients import boto3_client
 from .errors import botocore_errors_translated
-from .url import is_s3_url, local_path, parse_s3_url
+from .url import is_pipe_url, is_s3_url, local_path, parse_s3_url, pipe_command
 
 __all__ = ["SHARD_SUFFIXES", "expand_braces", "list_shards"]
 
@@ -129,6 +131,9 @@ def _split_pattern(path: str) -> Tuple[str, Optional[str]]:
 def _urls_of_one_spec(spec: str, suffixes: Tuple[str, ...], config: S3Config) -> List[str]:
     if not isinstance(spec, str):
         raise TypeError(f"a shard spec is a string (pattern, prefix or folder), got {type(spec).__name__}: {spec!r}")
+    if is_pipe_url(spec):
+        pipe_command(spec)  # a pipe: without a command fails here, not at its first read
+        return [spec]
     if "{" in spec:
         # A brace pattern names its shards; like webdataset we do not check that they exist.
         urls = expand_braces(spec)
@@ -171,7 +176,8 @@ def list_shards(spec: ShardSpec, *, suffix: Suffixes = None, config: Optional[S3
         spec: a brace pattern as webdataset writes them (``s3://bkt/train/shard-{000000..000999}.tar``), a glob
             pattern (``s3://bkt/train/shard-*.tar``), a folder (``s3://bkt/train``: every shard under
             ``train/``, however many pages; not ``trainval/``), a single shard (``s3://bkt/train/x.tar``), each
-            on S3 or local (a path or ``file://`` URL), or a list of these (see this module's rules)
+            on S3 or local (a path or ``file://`` URL), a ``pipe:COMMAND`` (one shard, as it is), or a list of
+            these (see this module's rules)
         suffix: what a shard's name ends in (a string or several; case does not matter); ``None``: any of
             ``SHARD_SUFFIXES`` (``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz``)
         config: how to reach S3 for prefix listings; ``None`` reads the standard ``AWS_*`` variables

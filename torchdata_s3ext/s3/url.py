@@ -1,9 +1,13 @@
-"""Parse the shard URLs that ``open_s3`` accepts: ``s3://bucket/key``, ``file://`` URLs and local paths."""
+"""Parse the shard URLs that ``open_s3`` accepts: ``s3://bucket/key``, ``file://`` URLs, local paths and
+webdataset's ``pipe:COMMAND``."""
 import os
 from typing import NamedTuple
 from urllib.parse import unquote, urlparse
 
-__all__ = ["S3Location", "is_s3_url", "parse_s3_url", "local_path"]
+__all__ = ["PIPE_PREFIX", "S3Location", "is_pipe_url", "is_s3_url", "local_path", "parse_s3_url", "pipe_command"]
+
+#: how webdataset's URLs that name a shell command start
+PIPE_PREFIX = "pipe:"
 
 
 class S3Location(NamedTuple):
@@ -13,6 +17,24 @@ class S3Location(NamedTuple):
 
 def is_s3_url(url: str) -> bool:
     return isinstance(url, str) and url.startswith("s3://")
+
+
+def is_pipe_url(url: str) -> bool:
+    return isinstance(url, str) and url.startswith(PIPE_PREFIX)
+
+
+def pipe_command(url: str) -> str:
+    """The command of a ``pipe:COMMAND`` URL, as written (webdataset's ``url[5:]``); ``ValueError`` otherwise.
+
+    >>> pipe_command("pipe:aws s3 cp s3://bkt/shard-000000.tar -")
+    'aws s3 cp s3://bkt/shard-000000.tar -'
+    """
+    if not is_pipe_url(url):
+        raise ValueError(f"not a pipe: URL (expected pipe:COMMAND): {url!r}")
+    command = url[len(PIPE_PREFIX):]
+    if not command.strip():
+        raise ValueError(f"a pipe: URL needs a command after 'pipe:': {url!r}")
+    return command
 
 
 def parse_s3_url(url: str) -> S3Location:

@@ -9,8 +9,8 @@ from torchdata.datapipes.utils import StreamWrapper
 
 from .._config import S3Config
 from ..s3.stats import PipeStats
-from ..s3.url import is_s3_url
-from ..s3.backends import check_backend_name, get_opener
+from ..s3.url import is_pipe_url, is_s3_url
+from ..s3.backends import PIPE_BACKEND, backend_for_url, check_backend_name, get_opener
 
 __all__ = ["S3OpenerIterDataPipe", "split_s3_settings"]
 
@@ -46,6 +46,16 @@ def split_s3_settings(backend: str, settings: Dict[str, Any]) -> Tuple[Dict[str,
     return config_fields, options
 
 
+def _check_url(backend: str, url: str) -> None:
+    """``ValueError`` naming ``url`` when ``backend`` cannot open it."""
+    if backend == PIPE_BACKEND:
+        if not is_pipe_url(url):
+            raise ValueError(f"not a pipe: URL (expected pipe:COMMAND) for backend {backend!r}: {url!r}")
+    elif backend != "local" and not is_s3_url(url):
+        hint = f" (pipe: URLs open with backend='auto' or {PIPE_BACKEND!r})" if is_pipe_url(url) else ""
+        raise ValueError(f"not an S3 URL (expected s3://bucket/key) for backend {backend!r}{hint}: {url!r}")
+
+
 @functional_datapipe("open_s3")
 class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
     r"""
@@ -61,9 +71,11 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
     pickles under both ``fork`` and ``spawn``.
 
     Args:
-        source_datapipe: URLs: ``s3://bucket/key`` or, with ``backend="local"``, local paths / ``file://`` URLs
-        backend: ``"auto"`` (today ``"boto3"``), ``"boto3"``, ``"fsspec"``, ``"iopath"``, ``"s3fileloader"``,
-            ``"awscli"``, ``"s3torchconnector"`` or ``"local"``
+        source_datapipe: URLs: ``s3://bucket/key``; with ``backend="local"``, local paths / ``file://`` URLs;
+            with ``"auto"`` or ``"pipe"``, webdataset's ``pipe:COMMAND`` (the command's stdout, run through the
+            shell as written; never retried)
+        backend: ``"auto"`` (today ``"boto3"``, and ``"pipe"`` for ``pipe:`` URLs), ``"boto3"``, ``"fsspec"``,
+            ``"iopath"``, ``"s3fileloader"``, ``"awscli"``, ``"s3torchconnector"``, ``"local"`` or ``"pipe"``
         endpoint_url: an S3-compatible endpoint; ``None`` reads ``AWS_ENDPOINT_URL``, then uses AWS
         region: the bucket's region; ``None`` reads ``AWS_REGION`` / ``AWS_DEFAULT_REGION``
         config: a full :class:`S3Config` (profile, credentials, anonymous access, timeouts, attempts)
@@ -72,12 +84,16 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
         settings: any :class:`S3Config` field (``anonymous=True``, ``profile=...``, ``max_attempts=...``), laid
             over ``config`` where not ``None``; and the backend's options (``part_size`` and ``concurrency``
             for the ranged backends, ``verify_etag`` for ``boto3``, ``aws_command`` for ``awscli``,
-            ``request_timeout_ms`` for ``s3fileloader``). Any other keyword raises ``TypeError`` here, naming it
+            ``request_timeout_ms`` for ``s3fileloader``, ``buffer_size`` for ``pipe``). Any other keyword raises
+            ``TypeError`` here, naming it. With ``"auto"``, the options are ``boto3``'s; ``pipe:`` URLs then
+            open with the ``pipe`` backend's defaults
 
     Note:
         A URL that is not ``s3://`` on an S3 backend, a missing bucket or key, denied access or an
         unreachable endpoint raise ``ValueError`` / ``FileNotFoundError`` / ``PermissionError`` /
-        ``ConnectionError`` naming the URL. Credentials never appear in messages or ``repr``.
+        ``ConnectionError`` naming the URL. Credentials never appear in messages or ``repr``. A ``pipe:``
+        command that ends with a non-zero status or by a signal raises ``OSError`` naming the command, the
+        status and the tail of its stderr, also after some bytes, so its shard never ends short in silence.
 
     Note:
         ``stats`` counts the S3 requests (GET/HEAD/LIST/PUT), our retries and the body bytes received of the
@@ -104,6 +120,7 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
         **settings: Any,
     ) -> None:
         self.source_datapipe = source_datapipe
+        self.requested_backend: str = backend  # "auto" chooses per URL (backend_for_url)
         self.backend: str = check_backend_name(backend)
         config_fields, options = split_s3_settings(self.backend, settings)
         self.config: S3Config = S3Config.merged(config, endpoint_url=endpoint_url, region=region, **config_fields).resolved()
@@ -111,14 +128,15 @@ class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
         self._stats = stats if stats is not None else PipeStats()
 
     def __iter__(self) -> Iterator[Tuple[str, StreamWrapper]]:
-        open_url = get_opener(self.backend)
         try:
             for url in self.source_datapipe:
-                if self.backend != "local" and not is_s3_url(url):
-                    raise ValueError(f"not an S3 URL (expected s3://bucket/key) for backend {self.backend!r}: {url!r}")
+                backend = backend_for_url(self.requested_backend, url)
+                _check_url(backend, url)
+                # The options were checked against self.backend; a pipe: URL under "auto" takes the defaults.
+                options = self.backend_kwargs if backend == self.backend else {}
                 self._last_url = url  # names the shard to group_wds_samples when load_from_tar() fails on it
                 self._stats.add_this_process()  # the previous shard's requests, for the main process to see
-                yield url, StreamWrapper(open_url(url, self.config, **self.backend_kwargs), name=url)
+                yield url, StreamWrapper(get_opener(backend)(url, self.config, **options), name=url)
         finally:
             self._stats.add_this_process()
 

@@ -254,7 +254,9 @@ def read_members(
             yield latest.shard_stream, damage
 
 
-def tar_members(shard_url: str, tar_stream: IO[bytes]) -> Iterator[Union[Member, DamagedShard]]:
+def tar_members(
+    shard_url: str, tar_stream: IO[bytes], archive_end: Optional[Callable[[int, int], Optional[str]]] = None
+) -> Iterator[Union[Member, DamagedShard]]:
     """Expand one tar (or compressed tar) stream into ``(shard_url, member_name, data)``, regular files only,
     then a :class:`DamagedShard` if the shard is damaged (not a tar, cut short, a damaged header, a member
     outside the shard), after the members before the damage.
@@ -262,10 +264,15 @@ def tar_members(shard_url: str, tar_stream: IO[bytes]) -> Iterator[Union[Member,
     The stream is read forward only (mode ``r|*``), each member whole before the next header, and finished
     members are forgotten, so memory holds one member. Member names are normalised as ``load_from_tar()``
     does (``./a.png`` is ``a.png``).
+
+    ``archive_end``: more archives follow in the same stream (``concatenated``). The stream is then read in
+    blocks, never past the block ``tarfile`` took for the end, and ``archive_end(position after that block,
+    last member's data end)`` says what is wrong there instead of the check for zeros up to the end.
     """
     member_name: Optional[str] = None  # the member whose data is being read
     try:
-        with tarfile.open(fileobj=tar_stream, mode="r|*") as tar:
+        bufsize = tarfile.RECORDSIZE if archive_end is None else _BLOCK
+        with tarfile.open(fileobj=tar_stream, mode="r|*", bufsize=bufsize) as tar:
             data_end = 0
             for member in tar:
                 if member.isfile():
@@ -282,7 +289,10 @@ def tar_members(shard_url: str, tar_stream: IO[bytes]) -> Iterator[Union[Member,
                     data_end, member_name = member.offset_data + member.size, None
                     yield shard_url, name, data
                 tar.members = []  # a streaming TarFile keeps every header it has read otherwise
-            problem = end_of_archive_problem(tar.fileobj, data_end, rewind=False)
+            if archive_end is None:
+                problem = end_of_archive_problem(tar.fileobj, data_end, rewind=False)
+            else:
+                problem = archive_end(tar.fileobj.tell(), data_end)
     except _DAMAGED_TAR_ERRORS as error:
         yield DamagedShard(shard_url, error, member_name=member_name)
         return

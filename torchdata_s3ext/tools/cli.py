@@ -208,7 +208,7 @@ def _measure_decoders(args: argparse.Namespace, context: Any, env: Dict[str, str
 
     job = DecodeJob(context=context, decoders=tuple(dict.fromkeys(args.decoders)), samples=args.decode_samples,
                     rounds=args.decode_rounds)
-    print(f"timing PNG decode ({', '.join(job.decoders)}, against plain PIL) on {job.samples} samples of the first shard",
+    print(f"timing decode ({', '.join(job.decoders)}, against plain PIL) on {job.samples} samples of the first shard",
           flush=True)
     try:
         return run_in_child("torchdata_s3ext.tools.bench.decoders", job.to_json(), args.time_limit + 120, env)

@@ -7,8 +7,9 @@ from typing import Any
 
 from .._version import __version__
 from ..s3.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+from .bench.decoders import JPEG_ROW
 from .bench.link import LINKS
-from .bench.methods import NO_DECODE, RANGED_BACKENDS
+from .bench.methods import DECODE_SAMPLES, NO_DECODE, RANGED_BACKENDS
 from .cli_checks import bucket_name
 
 __all__ = ["build_parser", "DEFAULT_OUT", "SERVERS"]
@@ -53,18 +54,24 @@ def _add_dataset_options(parser: argparse.ArgumentParser, shards: int, samples: 
     group.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="shards written at once (default: min(4, CPUs))")
 
 
-def _decoder_name(name: str) -> str:
+def _decoder_name(name: str, also: str = "") -> str:
     """A ``decode_png_pair`` decoder named on the command line (importing the decoders, and torch, only then)."""
     from ..samples.decode import check_decoder_name
 
     try:
         return check_decoder_name(name)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
+        raise argparse.ArgumentTypeError(f"{error}{also}") from error
 
 
 def _decode_option(name: str) -> str:
-    return name if name == NO_DECODE else _decoder_name(name)
+    if name in (NO_DECODE, DECODE_SAMPLES):
+        return name
+    return _decoder_name(name, f", or {DECODE_SAMPLES} (decode_samples) or {NO_DECODE}")
+
+
+def _decoders_option(name: str) -> str:
+    return name if name == JPEG_ROW else _decoder_name(name, f", or {JPEG_ROW} (decode_samples' JPEG decoder)")
 
 
 def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: int, num_workers: int) -> None:
@@ -74,11 +81,13 @@ def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: in
     parser.add_argument("--num-workers", type=int, nargs="+", default=[num_workers], metavar="N",
                         help=f"DataLoader workers; several values measure every method at each (default {num_workers})")
     parser.add_argument("--decode", type=_decode_option, default=NO_DECODE, metavar="DECODER",
-                        help="decode every sample with decode_png_pair(decoder=DECODER: auto, pyspng, pil...) before "
-                             "batching, in the workers (default none: PNG bytes; raw never decodes)")
-    parser.add_argument("--decoders", nargs="+", type=_decoder_name, default=[], metavar="DECODER",
+                        help="decode every sample with decode_png_pair(decoder=DECODER: auto, pyspng, pil...), or "
+                             "with decode_samples (samples: every field by its extension), before batching, in the "
+                             "workers (default none: PNG bytes; raw never decodes)")
+    parser.add_argument("--decoders", nargs="+", type=_decoders_option, default=[], metavar="DECODER",
                         help="also time decode_png_pair with these decoders against plain PIL on the first shard's "
-                             "samples, in memory")
+                             "samples, in memory; jpeg: decode_samples on those images as quality-90 JPEGs + cls, "
+                             "against PIL")
     parser.add_argument("--decode-samples", type=int, default=8, metavar="K",
                         help="--decoders: samples of the first shard to decode (default 8)")
     parser.add_argument("--decode-rounds", type=int, default=5,

@@ -7,7 +7,10 @@ optional library only affects its own backend.
 import importlib
 from typing import BinaryIO, Callable, Dict, NamedTuple, Tuple
 
-__all__ = ["Backend", "BACKENDS", "AUTO_BACKEND", "backend_names", "check_backend_name", "get_opener"]
+from ..url import is_pipe_url
+
+__all__ = ["Backend", "BACKENDS", "AUTO_BACKEND", "PIPE_BACKEND", "backend_for_url", "backend_names", "check_backend_name",
+           "get_opener"]
 
 
 class Backend(NamedTuple):
@@ -29,10 +32,12 @@ BACKENDS: Dict[str, Backend] = {
     "awscli": Backend(f"{__name__}._awscli", "`aws s3api get-object` in a subprocess, resumed with --range", False),
     "s3torchconnector": Backend(f"{__name__}._s3torchconnector", "the CRT's part stream, through s3torchconnector's client", False),
     "local": Backend(f"{__name__}._local", "a local path or file:// URL (a mounted bucket)", False),
+    "pipe": Backend(f"{__name__}._pipe", "webdataset's `pipe:COMMAND` URLs: the command's stdout, through the shell", False),
 }
 
-#: what ``backend="auto"`` means today
+#: what ``backend="auto"`` means today for ``s3://`` URLs; it opens ``pipe:`` URLs with ``PIPE_BACKEND``
 AUTO_BACKEND = "boto3"
+PIPE_BACKEND = "pipe"
 
 Opener = Callable[..., BinaryIO]
 
@@ -48,6 +53,18 @@ def check_backend_name(name: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(backend_names())}")
     return name
+
+
+def backend_for_url(name: str, url: str) -> str:
+    """The concrete backend that opens ``url`` when ``name`` is asked for: ``"auto"`` takes ``pipe:`` URLs to
+    ``pipe`` and every other URL to :data:`AUTO_BACKEND`; a named backend opens every URL itself.
+
+    >>> backend_for_url("auto", "pipe:cat shard.tar"), backend_for_url("auto", "s3://bkt/shard.tar")
+    ('pipe', 'boto3')
+    """
+    if name == "auto" and is_pipe_url(url):
+        return PIPE_BACKEND
+    return check_backend_name(name)
 
 
 def get_opener(name: str) -> Opener:

@@ -1,4 +1,4 @@
-"""One pass of ``decode_png_pair`` under ``on_error="skip"`` or ``"warn"``: the shards none of whose samples
+"""One pass of ``decode_png_pair`` (or ``decode_samples``) under ``on_error="skip"`` or ``"warn"``: the shards none of whose samples
 decoded, and a pass in which nothing decodes.
 
 Skipping bad samples one by one says nothing under ``"skip"``, so a JPEG dataset would give empty epochs in
@@ -45,8 +45,9 @@ def hint(message: str) -> str:
 class FailureWatch:
     """The failures of one pass: call :meth:`decoded` or :meth:`failed` per sample, :meth:`end` after the last."""
 
-    def __init__(self, give_up_after: Optional[int]) -> None:
+    def __init__(self, give_up_after: Optional[int], pipe_name: str = "decode_png_pair") -> None:
         self.give_up_after = give_up_after
+        self.pipe_name = pipe_name  # what the messages start with
         self.failures = 0
         self.first_error: Optional[Exception] = None
         self._decoded_shards: Set[Optional[str]] = set()
@@ -76,14 +77,14 @@ class FailureWatch:
             raise self._nothing_decodes(f"all {self.failures} samples of the pass failed")
         for shard_url, (failures, first) in self._failing_shards.items():
             if shard_url not in self._decoded_shards:
-                message = (f"decode_png_pair: all {failures} samples of shard {shard_url!r} failed to decode and "
+                message = (f"{self.pipe_name}: all {failures} samples of shard {shard_url!r} failed to decode and "
                            f"were skipped; the first: {first}{hint(first)}")
                 warnings.warn(message, DataErrorWarning, stacklevel=3)
                 logger.warning("%s", message)
 
     def _nothing_decodes(self, what: str) -> ValueError:
         first = str(self.first_error)
-        error = ValueError(f"decode_png_pair: {what} to decode and nothing decoded; the first error: {first}"
+        error = ValueError(f"{self.pipe_name}: {what} to decode and nothing decoded; the first error: {first}"
                            f"{hint(first)}; pass give_up_after=None to go on regardless")
         error.__cause__ = self.first_error
         return error

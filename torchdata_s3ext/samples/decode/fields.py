@@ -1,7 +1,7 @@
 """Which field of a sample a decoder's key names: ``"image"`` names ``image`` and ``image.png``."""
 from typing import Any, Dict, List, Sequence
 
-__all__ = ["MissingFieldError", "field_named", "fields_matching"]
+__all__ = ["MissingFieldError", "describe_field", "field_named", "fields_matching"]
 
 
 class MissingFieldError(ValueError):
@@ -38,3 +38,8 @@ def field_named(sample: Dict[str, Any], key: str, role: str) -> str:
             f"one field, matches {fields}; the sample has fields {[f for f in sample if not f.startswith('__')]}"
         )
     return fields[0]
+
+
+def describe_field(sample: Dict[str, Any], field: str) -> str:
+    """How an error names a field: ``sample 'KEY' in 'URL', field 'FIELD'``."""
+    return f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r}, field {field!r}"

@@ -1,6 +1,6 @@
 """The native libraries the decoders prefer, each ``None`` when it does not import.
 
-Both are dependencies of the package, but a platform may lack a wheel (or have a broken one), and then the
+All three are dependencies of the package, but a platform may lack a wheel (or have a broken one), and then the
 decoders fall back to what imports. Every decoder reads them from here at call time (``optional.pyspng``),
 so a test takes a library away by setting it to ``None`` here.
 """
@@ -14,4 +14,9 @@ try:
 except ImportError:
     libdeflate = None
 
-__all__ = ["libdeflate", "pyspng"]
+try:
+    import simplejpeg  # libjpeg-turbo, bundled in its wheels: pixel-exact with PIL's JPEG decode, and faster
+except ImportError:  # PIL decodes JPEGs
+    simplejpeg = None
+
+__all__ = ["libdeflate", "pyspng", "simplejpeg"]

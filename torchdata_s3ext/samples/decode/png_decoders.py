@@ -18,6 +18,7 @@ from PIL import Image
 
 from . import optional
 from .png import GREY, PALETTE, PngLayout, read_png_layout
+from .pixels import check_pixel_count
 from .png_stored import fits_stored_path, stored_copy
 
 __all__ = ["DECODERS", "MAX_PIXELS", "MODES", "check_decoder_name", "check_max_pixels", "decode_png"]
@@ -146,12 +147,7 @@ def decode_png(
         data = bytes(data)
     layout = read_png_layout(data)
     header = layout.header
-    pixel_count = header.width * header.height
-    if max_pixels is not None and pixel_count > max_pixels:
-        raise ValueError(
-            f"PNG of {header.width} x {header.height} = {pixel_count:,} pixels is over the limit of {max_pixels:,} "
-            f"pixels; pass a larger max_pixels (or max_pixels=None for no limit) if such images are expected"
-        )
+    check_pixel_count("PNG", header.width, header.height, max_pixels)
     if header.bit_depth == 16:
         raise ValueError(f"16-bit PNGs are not supported (got a {header.describe()} PNG)")
     if mode == "label" and not (header.color_type == PALETTE or (header.color_type, header.bit_depth) == (GREY, 8)):

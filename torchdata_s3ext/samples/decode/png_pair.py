@@ -7,7 +7,7 @@ from torchdata.datapipes.iter import IterDataPipe
 
 from ..policy import ErrorCounts, check_on_error, handle_data_error, with_message
 from .failures import GIVE_UP_AFTER, FailureWatch, check_give_up_after
-from .fields import MissingFieldError, field_named
+from .fields import MissingFieldError, describe_field, field_named
 from .png_decoders import MAX_PIXELS, check_decoder_name, check_max_pixels, decode_png
 
 __all__ = ["PngPairDecoderIterDataPipe", "decode_png_pair"]
@@ -52,16 +52,12 @@ def _decode_pair(
         try:
             decoded[field] = decode_png(sample[field], mode=mode, decoder=decoder, max_pixels=max_pixels)
         except TypeError as error:
-            raise TypeError(f"{_where(sample, field)}: {error}") from error
+            raise TypeError(f"{describe_field(sample, field)}: {error}") from error
         except MemoryError as error:  # not bad data: the PNG was within max_pixels
-            raise MemoryError(f"{_where(sample, field)}: {error}") from (error.__cause__ or error)
+            raise MemoryError(f"{describe_field(sample, field)}: {error}") from (error.__cause__ or error)
         except ValueError as error:
-            raise _BadSample(with_message(error, f"{_where(sample, field)}: {error}"), "corrupt_images") from None
+            raise _BadSample(with_message(error, f"{describe_field(sample, field)}: {error}"), "corrupt_images") from None
     return decoded
-
-
-def _where(sample: Dict[str, Any], field: str) -> str:
-    return f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r}, field {field!r}"
 
 
 def decode_png_pair(

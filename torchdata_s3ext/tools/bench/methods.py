@@ -4,7 +4,7 @@ the same shards, the URL list read ``repeats`` times over, for a DataLoader to b
 Every ``open_s3`` backend is a method; so are the peers they are judged against (the article's compositions
 of torchdata's built-in openers and of the webdataset library, boto3 into ``BytesIO``, s3torchconnector into
 ``tarfile``), and ``raw`` (one streamed GET per shard, nothing parsed: the ceiling), which the runner drives
-itself. ``with_decode`` adds ``decode_png_pair`` to any dataset.
+itself. ``with_decode`` adds ``decode_png_pair`` (or ``decode_samples``) to any dataset.
 """
 import dataclasses
 import functools
@@ -16,13 +16,17 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 from ...s3.backends import BACKENDS
 
 __all__ = ["MethodContext", "METHODS", "PEERS", "UNCOUNTED", "repeated", "RAW", "RANGED_BACKENDS", "NO_DECODE",
-           "ENCODED_BYTES", "check_method_names", "build_dataset", "with_decode", "decoded_sample", "unavailable_reason"]
+           "DECODE_SAMPLES", "SAMPLES_HANDLERS", "ENCODED_BYTES", "check_method_names", "build_dataset", "with_decode", "decoded_sample", "unavailable_reason"]
 
 RAW = "raw"
 #: the backends that read an object as ranged parts, several in flight (``part_size``, ``concurrency``)
 RANGED_BACKENDS = tuple(name for name, backend in BACKENDS.items() if backend.ranged)
 #: ``--decode`` value that leaves the PNG bytes as they are
 NO_DECODE = "none"
+#: ``--decode`` value that decodes every field with ``decode_sample`` (the article's extension-less
+#: ``KEY.image``/``KEY.label`` as PNGs: ``SAMPLES_HANDLERS``)
+DECODE_SAMPLES = "samples"
+SAMPLES_HANDLERS = {"image": "png", "label": "png"}
 #: the field a decoded sample keeps its encoded size in, so that MB/s still counts the bytes read
 ENCODED_BYTES = "__encoded_bytes__"
 
@@ -76,6 +80,16 @@ def _url_pipe(urls: Sequence[str], context: MethodContext):
     return IterableWrapper(repeated(urls, context.repeats)).sharding_filter()
 
 
+def _aws_cp_pipes(urls: Sequence[str], context: MethodContext) -> List[str]:
+    """``pipe:aws s3 cp URL -`` for each URL, as the article and webdataset write them (the URLs quoted)."""
+    import shlex
+
+    from ...s3.backends._awscli import find_aws_command
+
+    endpoint = f" --endpoint-url {shlex.quote(context.endpoint_url)}" if context.endpoint_url else ""
+    return [f"pipe:{shlex.quote(find_aws_command())} s3 cp{endpoint} {shlex.quote(url)} -" for url in urls]
+
+
 def _grouped(tar_streams):
     from ...samples import grouping  # noqa: F401  (registers group_wds_samples)
 
@@ -87,6 +101,8 @@ def _open_s3_method(backend: str) -> Callable[[MethodContext], Iterable]:
         import torchdata_s3ext  # noqa: F401  (registers open_s3)
 
         urls = context.mount_paths if backend == "local" else context.urls
+        if backend == "pipe":
+            urls = _aws_cp_pipes(urls, context)
         streams = _url_pipe(urls, context).open_s3(
             backend=backend, config=context.s3_config(), **context.ranged_options(backend)
         )
@@ -204,6 +220,7 @@ PEERS: Dict[str, str] = {
     "iopath": "torchdata-iopath",
     "s3fileloader": "torchdata-s3fileloader",
     "awscli": "webdataset-awscli",
+    "pipe": "webdataset-awscli",
     "s3torchconnector": "s3torchconnector-tarfile",
     "local": "torchdata-fileopener",
 }
@@ -258,11 +275,13 @@ def build_dataset(name: str, context: MethodContext) -> Iterable:
 
 
 def decoded_sample(sample: Dict[str, Any], decoder: str) -> Dict[str, Any]:
-    """``decode_png_pair(sample, decoder=decoder)``, keeping the encoded size of the sample's bytes in
-    ``ENCODED_BYTES``."""
-    from ...samples.decode import decode_png_pair
+    """``decode_png_pair(sample, decoder=decoder)``, or ``decode_sample`` for ``DECODE_SAMPLES``, keeping the
+    encoded size of the sample's bytes in ``ENCODED_BYTES``."""
+    from ...samples.decode import decode_png_pair, decode_sample
 
     encoded = sum(len(value) for value in sample.values() if isinstance(value, (bytes, bytearray)))
+    if decoder == DECODE_SAMPLES:
+        return {**decode_sample(sample, handlers=SAMPLES_HANDLERS), ENCODED_BYTES: encoded}
     return {**decode_png_pair(sample, decoder=decoder), ENCODED_BYTES: encoded}
 
 

@@ -148,7 +148,10 @@ def comparison_lines(rows: Sequence[Dict[str, Any]], decoders: Optional[Dict[str
                      f"peak RSS {row['peak_rss_mb']:.0f} MB")
     for row in (decoders or {}).get("rows", []):
         if row["ratio_to_pil"] is not None and row["decoder"] != PIL_BASELINE:
-            lines.append(f"decode_png_pair(decoder={row['decoder']!r}): {row['ratio_to_pil']:.2f}x the pairs/s of plain PIL")
+            decoder = str(row["decoder"])
+            what = (f"decode_samples on JPEGs ({decoder})" if decoder.startswith("jpeg")
+                    else f"decode_png_pair(decoder={decoder!r})")
+            lines.append(f"{what}: {row['ratio_to_pil']:.2f}x the pairs/s of plain PIL")
     for row in rows:
         if (row["method"] == AUTO_BACKEND and row.get("decoder", NO_DECODE) != NO_DECODE and row.get("num_workers")
                 and row.get("ratio_to_zero_workers") is not None):
