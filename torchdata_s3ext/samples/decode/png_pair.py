@@ -6,19 +6,11 @@ from torchdata.datapipes import functional_datapipe
 from torchdata.datapipes.iter import IterDataPipe
 
 from ..policy import ErrorCounts, check_on_error, handle_data_error, with_message
-from .failures import GIVE_UP_AFTER, FailureWatch, check_give_up_after
+from .failures import GIVE_UP_AFTER, BadSample, check_give_up_after, decoded_under_policy
 from .fields import MissingFieldError, describe_field, field_named
 from .png_decoders import MAX_PIXELS, check_decoder_name, check_max_pixels, decode_png
 
 __all__ = ["PngPairDecoderIterDataPipe", "decode_png_pair"]
-
-
-class _BadSample(Exception):
-    """Bad data in a sample: the error to report and its kind in :class:`ErrorCounts`."""
-
-    def __init__(self, error: Exception, kind: str) -> None:
-        super().__init__(error)
-        self.error, self.kind = error, kind
 
 
 def _pair_fields(sample: Dict[str, Any], image_key: str, label_key: str) -> Tuple[str, str]:
@@ -31,7 +23,7 @@ def _pair_fields(sample: Dict[str, Any], image_key: str, label_key: str) -> Tupl
         except MissingFieldError as error:
             missing.append(error)
     if missing:
-        raise _BadSample(missing[0], "incomplete_samples")
+        raise BadSample(missing[0], "incomplete_samples")
     image_field, label_field = found
     if image_field == label_field:
         raise ValueError(f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r}: image and label keys both "
@@ -42,7 +34,7 @@ def _pair_fields(sample: Dict[str, Any], image_key: str, label_key: str) -> Tupl
 def _decode_pair(
     sample: Dict[str, Any], image_key: str, label_key: str, decoder: str, max_pixels: Optional[int]
 ) -> Dict[str, Any]:
-    """The decoded copy of ``sample``; raises :class:`_BadSample` for bad data, the errors of
+    """The decoded copy of ``sample``; raises :class:`BadSample` for bad data, the errors of
     :func:`decode_png_pair` for the rest."""
     image_field, label_field = _pair_fields(sample, image_key, label_key)
     decoded = dict(sample)
@@ -56,7 +48,7 @@ def _decode_pair(
         except MemoryError as error:  # not bad data: the PNG was within max_pixels
             raise MemoryError(f"{describe_field(sample, field)}: {error}") from (error.__cause__ or error)
         except ValueError as error:
-            raise _BadSample(with_message(error, f"{describe_field(sample, field)}: {error}"), "corrupt_images") from None
+            raise BadSample(with_message(error, f"{describe_field(sample, field)}: {error}"), "corrupt_images") from None
     return decoded
 
 
@@ -90,7 +82,7 @@ def decode_png_pair(
     check_max_pixels(max_pixels)
     try:
         return _decode_pair(sample, image_key, label_key, decoder, max_pixels)
-    except _BadSample as bad:
+    except BadSample as bad:
         counts = error_counts if error_counts is not None else ErrorCounts()
         handle_data_error(bad.error, kind=bad.kind, on_error=on_error, error_counts=counts)
         return None
@@ -182,19 +174,11 @@ class PngPairDecoderIterDataPipe(IterDataPipe[Dict[str, Any]]):
         self.give_up_after: Optional[int] = check_give_up_after(give_up_after)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
-        watch = FailureWatch(self.give_up_after) if self.on_error != "raise" else None
-        for sample in self.source_datapipe:
-            try:
-                decoded = _decode_pair(sample, self.image_key, self.label_key, self.decoder, self.max_pixels)
-            except _BadSample as bad:
-                handle_data_error(bad.error, kind=bad.kind, on_error=self.on_error, error_counts=self.error_counts)
-                watch.failed(sample.get("__url__"), bad.error)
-                continue
-            if watch is not None:
-                watch.decoded(sample.get("__url__"))
-            yield decoded
-        if watch is not None:
-            watch.end()
+        yield from decoded_under_policy(
+            self.source_datapipe,
+            lambda sample: _decode_pair(sample, self.image_key, self.label_key, self.decoder, self.max_pixels),
+            self.on_error, self.error_counts, self.give_up_after, "decode_png_pair",
+        )
 
     def __len__(self) -> int:
         if self.on_error != "raise":  # skipped samples make the length unknown in advance

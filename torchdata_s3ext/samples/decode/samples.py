@@ -8,7 +8,7 @@ from torchdata.datapipes import functional_datapipe
 from torchdata.datapipes.iter import IterDataPipe
 
 from ..policy import ErrorCounts, check_on_error, handle_data_error, with_message
-from .failures import GIVE_UP_AFTER, FailureWatch, check_give_up_after
+from .failures import GIVE_UP_AFTER, BadSample, check_give_up_after, decoded_under_policy
 from .field_handlers import FIELD_HANDLERS, field_extension
 from .fields import describe_field
 from .images import IMAGE_EXTENSIONS, IMAGE_MODES, decode_image
@@ -217,19 +217,15 @@ class SampleDecoderIterDataPipe(IterDataPipe[Dict[str, Any]]):
         self.give_up_after: Optional[int] = check_give_up_after(give_up_after)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
-        watch = FailureWatch(self.give_up_after, "decode_samples") if self.on_error != "raise" else None
-        for sample in self.source_datapipe:
-            try:
-                decoded = decode_fields(sample, self.decoding)
-            except ValueError as error:
-                handle_data_error(error, kind="corrupt_images", on_error=self.on_error, error_counts=self.error_counts)
-                watch.failed(sample.get("__url__"), error)
-                continue
-            if watch is not None:
-                watch.decoded(sample.get("__url__"))
-            yield decoded
-        if watch is not None:
-            watch.end()
+        yield from decoded_under_policy(
+            self.source_datapipe, self._decode_one, self.on_error, self.error_counts, self.give_up_after, "decode_samples"
+        )
+
+    def _decode_one(self, sample: Dict[str, Any]) -> Dict[str, Any]:
+        try:
+            return decode_fields(sample, self.decoding)
+        except ValueError as error:  # bad data, named by decode_fields
+            raise BadSample(error, "corrupt_images") from None
 
     def __len__(self) -> int:
         if self.on_error != "raise":  # skipped samples make the length unknown in advance
