@@ -131,14 +131,14 @@ class PooledParts(PartSource):
     stream's first read it is the empty part the reader starts with); the others are wholly in it, so the
     read's own result is at least as large as the extra buffers. Those are let go once given back.
 
-    A buffer the reader is done with waits on the free list for the next part; once every part of the
-    object has been requested, it goes to the process's spare buffers instead, for the next stream (a seek
+    A buffer the reader is done with waits on the free list for the next part; once every part up to ``end``
+    (the end of the reader's byte range) has been requested, it goes to the process's spare buffers instead, for the next stream (a seek
     back takes them from there again).
     """
 
-    def __init__(self, fetch_into: Callable[[int, memoryview], None], size: int, part_size: int, concurrency: int) -> None:
+    def __init__(self, fetch_into: Callable[[int, memoryview], None], end: int, part_size: int, concurrency: int) -> None:
         self._fetch_into = fetch_into
-        self._size = size
+        self._end = end  # where the reader's byte range ends: the object's end, or before
         self._part_size = part_size
         self._most = concurrency + 1
         self.lent = 0  # buffers this stream took from the spares and has not let go of
@@ -150,7 +150,7 @@ class PooledParts(PartSource):
         buffer = self._lend()
         if buffer is None:
             return None
-        self._all_requested = end >= self._size
+        self._all_requested = end >= self._end
         return functools.partial(self._fill, start, memoryview(buffer)[: end - start])
 
     def release(self, data: PartData) -> None:

@@ -1,8 +1,18 @@
 """The registry of ``open_s3`` backends: each opens one URL and returns a readable binary stream.
 
-A backend is a module with ``open_url(url: str, config: S3Config, **options) -> BinaryIO``; adding a
-backend is adding a module and a line in ``BACKENDS``. Modules are imported on first use, so a missing
-optional library only affects its own backend.
+A backend is a module with ``open_url(url: str, config: S3Config, <its options>, *, start: int = 0,
+end: Optional[int] = None) -> BinaryIO``; adding a backend is adding a module and a line in ``BACKENDS``.
+Modules are imported on first use, so a missing optional library only affects its own backend.
+
+Every backend opens a byte range: the stream is bytes ``start .. end-1`` of the object (``end=None``, or an
+``end`` past the object: to its end; a ``start`` at or past the end: an empty stream); a negative ``start``
+or ``end``, or ``start > end``, is a ``ValueError`` naming the URL, raised before any request. ``start`` and
+``end`` are keyword-only and not user options (``open_s3`` does not list them). The ranged backends
+(``ranged=True``: boto3, fsspec, iopath) and ``local`` and ``s3fileloader`` give a seekable stream at the
+object's offsets: ``tell()`` is ``start`` at first, reads end at ``end``, ``SEEK_END`` counts from ``end``,
+and a seek before ``start`` is a ``ValueError``. The others (awscli, s3torchconnector, pipe) are forward-only.
+What each one requests is in ``docs/backends.md``: nothing outside the range, but for ``s3fileloader`` (the
+whole object) and ``pipe`` (the command's output from its first byte).
 """
 import importlib
 from typing import BinaryIO, Callable, Dict, NamedTuple, Tuple

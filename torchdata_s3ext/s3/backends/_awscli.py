@@ -14,7 +14,8 @@ leaves it out of every command with a streaming ``outfile``). So the key goes th
 it is: ``--key=file:///dev/stdin``, its stdin a pipe that carries the key's UTF-8 bytes (the CLI reads the file
 once and never expands what it read; ``PYTHONUTF8=1`` makes it decode them as UTF-8; a ``"\\r"`` would become
 ``"\\n"`` in its text-mode read, so such a key is refused). Bucket and range travel as
-``--bucket=NAME`` and ``--range=bytes=N-``, which no prefix can start. The command is a list for ``Popen``:
+``--bucket=NAME`` and ``--range=bytes=N-`` (``bytes=N-M`` for a byte range that ends before the object does),
+which no prefix can start. The command is a list for ``Popen``:
 no shell sees a key or a URL."""
 import io
 import os
@@ -30,7 +31,7 @@ from ..clients import aws_cli_options, credential_env
 from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, translate_report
 from ..objects import ObjectHead, head_object
 from ..stats import process_stats
-from ..streams import ChunkReader, ResumingReader, buffered
+from ..streams import ChunkReader, ResumingReader, buffered, check_range, clamp_range, empty_range, is_whole
 from ..url import parse_s3_url
 
 __all__ = ["open_url", "find_aws_command", "key_bytes"]
@@ -74,12 +75,13 @@ def key_bytes(url: str) -> bytes:
 
 def _command(
     url: str, offset: int, body_path: str, config: S3Config, aws_command: str, extra_args: Sequence[str],
-    etag: Optional[str] = None,
+    etag: Optional[str] = None, end: Optional[int] = None,
 ) -> List[str]:
+    """The CLI's command that writes bytes ``offset .. end-1`` (``end=None``: to the object's end) to ``body_path``."""
     location = parse_s3_url(url)
     command = [aws_command, "s3api", "get-object", f"--bucket={location.bucket}", "--key=file:///dev/stdin"]
-    if offset:
-        command.append(f"--range=bytes={offset}-")
+    if offset or end is not None:
+        command.append(f"--range=bytes={offset}-{'' if end is None else end - 1}")
     if etag:
         command.append(f"--if-match={etag}")  # every GET of the stream reads the version the HEAD saw
     command.append(body_path)
@@ -102,7 +104,9 @@ def cli_report(stderr: str, returncode: int) -> ClientReport:
 
 def _open_process(
     url: str, offset: int, config: S3Config, aws_command: Optional[str], extra_args: Sequence[str], head: ObjectHead,
+    end: int,
 ) -> io.RawIOBase:
+    """The CLI's run that streams bytes ``offset .. end-1``, checked to deliver them all."""
     env = dict(os.environ, **credential_env(config), AWS_MAX_ATTEMPTS=str(config.max_attempts), PYTHONUTF8="1")
     aws = aws_command or find_aws_command()
     # The key goes through the CLI's stdin (see the module's docstring); it fits in the pipe's buffer.
@@ -112,7 +116,8 @@ def _open_process(
         key_pipe.write(key)
     # get-object prints its JSON answer on stdout, so the body goes to a pipe of its own.
     body_read, body_write = os.pipe()
-    command = _command(url, offset, f"/dev/fd/{body_write}", config, aws, extra_args, head.etag)
+    command = _command(url, offset, f"/dev/fd/{body_write}", config, aws, extra_args, head.etag,
+                       None if end >= head.size else end)
     process_stats().add(gets=1)  # the CLI's own retries (AWS_MAX_ATTEMPTS) are not seen
     try:
         process = subprocess.Popen(
@@ -154,18 +159,28 @@ def _open_process(
         process.wait()
         stdout.close()
 
-    return ChunkReader(url, read_chunk, close=close, expected_size=head.size - offset)
+    return ChunkReader(url, read_chunk, close=close, expected_size=end - offset)
 
 
 def open_url(
-    url: str, config: S3Config, aws_command: Optional[str] = None, extra_args: Sequence[str] = (), buffer_size: int = 1 << 20
+    url: str, config: S3Config, aws_command: Optional[str] = None, extra_args: Sequence[str] = (), buffer_size: int = 1 << 20,
+    *, start: int = 0, end: Optional[int] = None,
 ) -> BinaryIO:
     """Stream ``url`` from the CLI. One HEAD first (through boto3) gives the object's size, against which each
     CLI run's body is checked, and its ETag, which pins every run to that version (``--if-match``): the CLI
-    itself tells the ETag only once a GET has finished, too late for a read resumed after a cut."""
+    itself tells the ETag only once a GET has finished, too late for a read resumed after a cut.
+
+    ``start``/``end``: the CLI asks for bytes ``start .. end-1`` only (``--range``), and a run resumed after a
+    cut for the rest of them; forward-only, not seekable. An empty range runs no CLI."""
+    check_range(url, start, end)
     key_bytes(url)  # a key the CLI cannot take is refused before any request
     head = head_object(url, config)
+    whole = is_whole(start, end)
+    start, end = clamp_range(start, end, head.size)
+    if start == end and not whole:  # an empty object read whole still runs the CLI, as it always did
+        return empty_range(url, start)  # type: ignore[return-value]
     resuming = ResumingReader(
-        url, lambda offset: _open_process(url, offset, config, aws_command, extra_args, head), config.max_attempts
+        url, lambda offset: _open_process(url, offset, config, aws_command, extra_args, head, end), config.max_attempts,
+        start=start,
     )
     return buffered(resuming, buffer_size)  # type: ignore[return-value]

@@ -1,5 +1,8 @@
 """Backend ``boto3`` (and ``auto``): the object as consecutive ranged GETs, several in flight, each retried
-and resumed from the byte it reached, checked against the object's size and pinned to its ETag."""
+and resumed from the byte it reached, checked against the object's size and pinned to its ETag.
+
+With ``start``/``end`` the GETs cover bytes ``start .. end-1`` only; the first one starts at ``start`` and
+tells the object's size (a ``start`` at or past the end costs one HEAD instead, for the size)."""
 import threading
 from typing import Any, BinaryIO, Optional
 
@@ -7,8 +10,10 @@ from ..._config import S3Config
 from ..clients import boto3_client
 from ..compat import http_response_of
 from ..errors import ShortRead, botocore_errors_translated
+from ..objects import head_object
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from ..retry import call_with_retries
+from ..streams import check_range, is_whole
 from ..url import S3Location, parse_s3_url
 
 __all__ = ["open_url"]
@@ -24,6 +29,7 @@ class _ObjectParts:
         self.client = boto3_client(config, retries=False)
         self.etag: Optional[str] = None
         self.first_response: Any = None
+        self.first_start = 0  # where the opening GET (first_response) starts
         self._first_lock = threading.Lock()
 
     def get(self, start: int, end: Optional[int]) -> Any:
@@ -38,7 +44,7 @@ class _ObjectParts:
         """Fill ``buffer`` with the bytes from ``start`` on; a cut or short body is resumed from the byte it reached."""
         size = len(buffer)
         received = 0
-        response = self._take_first_response(size) if start == 0 else None
+        response = self._take_first_response(size) if start == self.first_start else None
 
         def read_rest() -> None:
             nonlocal received, response
@@ -58,9 +64,10 @@ class _ObjectParts:
         call_with_retries(self.url, self.config.max_attempts, read_rest, position=lambda: start + received)
 
     def _take_first_response(self, size: int) -> Any:
-        """The answer to the opening GET (``first_response``, bytes ``0..part_size-1``), once, for the first
-        fetch of part 0: its body is read on the pool while the parts after it are already on their way."""
-        with self._first_lock:  # one fetch only may take it (a seek back can ask for part 0 again)
+        """The answer to the opening GET (``first_response``, ``part_size`` bytes from ``first_start``), once,
+        for the first fetch of the first part: its body is read on the pool while the parts after it are
+        already on their way."""
+        with self._first_lock:  # one fetch only may take it (a seek back can ask for the first part again)
             response, self.first_response = self.first_response, None
         if response is not None and _range_length(response) != size:
             response["Body"].close()  # not the part asked for
@@ -70,26 +77,37 @@ class _ObjectParts:
 
 def open_url(
     url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY,
-    verify_etag: bool = False,
+    verify_etag: bool = False, *, start: int = 0, end: Optional[int] = None,
 ) -> BinaryIO:
     """Open ``url`` for streaming; ``part_size`` bytes per GET, ``concurrency`` GETs in flight; with
-    ``verify_etag``, the content is checked against an ETag that is a plain MD5 before the last part is read."""
+    ``verify_etag``, the content is checked against an ETag that is a plain MD5 before the last part is read
+    (a whole object only). ``start``/``end``: bytes ``start .. end-1`` only, at the object's offsets (see
+    :class:`~torchdata_s3ext.s3.ranged.RangedReader`)."""
+    check_range(url, start, end)
     parts = _ObjectParts(url, parse_s3_url(url), config)
+    if end is not None and end == start:  # no byte to GET: a HEAD tells the object is there, and its size
+        head = head_object(url, config)
+        return RangedReader(url, head.size, fetch_into=parts.fetch_into, start=start, end=end)  # type: ignore[return-value]
+    first_end = start + part_size if end is None else min(start + part_size, end)
     try:
-        first = call_with_retries(url, config.max_attempts, lambda: parts.get(0, part_size))
+        first = call_with_retries(url, config.max_attempts, lambda: parts.get(start, first_end))
     except OSError as error:
         if "InvalidRange" not in str(error):
             raise
-        return RangedReader(url, 0, fetch_into=parts.fetch_into)  # type: ignore[return-value]  # an empty object
+        # an empty object (as before: no more requests), or a start at or past the end (a HEAD for the size)
+        size = head_object(url, config).size if start else 0
+        return RangedReader(url, size, fetch_into=parts.fetch_into, start=start, end=end)  # type: ignore[return-value]
     content_range = first.get("ContentRange")
     if not content_range:
         raise OSError(f"{url}: the server ignored the Range header (no Content-Range in its answer)")
     size = int(content_range.rsplit("/", 1)[1])
     parts.etag = first.get("ETag")
-    parts.first_response = first  # its body is read as part 0, on the pool, while the next parts are requested
-    content_md5 = _plain_md5(first) if verify_etag else None
+    parts.first_start = start
+    parts.first_response = first  # its body is read as the first part, on the pool, while the next are requested
+    content_md5 = _plain_md5(first) if verify_etag and is_whole(start, end, size) else None
     return RangedReader(  # type: ignore[return-value]
         url, size, part_size=part_size, concurrency=concurrency, content_md5=content_md5, fetch_into=parts.fetch_into,
+        start=start, end=end,
     )
 
 

@@ -10,13 +10,14 @@ s3fs itself would retry (``s3fs.core.S3_RETRYABLE_ERRORS``), each raised here as
 :class:`~torchdata_s3ext.s3.errors.TransientError` naming the URL, for our retry loop.
 """
 import errno
-from typing import Any, BinaryIO, Callable, TypeVar
+from typing import Any, BinaryIO, Callable, Optional, TypeVar
 
 from ..._config import S3Config
 from ..clients import VersionPin, s3fs_filesystem
 from ..errors import TransientError, botocore_errors_translated, translate_client_error
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from ..retry import call_with_retries
+from ..streams import check_range
 from ..url import parse_s3_url
 
 __all__ = ["open_url"]
@@ -59,7 +60,13 @@ def _named(url: str, config: S3Config, operation: Callable[[], T]) -> T:
         raise builtin(error.errno, error.strerror or str(error) or type(error).__name__, url) from error
 
 
-def open_url(url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY) -> BinaryIO:
+def open_url(
+    url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY, *,
+    start: int = 0, end: Optional[int] = None,
+) -> BinaryIO:
+    """One HEAD (s3fs's ``info``: size and ETag), then ``cat_file`` parts of bytes ``start .. end-1``, at the
+    object's offsets (see :class:`~torchdata_s3ext.s3.ranged.RangedReader`)."""
+    check_range(url, start, end)
     location = parse_s3_url(url)
     path = f"{location.bucket}/{location.key}"
     filesystem = s3fs_filesystem(config)
@@ -73,4 +80,4 @@ def open_url(url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, con
 
         return call_with_retries(url, config.max_attempts, lambda: _named(url, config, fetch_once))
 
-    return RangedReader(url, info["size"], fetch, part_size, concurrency)  # type: ignore[return-value]
+    return RangedReader(url, info["size"], fetch, part_size, concurrency, start=start, end=end)  # type: ignore[return-value]

@@ -1,7 +1,7 @@
 """Backend ``iopath``: iopath's ``S3PathHandler``, given our client so it needs no AWS profile; the object
 read as iopath's ranged reads, several in flight, every one pinned to the ETag of iopath's opening GET (a
 part of another version fails with "the object changed while it was read")."""
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Optional
 
 from ..._config import S3Config
 from ..clients import VersionPin, iopath_path_manager
@@ -9,17 +9,22 @@ from ..compat import iopath_read_range
 from ..errors import botocore_errors_translated
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from ..retry import call_with_retries
+from ..streams import check_range
 from ..url import parse_s3_url
 
 __all__ = ["open_url"]
 
 
 def open_url(
-    url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY, **open_kwargs: Any
+    url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY, *,
+    start: int = 0, end: Optional[int] = None, **open_kwargs: Any
 ) -> BinaryIO:
     """Open with iopath's chunked reader (``S3ChunkReadIO``, not its whole-object download) and read the object
     as iopath's ranged reads of ``part_size`` bytes, ``concurrency`` in flight, each retried on a transient
-    fault, like the ``fsspec`` backend (see ``ranged.py``): seekable, so ``load_from_tar()`` reads members whole."""
+    fault, like the ``fsspec`` backend (see ``ranged.py``): seekable, so ``load_from_tar()`` reads members whole.
+    ``start``/``end``: the ranged reads cover bytes ``start .. end-1`` only, at the object's offsets (iopath's
+    opening GET asks for the whole object, but iopath reads only its length, never its body)."""
+    check_range(url, start, end)
     parse_s3_url(url)
     pin = VersionPin()  # iopath's reader opens with a GET of the whole object: the pin learns its ETag
 
@@ -36,4 +41,4 @@ def open_url(
 
         return call_with_retries(url, config.max_attempts, read_range)
 
-    return RangedReader(url, stream.length, fetch, part_size, concurrency)  # type: ignore[return-value]
+    return RangedReader(url, stream.length, fetch, part_size, concurrency, start=start, end=end)  # type: ignore[return-value]

@@ -25,17 +25,21 @@ Where we differ from webdataset, and why:
   at once, to the ``on_error`` policy of the pipes downstream.
 - ``S3Config`` is not used (endpoint, credentials, ``max_attempts``): the command reaches what it reaches
   with its own options and the environment it inherits. Request counts see only the bytes received.
+- A byte range (``start``/``end``) cannot reach a command's stdout: the command still writes from its first
+  byte, the ``start`` bytes before the range are read and dropped (and counted as received), and the stream
+  ends at ``end``, where the command is stopped by ``close()`` without its exit status being read. Output
+  that ends before ``end`` is checked as any output is.
 """
 import io
 import os
 import signal
 import subprocess
 import threading
-from typing import BinaryIO, Callable, IO
+from typing import BinaryIO, Callable, IO, Optional
 
 from ..._config import S3Config
 from ..errors import ClientReport, translate_report
-from ..streams import ChunkReader
+from ..streams import ByteRange, ChunkReader, check_range
 from ..url import pipe_command
 
 __all__ = ["open_url", "exit_description"]
@@ -95,7 +99,7 @@ class _CommandStream(io.BufferedReader):
     """The command's output behind a buffer, with ``command`` and the shell's ``pid``; ``close()`` stops the
     command before it takes the buffer's lock, so that a read blocked in another thread returns."""
 
-    def __init__(self, raw: ChunkReader, buffer_size: int, stop: Callable[[], None], command: str, pid: int) -> None:
+    def __init__(self, raw: io.RawIOBase, buffer_size: int, stop: Callable[[], None], command: str, pid: int) -> None:
         super().__init__(raw, buffer_size)
         self._stop = stop
         self.command = command
@@ -107,9 +111,13 @@ class _CommandStream(io.BufferedReader):
         super().close()
 
 
-def open_url(url: str, config: S3Config, buffer_size: int = 1 << 20) -> BinaryIO:
+def open_url(
+    url: str, config: S3Config, buffer_size: int = 1 << 20, *, start: int = 0, end: Optional[int] = None,
+) -> BinaryIO:
     """Start the command of ``pipe:COMMAND`` through the shell and stream its stdout, behind ``buffer_size``
-    bytes of buffer. ``config`` is ignored (see the module's docstring): the command is the user's."""
+    bytes of buffer. ``config`` is ignored (see the module's docstring): the command is the user's.
+    ``start``/``end``: bytes ``start .. end-1`` of the output, the ones before read and dropped; forward-only."""
+    check_range(url, start, end)
     command = pipe_command(url)
     try:
         # Unbuffered pipes: the one buffer is ours. A session of its own, so close() can stop every process in it.
@@ -148,4 +156,5 @@ def open_url(url: str, config: S3Config, buffer_size: int = 1 << 20) -> BinaryIO
         stdout.close()
 
     reader = ChunkReader(url, read_chunk, close=close)
-    return _CommandStream(reader, buffer_size, stop, command, process.pid)  # type: ignore[return-value]
+    raw = reader if start == 0 and end is None else ByteRange(url, reader, start, end)
+    return _CommandStream(raw, buffer_size, stop, command, process.pid)  # type: ignore[return-value]

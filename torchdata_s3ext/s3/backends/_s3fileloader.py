@@ -27,6 +27,7 @@ from ..errors import (
 from ..objects import head_object
 from ..retry import call_with_retries
 from ..stats import process_stats
+from ..streams import ByteRange, check_range, clamp_range, empty_range, is_empty, is_whole
 from ..url import S3Location, parse_s3_url
 
 __all__ = ["check_key", "open_url"]
@@ -67,12 +68,21 @@ def check_key(url: str) -> S3Location:
     return location
 
 
-def open_url(url: str, config: S3Config, request_timeout_ms: int = -1) -> BinaryIO:
+def open_url(
+    url: str, config: S3Config, request_timeout_ms: int = -1, *, start: int = 0, end: Optional[int] = None,
+) -> BinaryIO:
     """The object, downloaded whole by torchdata's native handler. ``request_timeout_ms=-1`` leaves the
     native client its own timeout, as ``S3FileLoader`` does (passing ``S3Config.read_timeout`` there made
-    downloads slower); a download that timeout cuts short fails the size check and is retried."""
+    downloads slower); a download that timeout cuts short fails the size check and is retried.
+
+    ``start``/``end``: the handler has no ranged read, so the whole object is still downloaded (and counted),
+    then bytes ``start .. end-1`` of it are the stream, uncopied, at the object's offsets and seekable within
+    them; only an empty range (``start == end``) skips the download."""
+    check_range(url, start, end)
     check_key(url)  # a key the native handler would rewrite is refused before any request
     expected_size = head_object(url, config).size
+    if is_empty(start, end, expected_size) and not is_whole(start, end):
+        return empty_range(url, start)  # type: ignore[return-value]
     handler = native_s3_handler(config, request_timeout_ms, ALTERNATIVES)
     settings = credential_env(config)
 
@@ -93,4 +103,7 @@ def open_url(url: str, config: S3Config, request_timeout_ms: int = -1) -> Binary
             raise ShortRead(f"{url}: torchdata's S3 handler returned {len(data)} of {expected_size} bytes")
         return data
 
-    return io.BytesIO(call_with_retries(url, config.max_attempts, read_whole_object))
+    whole = io.BytesIO(call_with_retries(url, config.max_attempts, read_whole_object))
+    if is_whole(start, end):
+        return whole
+    return ByteRange(url, whole, *clamp_range(start, end, expected_size), seekable=True)  # type: ignore[return-value]

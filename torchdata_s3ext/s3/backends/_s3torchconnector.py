@@ -27,7 +27,7 @@ from ..compat import crt_object_stream
 from ..environ import scoped_environ
 from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, TransientError, translate_client_error, translate_report
 from ..stats import process_stats
-from ..streams import ChunkReader, ResumingReader, buffered
+from ..streams import ChunkReader, ResumingReader, buffered, check_range, clamp_range, empty_range, is_whole
 from ..url import S3Location, parse_s3_url
 
 __all__ = ["open_url", "crt_report"]
@@ -164,35 +164,44 @@ def _head_error(url: str, config: S3Config, client: Any, location: S3Location, e
     return translated  # the bucket is there (or cannot be listed): the key is what is missing
 
 
-def open_url(url: str, config: S3Config, part_size: int = 8 << 20, buffer_size: int = 1 << 20) -> BinaryIO:
-    """Stream ``url`` from the CRT's part stream; a cut stream resumes with a GET from the byte reached."""
+def open_url(
+    url: str, config: S3Config, part_size: int = 8 << 20, buffer_size: int = 1 << 20, *, start: int = 0,
+    end: Optional[int] = None,
+) -> BinaryIO:
+    """Stream ``url`` from the CRT's part stream; a cut stream resumes with a GET from the byte reached.
+    ``start``/``end``: the CRT's GET covers bytes ``start .. end-1`` only; forward-only, not seekable. An empty
+    range makes only the HEAD."""
+    check_range(url, start, end)
     location = parse_s3_url(url)
     client = crt_client(config, part_size)
     try:
         # The native client reads credentials from the environment when it signs; give it ours.
         with scoped_environ(credential_env(config)):
             head = client.head_object(location.bucket, location.key)
-        size = head.size
         process_stats().add(heads=1)
     except Exception as error:
         raise _head_error(url, config, client, location, error)
+    whole = is_whole(start, end)
+    start, end = clamp_range(start, end, head.size)
+    if start == end and not whole:  # an empty object read whole still makes its GET, as it always did
+        return empty_range(url, start)  # type: ignore[return-value]
 
     def open_at(offset: int) -> ChunkReader:
         # The CRT splits one GET into ranged GETs of ``part_size``; counted as such, not seen one by one.
-        process_stats().add(gets=max(1, -(-(size - offset) // part_size)))
+        process_stats().add(gets=max(1, -(-(end - offset) // part_size)))
 
         def open_parts() -> Iterator[bytes]:
             env = credential_env(config)
             if not env:  # nothing to set: no need to hold the environment's lock while the first part is awaited
-                return iter(crt_object_stream(client, location.bucket, location.key, offset, size))
+                return iter(crt_object_stream(client, location.bucket, location.key, offset, end))
             # (With credentials of S3Config's own, a stall before the first part holds that lock, and a
             # resumed GET waits for it: the timeout fires, the resume waits for the CRT's own.)
             with scoped_environ(env):
-                return iter(crt_object_stream(client, location.bucket, location.key, offset, size))
+                return iter(crt_object_stream(client, location.bucket, location.key, offset, end))
 
         parts = _PartQueue(open_parts)
         pending = memoryview(b"")
-        version_unchecked = offset > 0  # a resumed GET: is it still the object we started?
+        version_unchecked = offset > start  # a resumed GET: is it still the object we started?
 
         def read_chunk(size_wanted: int) -> bytes:
             nonlocal pending, version_unchecked
@@ -212,7 +221,7 @@ def open_url(url: str, config: S3Config, part_size: int = 8 << 20, buffer_size: 
             chunk, pending = pending[:size_wanted], pending[size_wanted:]
             return chunk.tobytes()
 
-        return ChunkReader(url, read_chunk, close=parts.close, expected_size=size - offset)
+        return ChunkReader(url, read_chunk, close=parts.close, expected_size=end - offset)
 
     def _check_version(offset: int) -> None:
         try:
@@ -224,4 +233,4 @@ def open_url(url: str, config: S3Config, part_size: int = 8 << 20, buffer_size: 
         if now.etag != head.etag:
             raise translate_client_error(url, "PreconditionFailed", f"ETag {head.etag} at open, {now.etag} on resuming at byte {offset}")
 
-    return buffered(ResumingReader(url, open_at, config.max_attempts), buffer_size)  # type: ignore[return-value]
+    return buffered(ResumingReader(url, open_at, config.max_attempts, start=start), buffer_size)  # type: ignore[return-value]
