@@ -30,11 +30,13 @@ import torchdata.datapipes  # noqa: E402,F401
 from ._config import S3Config
 from ._version import __version__
 from .epochs import (
+    CheckpointMismatch,
     ExactlyOnceReadingService,
     RankEqualizer,
     ReaderShardingIterDataPipe,
     SampleShufflerIterDataPipe,
     ShardShufflerIterDataPipe,
+    merge_states,
     reading_service,
 )
 from .pipeline import wds_pipe
@@ -65,6 +67,7 @@ SampleDecoder = SampleDecoderIterDataPipe
 PipeModeChannel = PipeModeChannelIterDataPipe
 
 __all__ = [
+    "CheckpointMismatch",
     "DataErrorWarning",
     "ErrorCounts",
     "ExactlyOnceReadingService",
@@ -95,6 +98,7 @@ __all__ = [
     "decode_sample",
     "group_by_keys",
     "list_shards",
+    "merge_states",
     "reading_service",
     "sagemaker_pipe",
     "split_member_name",

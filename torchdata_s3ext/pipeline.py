@@ -95,8 +95,8 @@ def wds_pipe(
         pipe = pipe.load_from_tar().group_wds_samples(on_error=on_error, error_counts=error_counts)
     else:
         pipe = pipe.load_wds_shards(on_error=on_error, error_counts=error_counts)
-    if shuffle and shuffle_buffer > 1:
-        pipe = pipe.shuffle_samples(buffer_size=shuffle_buffer, seed=seed)
+    # Always there, also without shuffling: it is where the pipe is checkpointed (state_dict / load_state_dict).
+    pipe = pipe.shuffle_samples(buffer_size=shuffle_buffer if shuffle else 1, seed=seed, shuffle=shuffle)
     if decode == "samples":
         pipe = pipe.decode_samples(on_error=on_error, error_counts=error_counts)
     elif decode:

@@ -1,7 +1,7 @@
 """Readers: ``shard_across_readers`` splits shard URLs over ranks x DataLoader workers, and the helpers that
 find or change which reader a pipe is (``instance_id`` of ``num_of_instances``)."""
 import warnings
-from typing import Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch.utils.data.datapipes.iter.sharding import SHARDING_PRIORITIES, ShardingFilterIterDataPipe
@@ -10,7 +10,10 @@ from torch.utils.data.graph_settings import get_all_graph_pipes
 from torchdata.datapipes import functional_datapipe
 from torchdata.datapipes.iter import IterDataPipe
 
-__all__ = ["ReaderShardingIterDataPipe", "preflight_warning", "reader_of", "split_over_workers_only"]
+from ..samples.positions import ShardSlice
+from .checkpoint import check_fits, resumed_items, shards_digest
+
+__all__ = ["ReaderShardingIterDataPipe", "preflight_warning", "reader_of", "sharding_of", "split_over_workers_only"]
 
 
 def preflight_warning(num_shards: int, num_readers: int, layout: str = "ranks x workers") -> Optional[str]:
@@ -33,6 +36,11 @@ class ReaderShardingIterDataPipe(ShardingFilterIterDataPipe):
     ``torch.utils.data.DataLoader``, ``DataLoader2`` and :class:`ExactlyOnceReadingService` tell it which reader
     it is (``apply_sharding``), exactly like torch's ``sharding_filter``, which it replaces for shard lists.
 
+    The URLs it yields are :class:`~torchdata_s3ext.samples.positions.ShardSlice` strings, numbered in this
+    reader's work for the epoch, so that a checkpoint can say what is left of it; a pass resumed from a
+    checkpoint (``shuffle_samples().load_state_dict``) yields what was left instead of a whole share. Items
+    that are not strings pass as they are.
+
     Args:
         source_datapipe: shard URLs, the same list in the same order in every reader
 
@@ -48,6 +56,10 @@ class ReaderShardingIterDataPipe(ShardingFilterIterDataPipe):
         super().__init__(source_datapipe)
         #: ``world_size`` when every rank reads every shard (:func:`split_over_workers_only`), else 1
         self.ignore_world_size = 1
+        #: ``(count, digest)`` of the shard list of the latest pass
+        self.epoch_shards: Optional[Tuple[int, str]] = None
+        self.items: List[ShardSlice] = []
+        self._plan: Optional[Tuple[Dict[str, Any], Optional[int]]] = None
 
     def apply_sharding(
         self, num_of_instances: int, instance_id: int, sharding_group: SHARDING_PRIORITIES = SHARDING_PRIORITIES.DEFAULT
@@ -59,11 +71,28 @@ class ReaderShardingIterDataPipe(ShardingFilterIterDataPipe):
 
     def __iter__(self) -> Iterator[str]:
         shard_urls = list(self.source_datapipe)
-        if self.instance_id == 0:
+        if self.instance_id == 0 and self._plan is None:
             message = preflight_warning(len(shard_urls), self.num_of_instances, _reader_layout(self.num_of_instances))
             if message:
                 warnings.warn(message, stacklevel=2)
-        yield from shard_urls[self.instance_id :: self.num_of_instances]
+        self.epoch_shards = (len(shard_urls), shards_digest(shard_urls))
+        plan, self._plan = self._plan, None
+        if plan is None:
+            share = shard_urls[self.instance_id :: self.num_of_instances]
+            # URLs are numbered for checkpoints; anything else (the pipe also shards other items) passes as it is.
+            items = [ShardSlice.of(url, item) if isinstance(url, str) else url for item, url in enumerate(share)]
+        else:
+            state, seed = plan
+            check_fits(state, seed=seed, shards=self.epoch_shards)
+            items = resumed_items(state, shard_urls, (self.instance_id, self.num_of_instances))
+        #: this pass's work, numbered: what a checkpoint says is left of
+        self.items: List[ShardSlice] = items
+        yield from items
+
+    def resume_from(self, state: Dict[str, Any], seed: Optional[int]) -> None:
+        """Make the next pass read what checkpoint ``state`` (of a pipe with ``seed``) left of its epoch, this
+        reader's share of it, instead of a whole share (``shuffle_samples`` calls it)."""
+        self._plan = (state, seed)
 
 
 def _reader_layout(num_readers: int) -> str:
@@ -79,6 +108,14 @@ def reader_of(datapipe: IterDataPipe) -> Tuple[int, int]:
         if isinstance(pipe, ShardingFilterIterDataPipe):
             return pipe.instance_id, pipe.num_of_instances
     return 0, 1
+
+
+def sharding_of(datapipe: IterDataPipe) -> Optional[ReaderShardingIterDataPipe]:
+    """The ``shard_across_readers`` pipe upstream of ``datapipe``, or ``None``."""
+    for pipe in get_all_graph_pipes(traverse_dps(datapipe)):
+        if isinstance(pipe, ReaderShardingIterDataPipe):
+            return pipe
+    return None
 
 
 def split_over_workers_only(datapipe: IterDataPipe, world_size: int) -> None:

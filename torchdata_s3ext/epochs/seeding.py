@@ -20,7 +20,11 @@ epoch ``k``'s shard order is the same under every loader.
 import hashlib
 import os
 import random
-from typing import Any, Optional
+from typing import Any, Dict, Optional
+
+from torch.utils.data import get_worker_info
+
+from ..s3.tally import SharedTally
 
 __all__ = ["EpochSeeded", "epoch_seed"]
 
@@ -59,6 +63,16 @@ class EpochSeeded:
         self._uncounted_seedings = 0
         self._loader_seed: Optional[int] = None
         self._seeded_in_pid: Optional[int] = None
+        #: a checkpoint state to go on from, and the epoch it is of (see :meth:`_load_epoch`)
+        self._resume: Optional[Dict[str, Any]] = None
+        self._resume_epoch: Optional[int] = None
+        #: the state the epoch under way goes on from, or ``None`` for an epoch from its start
+        self._resuming: Optional[Dict[str, Any]] = None
+        #: epochs to add to the count of copies made by the main process, shared with its DataLoader workers:
+        #: a worker that loads a checkpoint of epoch ``e`` tells the copies of later epochs (see _load_epoch)
+        self._epoch_shift = SharedTally(["epochs"])
+        self._shifted = False
+        self._uncounted_at_copy = 0
 
     def set_shuffle(self, shuffle: bool = True) -> Any:
         self.shuffle = shuffle
@@ -66,6 +80,8 @@ class EpochSeeded:
 
     def set_seed(self, seed: int) -> Any:
         seed, pid = int(seed), os.getpid()
+        if pid != self._seeded_in_pid:
+            self._uncounted_at_copy = self._uncounted_seedings  # what this process's copy brought along
         worker_reapplying = pid != self._seeded_in_pid and seed == self._loader_seed
         if not worker_reapplying:
             self._uncounted_seedings += 1
@@ -76,6 +92,35 @@ class EpochSeeded:
         """Called at the start of every ``__iter__``, shuffling or not, so that the count never falls behind."""
         self._epoch += self._uncounted_seedings // 2 + 1
         self._uncounted_seedings = 0
+        if not self._shifted:
+            self._shifted = True
+            self._epoch += self._epoch_shift.totals()["epochs"]
+        self._resuming = self._resume if self._epoch == self._resume_epoch else None
+        if self._resuming is not None and self.seed is None:
+            self._loader_seed = self._resuming["loader_seed"]  # the order the epoch was begun in
+
+    def _next_epoch(self) -> int:
+        """The epoch the next ``__iter__`` of this object (or of a copy of it made now) starts."""
+        shift = 0 if self._shifted else self._epoch_shift.totals()["epochs"]
+        return self._epoch + self._uncounted_seedings // 2 + 1 + shift
+
+    def _load_epoch(self, state: Dict[str, Any]) -> None:
+        """Make the next epoch started here, or in a copy made from here (a DataLoader worker's), the epoch
+        of checkpoint ``state``, going on from it; the epochs after it are counted on from there.
+
+        In a DataLoader worker (``StatefulDataLoader`` loads each worker's state into its copy of the pipe), the
+        main process's copy still counts the epochs it has seen in this process: worker 0 adds the difference
+        to the shared shift once, so that the copies of the following epochs are numbered on from ``state``'s.
+        """
+        worker = get_worker_info()
+        if worker is not None and worker.id == 0 and not self._shifted:
+            # The epoch the main process's count gives this copy (a worker re-seeding its copy with another
+            # seed, as StatefulDataLoader's resumed workers do, is not the main process's count).
+            counted = self._epoch + self._uncounted_at_copy // 2 + 1 + self._epoch_shift.totals()["epochs"]
+            self._epoch_shift.add({"epochs": state["epoch"] - counted})
+        self._shifted = True
+        self._epoch, self._uncounted_seedings = state["epoch"] - 1, 0
+        self._resume, self._resume_epoch = state, state["epoch"]
 
     def _epoch_seed(self, role: str, reader: object) -> int:
         """This epoch's seed for ``role`` (``"shards"``, ``"samples"``) in ``reader`` (``None``: the same in all)."""

@@ -6,22 +6,24 @@ epoch on every rank as soon as one rank runs out, silently dropping the other ra
 ``MultiProcessingReadingService``'s consumer (``communication.iter._IterateQueueDataPipes``) keeps separate
 request and response cursors over the workers, which drift apart once one worker has answered ``StopIteration``
 (uneven samples per worker): it then waits on a worker it never asked ("Can not expect any response without
-submitted request"). ``torch.utils.data.DataLoader`` handles both cases correctly, so our service drives it.
+submitted request"). ``torch.utils.data.DataLoader`` handles both cases correctly, so our service drives it,
+in torchdata's ``StatefulDataLoader`` form, whose state ``DataLoader2.state_dict()`` then holds.
 """
+import pickle
 from datetime import timedelta
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
-from torchdata.dataloader2 import ReadingServiceInterface
+from torchdata.dataloader2 import CheckpointableReadingServiceInterface
+from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.dataloader2.random import SeedGenerator
 from torchdata.datapipes.iter import IterDataPipe
 
 from .equalizer import RankEqualizer, check_equalize_mode
 from .readers import split_over_workers_only
 
-__all__ = ["ExactlyOnceReadingService", "reading_service"]
+__all__ = ["ExactlyOnceReadingService", "loader_state_of", "reading_service"]
 
 T = TypeVar("T")
 
@@ -41,7 +43,12 @@ class _ServedIterDataPipe(IterDataPipe):
         return self.service._serve()
 
 
-class ExactlyOnceReadingService(ReadingServiceInterface):
+def loader_state_of(reading_service_state: bytes) -> Any:
+    """The ``StatefulDataLoader`` state inside what :meth:`ExactlyOnceReadingService.checkpoint` returned."""
+    return pickle.loads(reading_service_state)
+
+
+class ExactlyOnceReadingService(CheckpointableReadingServiceInterface):
     r"""
     A ``DataLoader2`` reading service that delivers every sample exactly once per epoch, however the shards
     fall over workers and ranks (uneven, empty, fewer than readers), on ``torch.utils.data.DataLoader``'s
@@ -54,6 +61,11 @@ class ExactlyOnceReadingService(ReadingServiceInterface):
 
     After each epoch with ``equalize``, ``samples_dropped`` / ``samples_repeated`` on ``dataloader2.reading_service``
     (``DataLoader2`` works on a copy of the service you pass) say what this rank dropped or repeated.
+
+    Checkpoints: ``DataLoader2.state_dict()`` holds this service's state (its ``StatefulDataLoader``'s, which
+    holds each worker's pipe state), and ``DataLoader2.from_state(state, reading_service(N))`` goes on from it,
+    every sample of the epoch exactly once (see ``docs/checkpoint.md``); with ``equalize`` there is none, since
+    the equalizer holds samples back.
     """
 
     def __init__(
@@ -93,7 +105,7 @@ class ExactlyOnceReadingService(ReadingServiceInterface):
         self.samples_repeated = 0
         self.rank = 0
         self.world_size = 1
-        self._loader: Optional[DataLoader] = None
+        self._loader: Optional[StatefulDataLoader] = None
         self._loader_iter: Optional[Iterator[Any]] = None
         self._generator: Optional[torch.Generator] = None
         self._equalize_group: Optional[Any] = None
@@ -113,7 +125,7 @@ class ExactlyOnceReadingService(ReadingServiceInterface):
         if self.equalize is not None and self.world_size > 1:
             self._equalize_group = dist.new_group(backend="gloo", timeout=timedelta(seconds=self.group_timeout))
         self._generator = torch.Generator()
-        self._loader = DataLoader(
+        self._loader = StatefulDataLoader(
             datapipe,
             batch_size=None,
             num_workers=self.num_workers,
@@ -145,6 +157,21 @@ class ExactlyOnceReadingService(ReadingServiceInterface):
         finally:
             self.samples_dropped = equalizer.samples_dropped
             self.samples_repeated = equalizer.samples_repeated
+
+    def checkpoint(self) -> bytes:
+        """The loader's state (each worker's pipe state in it), for ``DataLoader2.state_dict()``."""
+        if self._loader is None:
+            raise RuntimeError("initialize() must run before checkpoint()")
+        if self._equalize_group is not None:
+            raise RuntimeError("a reading service with equalize= holds samples back and cannot be checkpointed")
+        return pickle.dumps(self._loader.state_dict())
+
+    def restore(self, datapipe: IterDataPipe, serialized_state: bytes) -> IterDataPipe:
+        """Set up as :meth:`initialize` does, the loader going on from ``serialized_state``."""
+        served = self.initialize(datapipe)
+        assert self._loader is not None
+        self._loader.load_state_dict(loader_state_of(serialized_state))
+        return served
 
     def finalize_iteration(self) -> None:
         self._loader_iter = None

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 
 __all__ = [
     "IncompatibleLibrary",
+    "checkpoints_through_datapipe_wrapper",
     "crt_object_stream",
     "crt_s3_client_class",
     "http_response_of",
@@ -24,6 +25,7 @@ KNOWN_TO_WORK = {
     "iopath": ">=0.1.10,<0.2",
     "s3torchconnector": ">=1.2,<2",
     "torchdata": "==0.9.*",
+    "torch": ">=2.0",
 }
 
 
@@ -113,3 +115,42 @@ def http_response_of(body: Any) -> Optional[Any]:
     if http_response is None or not hasattr(http_response, "readinto") or not hasattr(urllib3_response, "release_conn"):
         return None
     return urllib3_response, http_response
+
+
+def checkpoints_through_datapipe_wrapper() -> None:
+    """Let ``StatefulDataLoader`` see a pipe's ``state_dict`` / ``load_state_dict``.
+
+    torch's ``DataLoader`` (and torchdata 0.9's ``StatefulDataLoader``, a copy of it) wraps an ``IterDataPipe``
+    in ``torch.utils.data.datapipes.datapipe._IterDataPipeSerializationWrapper`` (for pickling), which hides
+    them: the loader then replays the epoch from its start instead of loading the pipe's state. A wrapper made
+    around a pipe that has both becomes a :class:`_CheckpointedWrapper`, which has them too; around any other
+    pipe it stays as it was (``StatefulDataLoader`` tells the two apart by the class's methods).
+    """
+    global _CheckpointedWrapper
+    try:
+        from torch.utils.data.datapipes.datapipe import _IterDataPipeSerializationWrapper as wrapper
+    except ImportError as error:
+        raise _incompatible("torch", "datapipe._IterDataPipeSerializationWrapper", "Checkpointing a pipe") from error
+    if _CheckpointedWrapper is not None:
+        return
+
+    class CheckpointedWrapper(wrapper):  # type: ignore[misc, valid-type]
+        def state_dict(self) -> Any:
+            return self._datapipe.state_dict()
+
+        def load_state_dict(self, state: Any) -> None:
+            self._datapipe.load_state_dict(state)
+
+    CheckpointedWrapper.__module__, CheckpointedWrapper.__qualname__ = __name__, "_CheckpointedWrapper"
+    _CheckpointedWrapper = CheckpointedWrapper  # importable by that name, so that it pickles
+    plain_init = wrapper.__init__
+
+    def __init__(self: Any, datapipe: Any) -> None:
+        plain_init(self, datapipe)
+        if type(self) is wrapper and hasattr(datapipe, "state_dict") and hasattr(datapipe, "load_state_dict"):
+            self.__class__ = CheckpointedWrapper
+
+    wrapper.__init__ = __init__
+
+
+_CheckpointedWrapper: Any = None

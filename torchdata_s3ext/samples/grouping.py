@@ -32,6 +32,7 @@ from torchdata.datapipes.iter import IterDataPipe
 
 from .opener import S3OpenerIterDataPipe
 from .policy import ErrorCounts, check_on_error, handle_data_error, with_message
+from .positions import PositionedSample, ShardCursor
 from .tar import DamagedShard, Member, read_members
 
 __all__ = ["SamplePipe", "WdsSampleGrouperIterDataPipe", "group_by_keys", "split_member_name"]
@@ -97,11 +98,22 @@ def _shard_error(damage: DamagedShard, last_key: Optional[str], on_error: str) -
     return with_message(damage.error, message)
 
 
+def _placed(sample: Dict[str, Any], cursor: Optional[ShardCursor]) -> Iterator[Dict[str, Any]]:
+    """The complete ``sample``, with its position when the shard has a cursor, unless its slice does not want it."""
+    if cursor is None:
+        yield sample
+        return
+    position = cursor.position()
+    if cursor.wanted(position):
+        yield PositionedSample(sample, position)
+
+
 def group_by_keys(
     members: Iterable[Union[Member, DamagedShard]],
     required_fields: Sequence[str] = (),
     on_error: str = "raise",
     error_counts: Optional[ErrorCounts] = None,
+    cursor: Optional[ShardCursor] = None,
 ) -> Iterator[Dict[str, Any]]:
     """Group ``(shard_url, member_name, data)`` members into WebDataset samples, streaming.
 
@@ -111,6 +123,10 @@ def group_by_keys(
     ``on_error`` (``"raise"``, ``"skip"`` or ``"warn"``) decides, and ``error_counts`` counts it. So it does
     for a :class:`~torchdata_s3ext.samples.tar.DamagedShard` item (counted as ``bad_shards``, the message
     naming the shard and its last good sample key), except a fatal one, which raises whatever ``on_error``.
+
+    ``cursor``: the members are one shard's, read through this cursor; each sample is then a
+    :class:`~torchdata_s3ext.samples.positions.PositionedSample`, and the samples its slice does not want are
+    left out.
 
     Raises:
         ValueError: under ``on_error="raise"``, a field repeats within a sample, or a sample lacks one of
@@ -131,7 +147,7 @@ def group_by_keys(
             if sample is not None and not dropped and _keeps_pending(sample, member):
                 if _complete(sample, required_fields, on_error, counts):
                     last_yielded = sample["__url__"], sample["__key__"]
-                    yield sample
+                    yield from _placed(sample, cursor)
             sample = None
             last_key = last_yielded[1] if last_yielded[0] == member.shard_url else None
             error = _shard_error(member, last_key, on_error)
@@ -145,7 +161,7 @@ def group_by_keys(
         if sample is None or sample_key != sample["__key__"] or shard_url != sample["__url__"]:
             if sample is not None and not dropped and _complete(sample, required_fields, on_error, counts):
                 last_yielded = sample["__url__"], sample["__key__"]
-                yield sample
+                yield from _placed(sample, cursor)
             sample, dropped = {"__key__": sample_key, "__url__": shard_url}, False
         if dropped:
             continue
@@ -157,8 +173,10 @@ def group_by_keys(
             dropped = True
             continue
         sample[field] = data
+        if cursor is not None:
+            cursor.field_read()
     if sample is not None and not dropped and _complete(sample, required_fields, on_error, counts):
-        yield sample
+        yield from _placed(sample, cursor)
 
 
 def _required_fields(required_fields: Sequence[str]) -> Tuple[str, ...]:
@@ -265,6 +283,7 @@ class WdsSampleGrouperIterDataPipe(SamplePipe):
         # One group per tar stream, not per URL: a one-sample shard listed twice in a row (``cycle()``)
         # must give two samples, not one with every field duplicated.
         members = read_members(self.source_datapipe, opened_url=lambda: _opened_url(self.source_datapipe))
-        for _, shard_members in itertools.groupby(members, key=operator.itemgetter(0)):
+        for shard_stream, shard_members in itertools.groupby(members, key=operator.itemgetter(0)):
             shard_members = (member for _, member in shard_members)
-            yield from group_by_keys(shard_members, self.required_fields, self.on_error, self.error_counts)
+            cursor = getattr(shard_stream, "shard_cursor", None)
+            yield from group_by_keys(shard_members, self.required_fields, self.on_error, self.error_counts, cursor)

@@ -34,7 +34,8 @@ def shard_samples(
         tarfile.ReadError: (or the error tarfile raised) under ``on_error="raise"``, for a damaged shard
         ValueError: under ``on_error="raise"``, for a bad sample (see :func:`group_by_keys`)
     """
-    return group_by_keys(tar_members(shard_url, tar_stream), required_fields, on_error, error_counts)
+    cursor = getattr(tar_stream, "shard_cursor", None)  # set by open_s3: positions, and the part of the shard wanted
+    return group_by_keys(tar_members(shard_url, tar_stream, cursor=cursor), required_fields, on_error, error_counts, cursor)
 
 
 @functional_datapipe("load_wds_shards")

@@ -21,6 +21,8 @@ import zlib
 from io import BufferedIOBase
 from typing import IO, Any, Callable, Iterable, Iterator, Optional, Tuple, Union
 
+from .positions import ShardCursor
+
 __all__ = ["DamagedShard", "Member", "end_of_archive_problem", "read_members", "split_inner_path", "tar_members"]
 
 Member = Tuple[str, str, bytes]
@@ -94,6 +96,25 @@ def _member_extent(member_stream: Any) -> Optional[Tuple[int, int, Any]]:
     return raw.offset, raw.size, raw.fileobj  # type: ignore[union-attr]
 
 
+def _note_member(cursor: Optional[ShardCursor], data_offset: int, size: int, tar_stream: Any, shard_stream: Any) -> None:
+    """Move ``cursor`` past a member: its offsets are the object's when tarfile reads the shard's own stream
+    (random access), the stream's when it reads it forward through a plain ``_Stream``, unknown when the
+    shard is compressed."""
+    if cursor is None:
+        return
+    if tar_stream is shard_stream:
+        cursor.member_read(data_offset, size, relative=False)
+    elif getattr(tar_stream, "comptype", None) == "tar":
+        cursor.member_read(data_offset, size, relative=True)
+    else:
+        cursor.member_read(None, size, relative=True)
+
+
+def _bounded(cursor: Optional[ShardCursor]) -> bool:
+    """The shard is read up to a byte before its end: there is no end-of-archive marker to check."""
+    return cursor is not None and cursor.slice.end is not None
+
+
 def _extent_problem(data_offset: int, size: int, previous_data_end: int) -> Optional[str]:
     if size < 0:
         return f"damaged member header at byte {data_offset - _BLOCK}: negative size {size}"
@@ -151,7 +172,7 @@ def _damage(shard_url: str, problem: str, cause: Optional[BaseException] = None,
 def _tail_damage(shard_url: str, member_stream: Any, data_end: int, shard_stream: Any) -> Optional[DamagedShard]:
     """The damage after a shard's last member (read through ``member_stream``), if any."""
     extent = _member_extent(member_stream)
-    if extent is None:
+    if extent is None or _bounded(getattr(shard_stream, "shard_cursor", None)):
         return None
     tar_stream = extent[2]
     try:
@@ -247,6 +268,8 @@ def read_members(
         except _DAMAGED_TAR_ERRORS as error:
             latest.damage = DamagedShard(shard_url, error, member_name=member_name)
             continue
+        if extent:
+            _note_member(getattr(shard_stream, "shard_cursor", None), extent[0], extent[1], extent[2], shard_stream)
         yield shard_stream, (shard_url, member_name, data)
     if latest is not None:
         damage = latest.finish()
@@ -255,7 +278,8 @@ def read_members(
 
 
 def tar_members(
-    shard_url: str, tar_stream: IO[bytes], archive_end: Optional[Callable[[int, int], Optional[str]]] = None
+    shard_url: str, tar_stream: IO[bytes], archive_end: Optional[Callable[[int, int], Optional[str]]] = None,
+    cursor: Optional[ShardCursor] = None,
 ) -> Iterator[Union[Member, DamagedShard]]:
     """Expand one tar (or compressed tar) stream into ``(shard_url, member_name, data)``, regular files only,
     then a :class:`DamagedShard` if the shard is damaged (not a tar, cut short, a damaged header, a member
@@ -268,6 +292,9 @@ def tar_members(
     ``archive_end``: more archives follow in the same stream (``concatenated``). The stream is then read in
     blocks, never past the block ``tarfile`` took for the end, and ``archive_end(position after that block,
     last member's data end)`` says what is wrong there instead of the check for zeros up to the end.
+
+    ``cursor``: moved past each member (see :mod:`.positions`); a slice that ends before the shard's end
+    has no end-of-archive marker, and none is looked for.
     """
     member_name: Optional[str] = None  # the member whose data is being read
     try:
@@ -287,9 +314,12 @@ def tar_members(
                         return
                     data = member_stream.read()  # type: ignore[union-attr]
                     data_end, member_name = member.offset_data + member.size, None
+                    _note_member(cursor, member.offset_data, member.size, tar.fileobj, tar_stream)
                     yield shard_url, name, data
                 tar.members = []  # a streaming TarFile keeps every header it has read otherwise
-            if archive_end is None:
+            if _bounded(cursor):
+                problem = None
+            elif archive_end is None:
                 problem = end_of_archive_problem(tar.fileobj, data_end, rewind=False)
             else:
                 problem = archive_end(tar.fileobj.tell(), data_end)

@@ -5,6 +5,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 from torchdata.datapipes import functional_datapipe
 from torchdata.datapipes.iter import IterDataPipe
 
+from ..positions import PassesCheckpointOn
 from ..policy import ErrorCounts, check_on_error, handle_data_error, with_message
 from .failures import GIVE_UP_AFTER, BadSample, check_give_up_after, decoded_under_policy
 from .fields import MissingFieldError, describe_field, field_named
@@ -89,7 +90,7 @@ def decode_png_pair(
 
 
 @functional_datapipe("decode_png_pair")
-class PngPairDecoderIterDataPipe(IterDataPipe[Dict[str, Any]]):
+class PngPairDecoderIterDataPipe(PassesCheckpointOn, IterDataPipe[Dict[str, Any]]):
     r"""
     Decodes the PNG image and the PNG label of each WebDataset sample to uint8 tensors: the image to RGB
     ``(3, H, W)``, the label to ``(H, W)``; other fields pass through (functional name: ``decode_png_pair``).

@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, U
 from torchdata.datapipes import functional_datapipe
 from torchdata.datapipes.iter import IterDataPipe
 
+from ..positions import PassesCheckpointOn
 from ..policy import ErrorCounts, check_on_error, handle_data_error, with_message
 from .failures import GIVE_UP_AFTER, BadSample, check_give_up_after, decoded_under_policy
 from .field_handlers import FIELD_HANDLERS, field_extension
@@ -142,7 +143,7 @@ def decode_sample(
 
 
 @functional_datapipe("decode_samples")
-class SampleDecoderIterDataPipe(IterDataPipe[Dict[str, Any]]):
+class SampleDecoderIterDataPipe(PassesCheckpointOn, IterDataPipe[Dict[str, Any]]):
     r"""
     Decodes every field of each WebDataset sample by its extension, as webdataset's ``.decode()`` does
     (functional name: ``decode_samples``).
