@@ -47,7 +47,8 @@ def test_cost_bills_get_and_head_at_get_price_and_list_and_put_at_list_price():
 
 def test_stats_add_subtract_and_serialise_as_a_dict():
     total = RequestStats(gets=3, heads=1, bytes_received=100) + RequestStats(gets=2, lists=1, retries=4)
-    assert total.as_dict() == {"gets": 5, "heads": 1, "lists": 1, "puts": 0, "retries": 4, "bytes_received": 100}
+    assert total.as_dict() == {"gets": 5, "heads": 1, "lists": 1, "puts": 0, "retries": 4, "bytes_received": 100,
+                               "cache_hits": 0, "cache_misses": 0, "bytes_from_cache": 0}
     assert total.requests == 7
     assert (total - RequestStats(gets=5)).gets == 0
     assert pickle.loads(pickle.dumps(total)) == total

@@ -12,6 +12,9 @@ members nobody reads are skipped.
 
 Given ``content_md5`` (the ETag of a plain, single-part upload), the parts are hashed in order on one more
 thread as they arrive, and the last part is only handed out once the whole object matched it.
+
+A reader can also cover bytes ``start .. end-1`` of the object only (a job resumed mid-shard): nothing
+outside them is requested, and its offsets stay the object's (see :class:`RangedReader`).
 """
 import collections
 import concurrent.futures
@@ -20,6 +23,7 @@ import io
 from typing import Callable, Deque, List, NamedTuple, Optional
 
 from .parts import NewParts, PartData, PartSource, PooledParts, into_new_buffers
+from .streams import check_range, clamp_range, is_whole
 
 __all__ = ["RangedReader", "DEFAULT_PART_SIZE", "DEFAULT_CONCURRENCY"]
 
@@ -66,7 +70,7 @@ class _Md5Check:
 
 
 def _part_source(
-    url: str, size: int, fetch: Optional[Callable[[int, int], PartData]],
+    url: str, end: int, fetch: Optional[Callable[[int, int], PartData]],
     fetch_into: Optional[Callable[[int, memoryview], None]], part_size: int, concurrency: int,
     content_md5: Optional[str],
 ) -> PartSource:
@@ -77,7 +81,7 @@ def _part_source(
         if content_md5:
             # No reuse: the hashing thread may read a part after the reader is done with it.
             return NewParts(url, into_new_buffers(fetch_into))
-        return PooledParts(fetch_into, size, part_size, concurrency)
+        return PooledParts(fetch_into, end, part_size, concurrency)
     raise TypeError("give RangedReader one of fetch and fetch_into")
 
 
@@ -87,6 +91,14 @@ class RangedReader(io.RawIOBase):
     Give one of ``fetch(start, end) -> bytes`` and ``fetch_into(start, buffer)``; each call gets one part of
     ``part_size`` bytes (the last one shorter), retried by the backend, on a pool of ``concurrency`` threads.
     ``content_md5``: check the bytes against it (see the module's docstring).
+
+    Byte range: ``start`` and ``end`` (``None``: the object's end; past it, the object's end) make the stream
+    bytes ``start .. end-1`` of the object, with the object's offsets: ``tell()`` is ``start`` at first, the
+    parts are requested from ``start`` on (``part_size`` each, the first GET at ``start``), reads return
+    ``b""`` at ``end``, ``SEEK_END`` counts from ``end``, and a seek before ``start`` is a ``ValueError``.
+    ``size`` stays the object's size; ``start`` and ``end`` are attributes too (``end`` clamped to ``size``,
+    and never before ``start``: a ``start`` past the object gives an empty stream). ``content_md5`` is only
+    checked when the range is the whole object.
 
     State:
 
@@ -111,6 +123,9 @@ class RangedReader(io.RawIOBase):
     and again, and reads copy out of them; a buffer dropped while its thread may still write into it is
     never reused. (With ``fetch_into`` and an MD5 check, every part is a new buffer, as with ``fetch``.)
 
+    :meth:`when_all_requested` tells when the last part has been requested (for the next shard's prefetch,
+    :mod:`.prefetch`); it requests nothing and holds no buffer.
+
     Memory: at most ``(concurrency + 1) * part_size`` bytes of parts per open object, plus, for a single read
     longer than that, the read's own size (it holds the parts it spans until it has copied them out), and
     parts dropped while in flight until their threads are done with them.
@@ -125,22 +140,30 @@ class RangedReader(io.RawIOBase):
         concurrency: int = DEFAULT_CONCURRENCY,
         content_md5: Optional[str] = None,
         fetch_into: Optional[Callable[[int, memoryview], None]] = None,
+        *,
+        start: int = 0,
+        end: Optional[int] = None,
     ) -> None:
         if part_size < 1 or concurrency < 1:
             raise ValueError(f"part_size and concurrency must be positive, got {part_size} and {concurrency}")
+        check_range(url, start, end)
+        if not is_whole(start, end, size):
+            content_md5 = None  # the MD5 is of the whole object
         self.url = url
         self.size = size
+        self.start, self.end = clamp_range(start, end, size)
         self._part_size = part_size
         self._concurrency = concurrency
-        self._parts = _part_source(url, size, fetch, fetch_into, part_size, concurrency, content_md5)
+        self._parts = _part_source(url, self.end, fetch, fetch_into, part_size, concurrency, content_md5)
         self._md5 = _Md5Check(url, content_md5) if content_md5 else None
         self._error: Optional[BaseException] = None  # a part that failed for good fails every later read
-        self._position = 0
+        self._position = self.start
         self._part = _NO_PART  # the current part, which starts at byte _part_start
-        self._part_start = 0
+        self._part_start = self.start
         self._window: Deque[_Part] = collections.deque()
-        self._next_offset = 0  # first byte not yet requested: the window's end
+        self._next_offset = self.start  # first byte not yet requested: the window's end
         self._threads = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="s3-part")
+        self._on_all_requested: Optional[Callable[[], None]] = None
         self._request_parts()
 
     def readable(self) -> bool:
@@ -154,18 +177,20 @@ class RangedReader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_open()
-        origins = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}
+        origins = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.end}
         if whence not in origins:
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         target = origins[whence] + offset
         if target < 0:
             raise ValueError(f"negative seek position {target} in {self.url}")
+        if target < self.start:
+            raise ValueError(f"seek to {target}, before the start of the byte range {self.start}-{self.end} of {self.url}")
         self._position = target
         return target
 
     def read(self, size: Optional[int] = -1) -> bytes:
         self._check_open()
-        remaining = max(self.size - self._position, 0)
+        remaining = max(self.end - self._position, 0)
         size = remaining if size is None or size < 0 else min(size, remaining)
         pieces: List[memoryview] = []
         while size:
@@ -184,7 +209,7 @@ class RangedReader(io.RawIOBase):
         self._check_open()
         view = memoryview(buffer).cast("B")
         filled = 0
-        while filled < len(view) and self._position < self.size:
+        while filled < len(view) and self._position < self.end:
             piece = self._current()[: len(view) - filled]
             view[filled : filled + len(piece)] = piece
             filled += len(piece)
@@ -192,8 +217,23 @@ class RangedReader(io.RawIOBase):
         self._read_returned()
         return filled
 
+    @property
+    def checks_content_md5(self) -> bool:
+        """Whether the bytes read forward from here on are checked against ``content_md5`` before the last part
+        is handed out (a reader that only reads forward stays checked)."""
+        return self._md5 is not None
+
+    def when_all_requested(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every part up to ``end`` has been requested (now, if it has been), or the
+        stream is closed; once, from the thread reading the stream."""
+        if self._next_offset >= self.end or self.closed:
+            callback()
+        else:
+            self._on_all_requested = callback
+
     def close(self) -> None:
         if not self.closed:
+            self._all_requested()
             self._drop_window()
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._stop_md5()
@@ -207,7 +247,7 @@ class RangedReader(io.RawIOBase):
             raise ValueError(f"I/O operation on a closed stream ({self.url})")
 
     def _current(self) -> memoryview:
-        """The bytes of the part holding the position, from the position on (the position is < size)."""
+        """The bytes of the part holding the position, from the position on (the position is < end)."""
         offset = self._position - self._part_start
         if 0 <= offset < len(self._part):
             return self._part[offset:]
@@ -234,15 +274,15 @@ class RangedReader(io.RawIOBase):
         except BaseException as error:
             self._error = error
             raise
-        if part.end >= self.size and self._md5 is not None:
+        if part.end >= self.end and self._md5 is not None:
             md5, self._md5 = self._md5, None  # checked once: a read after a mismatch is not checked again
             md5.verify()
         return data
 
     def _request_parts(self) -> None:
         """Fill the window up to ``concurrency`` parts, as far as the part source has memory for them."""
-        while len(self._window) < self._concurrency and self._next_offset < self.size:
-            start, end = self._next_offset, min(self._next_offset + self._part_size, self.size)
+        while len(self._window) < self._concurrency and self._next_offset < self.end:
+            start, end = self._next_offset, min(self._next_offset + self._part_size, self.end)
             job = self._parts.job(start, end)
             if job is None:
                 break  # no buffer free: the read in progress gives back the parts it holds when it returns
@@ -251,6 +291,13 @@ class RangedReader(io.RawIOBase):
             if self._md5 is not None:
                 self._md5.add(part.data)
             self._next_offset = end
+        if self._next_offset >= self.end:
+            self._all_requested()
+
+    def _all_requested(self) -> None:
+        callback, self._on_all_requested = self._on_all_requested, None
+        if callback is not None:
+            callback()
 
     def _read_returned(self) -> None:
         self._parts.read_returned()

@@ -1,5 +1,6 @@
 """Request accounting: how many GET/HEAD/LIST/PUT requests this process sent to S3, how many of our retries,
-how many body bytes came back, and what those requests cost at S3 Standard prices.
+how many body bytes came back, and what those requests cost at S3 Standard prices; and the local shard cache's
+hits, misses and bytes read from it (``open_s3(cache_dir=...)``), which cost no request but the HEAD.
 
 One :class:`RequestStats` per process (:func:`process_stats`), reset in a child after ``fork`` so each
 DataLoader worker counts its own; a pipe's :class:`PipeStats` adds up the processes that read it, so the main
@@ -21,14 +22,16 @@ GET_PRICE_PER_1000 = 0.0004
 #: ... and PUT, COPY, POST and LIST
 LIST_PRICE_PER_1000 = 0.005
 
-_FIELDS = ("gets", "heads", "lists", "puts", "retries", "bytes_received")
+_FIELDS = ("gets", "heads", "lists", "puts", "retries", "bytes_received", "cache_hits", "cache_misses", "bytes_from_cache")
 # botocore operation name prefix -> the field its requests count in (DELETE and the rest are free)
 _OPERATION_FIELDS = (("Get", "gets"), ("Select", "gets"), ("Head", "heads"), ("List", "lists"), ("Put", "puts"),
                      ("Copy", "puts"), ("Upload", "puts"), ("Create", "puts"), ("Complete", "puts"))
 
 
 class RequestStats:
-    """Counters of S3 requests, our retries and body bytes received; safe to update from any thread.
+    """Counters of S3 requests, our retries and body bytes received, and of shards opened from the local cache
+(``cache_hits``), opened past it (``cache_misses``: from S3, whether cached on the way or not) and the bytes
+read from it (``bytes_from_cache``); safe to update from any thread.
 
     Example:
         >>> stats = RequestStats(gets=10_000, lists=1_000)
@@ -39,7 +42,7 @@ class RequestStats:
     """
 
     def __init__(self, gets: int = 0, heads: int = 0, lists: int = 0, puts: int = 0, retries: int = 0,
-                 bytes_received: int = 0) -> None:
+                 bytes_received: int = 0, cache_hits: int = 0, cache_misses: int = 0, bytes_from_cache: int = 0) -> None:
         self._lock = threading.Lock()
         self.gets = gets
         self.heads = heads
@@ -47,6 +50,9 @@ class RequestStats:
         self.puts = puts
         self.retries = retries
         self.bytes_received = bytes_received
+        self.cache_hits = cache_hits
+        self.cache_misses = cache_misses
+        self.bytes_from_cache = bytes_from_cache
 
     def add(self, **counts: int) -> None:
         """Add to the named counters, e.g. ``add(gets=1, bytes_received=4096)``."""
@@ -67,7 +73,7 @@ class RequestStats:
 
     @property
     def requests(self) -> int:
-        """Requests of every kind."""
+        """Requests of every kind (the cache's counters are not requests)."""
         counts = self.as_dict()
         return counts["gets"] + counts["heads"] + counts["lists"] + counts["puts"]
 

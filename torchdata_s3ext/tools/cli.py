@@ -187,17 +187,17 @@ def _check_bench_numbers(args: argparse.Namespace) -> None:
 
 
 def _bench_jobs(args: argparse.Namespace, methods: Sequence[str], context: Any) -> List[Any]:
-    """A job per method and worker count; ``raw`` once, without workers or decode (it is the ceiling)."""
-    from .bench.methods import RAW
+    """A job per method and worker count; ``raw`` and ``raw-parallel`` once, without workers or decode (the ceilings)."""
+    from .bench.methods import RAW_METHODS
     from .bench.runner import BenchJob
 
     worker_counts = list(dict.fromkeys(args.num_workers))
     return [
         BenchJob(method=name, context=context, batch_size=args.batch_size, num_workers=workers, batches=args.batches,
                  window=args.window, time_limit=args.time_limit, train_step=args.train_step,
-                 decoder=NO_DECODE if name == RAW else args.decode)
+                 decoder=NO_DECODE if name in RAW_METHODS else args.decode)
         for name in methods
-        for workers in ([0] if name == RAW else worker_counts)
+        for workers in ([0] if name in RAW_METHODS else worker_counts)
     ]
 
 
@@ -230,7 +230,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         context, env = _sources_on_server(args, stack) if args.server else _sources(args)
         context, env = through_link(args, context, env, stack)
         context = dataclasses.replace(
-            context, part_size=int(args.part_size * (1 << 20)) if args.part_size else None, concurrency=args.concurrency
+            context, part_size=int(args.part_size * (1 << 20)) if args.part_size else None, concurrency=args.concurrency,
+            cache_dir=args.cache_dir, cache_limit_bytes=args.cache_limit,
         )
         decoders = _measure_decoders(args, context, env) if args.decoders else None
         jobs = _bench_jobs(args, methods, context)

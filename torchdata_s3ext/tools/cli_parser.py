@@ -114,6 +114,12 @@ def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: in
     parser.add_argument("--concurrency", type=int,
                         help=f"{ranged}: ranged GETs in flight per shard (default {DEFAULT_CONCURRENCY})")
     parser.add_argument("--mount", metavar="DIR", help="the same shards on a local path, for the local methods")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="also read the open_s3 methods on S3 through a local shard cache in DIR (emptied per "
+                             "method): a pass without it, then epoch 1 (from S3, cached) and epoch 2 (from disk), "
+                             "each with its requests and $")
+    parser.add_argument("--cache-limit", type=int, metavar="BYTES",
+                        help="--cache-dir: the most the cache may take on disk (default: no limit)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder for results.json and the chart (default {DEFAULT_OUT})")
 
 

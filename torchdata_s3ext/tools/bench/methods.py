@@ -3,8 +3,8 @@ the same shards, the URL list read ``repeats`` times over, for a DataLoader to b
 
 Every ``open_s3`` backend is a method; so are the peers they are judged against (the article's compositions
 of torchdata's built-in openers and of the webdataset library, boto3 into ``BytesIO``, s3torchconnector into
-``tarfile``), and ``raw`` (one streamed GET per shard, nothing parsed: the ceiling), which the runner drives
-itself. ``with_decode`` adds ``decode_png_pair`` (or ``decode_samples``) to any dataset.
+``tarfile``), and ``raw`` (one streamed GET per shard, nothing parsed: the single-stream ceiling) and ``raw-parallel``
+(``auto``'s ranged GETs, bodies discarded: what any client reaches here), which the runner drives itself. ``with_decode`` adds ``decode_png_pair`` (or ``decode_samples``) to any dataset.
 """
 import dataclasses
 import functools
@@ -15,10 +15,13 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 from ...s3.backends import BACKENDS
 
-__all__ = ["MethodContext", "METHODS", "PEERS", "UNCOUNTED", "repeated", "RAW", "RANGED_BACKENDS", "NO_DECODE",
+__all__ = ["MethodContext", "METHODS", "PEERS", "UNCOUNTED", "repeated", "RAW", "RAW_PARALLEL", "RAW_METHODS", "RANGED_BACKENDS", "NO_DECODE",
            "DECODE_SAMPLES", "SAMPLES_HANDLERS", "ENCODED_BYTES", "check_method_names", "build_dataset", "with_decode", "decoded_sample", "unavailable_reason"]
 
 RAW = "raw"
+RAW_PARALLEL = "raw-parallel"
+#: the ceilings: bytes read and discarded, the samples counted from the tar headers, no DataLoader
+RAW_METHODS = (RAW, RAW_PARALLEL)
 #: the backends that read an object as ranged parts, several in flight (``part_size``, ``concurrency``)
 RANGED_BACKENDS = tuple(name for name, backend in BACKENDS.items() if backend.ranged)
 #: ``--decode`` value that leaves the PNG bytes as they are
@@ -46,6 +49,9 @@ class MethodContext:
     #: ``part_size`` and ``concurrency`` for the backends that read ranged parts (``None``: their defaults)
     part_size: Optional[int] = None
     concurrency: Optional[int] = None
+    #: the ``open_s3`` methods' shard cache (``bench --cache-dir``, see ``cached.py``), and its limit
+    cache_dir: Optional[str] = None
+    cache_limit_bytes: Optional[int] = None
 
     @classmethod
     def from_dict(cls, fields: Dict[str, Any]) -> "MethodContext":
@@ -97,14 +103,15 @@ def _grouped(tar_streams):
 
 
 def _open_s3_method(backend: str) -> Callable[[MethodContext], Iterable]:
-    def build(context: MethodContext) -> Iterable:
+    def build(context: MethodContext, stats: Any = None) -> Iterable:
         import torchdata_s3ext  # noqa: F401  (registers open_s3)
 
         urls = context.mount_paths if backend == "local" else context.urls
         if backend == "pipe":
             urls = _aws_cp_pipes(urls, context)
         streams = _url_pipe(urls, context).open_s3(
-            backend=backend, config=context.s3_config(), **context.ranged_options(backend)
+            backend=backend, config=context.s3_config(), stats=stats, cache_dir=context.cache_dir,
+            cache_limit_bytes=context.cache_limit_bytes, **context.ranged_options(backend)
         )
         return _grouped(streams)
 
@@ -211,6 +218,7 @@ METHODS: Dict[str, Tuple[str, Optional[Callable[[MethodContext], Iterable]], str
     "boto3-bytesio": ("boto3 get_object -> BytesIO + load_from_tar (the article's boto3)", _boto3_bytesio, "s3"),
     "s3torchconnector-tarfile": ("s3torchconnector S3Client.get_object + tarfile stream (r|)", _s3torchconnector_tarfile, "s3"),
     RAW: ("one streamed GET per shard, nothing parsed (the ceiling)", None, "s3"),
+    RAW_PARALLEL: ("auto's ranged GETs (part size, concurrency), bodies discarded, nothing parsed", None, "s3"),
 }
 
 #: our method -> the peer it wraps or replaces, which it should at least match

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ...s3.backends import AUTO_BACKEND
 from .decoders import PIL_BASELINE
-from .methods import NO_DECODE, PEERS, RAW
+from .methods import NO_DECODE, PEERS, RAW, RAW_METHODS, RAW_PARALLEL
 
 __all__ = ["with_ratios", "row_label", "format_table", "format_decoder_table", "comparison_lines", "write_json", "write_chart"]
 
@@ -18,9 +18,11 @@ COLUMNS = (
     ("workers", "num_workers", "{}"),
     ("samples/s", "samples_per_s", "{:.1f}"),
     ("x raw", "ratio_to_raw", "{:.2f}"),
+    ("x raw-par", "ratio_to_raw_parallel", "{:.2f}"),
     ("x peer", "ratio_to_peer", "{:.2f}"),
     ("x 0 workers", "ratio_to_zero_workers", "{:.2f}"),
     ("MB/s", "mb_per_s", "{:.1f}"),
+    ("1st batch s", "first_batch_s", "{:.2f}"),
     ("mean win s", "mean_window_s", "{:.3f}"),
     ("var win s2", "variance_window_s2", "{:.2e}"),
     ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
@@ -28,10 +30,11 @@ COLUMNS = (
     ("stall", "stall_fraction", "{:.0%}"),
     ("req/epoch", "requests_per_epoch", "{}"),
     ("$/epoch", "cost_usd_per_epoch", "{:.2e}"),
+    ("cache hits", "cache_hits", "{}"),
     ("status", "status", "{}"),
 )
 #: columns left out of the table when no row has a value for them
-OPTIONAL_COLUMNS = ("ratio_to_peer", "ratio_to_zero_workers", "stall_fraction")
+OPTIONAL_COLUMNS = ("ratio_to_raw_parallel", "ratio_to_peer", "ratio_to_zero_workers", "stall_fraction", "first_batch_s", "cache_hits")
 
 DECODER_COLUMNS = (
     ("decoder", "decoder", "{}"),
@@ -47,10 +50,11 @@ def _ratio(rate: Optional[float], other: Optional[Dict[str, Any]]) -> Optional[f
 
 def with_ratios(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The results, each with its samples/s over others' measured in the same run: ``ratio_to_raw`` (over
-    ``raw``'s), ``ratio_to_peer`` (over its peer's in ``PEERS``, at the same workers and decoder) and
+    ``raw``'s), ``ratio_to_raw_parallel`` (over ``raw-parallel``'s), ``ratio_to_peer`` (over its peer's in ``PEERS``, at the same workers and decoder) and
     ``ratio_to_zero_workers`` (over its own at 0 workers, same decoder, when it ran at other counts too); and
     ``stall_fraction`` lifted up."""
     ceiling = next((r for r in results if r["method"] == RAW), None)
+    parallel_ceiling = next((r for r in results if r["method"] == RAW_PARALLEL), None)
     by_setting = {(r["method"], r.get("num_workers"), r.get("decoder", NO_DECODE)): r for r in results}
     # a method measured at one worker count only has nothing to compare with
     worker_counts = collections.Counter((method, decoder) for method, _, decoder in by_setting)
@@ -65,6 +69,7 @@ def with_ratios(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
         rows.append({
             **result,
             "ratio_to_raw": _ratio(rate, ceiling),
+            "ratio_to_raw_parallel": _ratio(rate, parallel_ceiling),
             "peer": peer,
             "ratio_to_peer": _ratio(rate, by_setting.get((peer, workers, decoder))),
             "ratio_to_zero_workers": _ratio(rate, zero_workers),
@@ -74,12 +79,12 @@ def with_ratios(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def _several_worker_counts(rows: Sequence[Dict[str, Any]]) -> bool:
-    return len({row.get("num_workers") for row in rows if row["method"] != RAW}) > 1
+    return len({row.get("num_workers") for row in rows if row["method"] not in RAW_METHODS}) > 1
 
 
 def row_label(row: Dict[str, Any], several_worker_counts: bool) -> str:
     """The method's name, with its worker count when the run measured several: ``"boto3 (2 workers)"``."""
-    if several_worker_counts and row["method"] != RAW and row.get("num_workers") is not None:
+    if several_worker_counts and row["method"] not in RAW_METHODS and row.get("num_workers") is not None:
         return f"{row['method']} ({row['num_workers']} workers)"
     return row["method"]
 
@@ -116,6 +121,10 @@ def format_table(rows: Sequence[Dict[str, Any]], title: Optional[str] = None) ->
     if any(row.get("requests_per_epoch") is not None for row in rows):
         lines += ["", "req/epoch: S3 requests of one pass over the shards; $/epoch: their cost at S3 Standard "
                       "($0.0004 per 1,000 GET or HEAD, $0.005 per 1,000 LIST or PUT)"]
+    if any(row.get("first_batch_s") is not None for row in rows):
+        lines += ["", "1st batch s: seconds to the first batch (of the timed loop, or of the pass); no cache / cache "
+                      "epoch 1 / cache epoch 2 (--cache-dir): whole passes over the shards, rates over the whole pass, "
+                      "start-up included"]
     several = _several_worker_counts(rows)
     notes = [f"  {row_label(row, several)}: {row['error']}" for row in rows if row.get("error")]
     if notes:
@@ -146,6 +155,9 @@ def comparison_lines(rows: Sequence[Dict[str, Any]], decoders: Optional[Dict[str
         lines.append(f"{auto}, {row.get('num_workers')} workers, decode {row.get('decoder', NO_DECODE)}{through}: "
                      f"{row['ratio_to_raw']:.2f}x the samples/s of raw (one streamed GET per shard), "
                      f"peak RSS {row['peak_rss_mb']:.0f} MB")
+        if row.get("ratio_to_raw_parallel") is not None:
+            lines.append(f"{auto}, {row.get('num_workers')} workers: {row['ratio_to_raw_parallel']:.2f}x the samples/s "
+                         f"of raw-parallel (the same ranged GETs, bodies discarded)")
     for row in (decoders or {}).get("rows", []):
         if row["ratio_to_pil"] is not None and row["decoder"] != PIL_BASELINE:
             decoder = str(row["decoder"])

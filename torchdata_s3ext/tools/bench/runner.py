@@ -20,8 +20,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from ..._config import S3Config
 from ...s3.stats import process_stats
-from .methods import (ENCODED_BYTES, METHODS, NO_DECODE, RAW, UNCOUNTED, MethodContext, build_dataset, repeated,
+from .methods import (ENCODED_BYTES, METHODS, NO_DECODE, RAW_METHODS, RAW_PARALLEL, UNCOUNTED, MethodContext, build_dataset, repeated,
                       unavailable_reason, with_decode)
+from .cached import CACHED_METHODS, cached_epochs, epoch_rows
 from .progress import PROGRESS_ENV, ProgressFile, progress_bar, read_progress
 from .stats import WindowClock, WindowStats, stall_fraction
 
@@ -178,15 +179,15 @@ def _raw_config(job: BenchJob) -> S3Config:
 
 def _raw_loop(job: BenchJob, deadline: float) -> Dict[str, Any]:
     """One process reading the shards' bytes in turn; a "batch" is ``batch_size`` samples' worth of bytes."""
-    from .raw import TarSampleCounter, object_chunks
+    from .raw import TarSampleCounter, raw_chunks
 
-    config = _raw_config(job)
+    config, context = _raw_config(job), job.context
     counts = {"samples": 0, "payload_bytes": 0}
 
     def batches_done() -> Iterable[None]:
         counter = TarSampleCounter()  # one for all shards: a tar's zero padding reads as no member
         for url in repeated(job.context.urls, _repeats(job)):
-            for chunk in object_chunks(url, config):
+            for chunk in raw_chunks(job.method == RAW_PARALLEL, url, config, context.part_size, context.concurrency):
                 counter.feed(chunk)
                 counts["payload_bytes"] = counter.payload_bytes
                 while counter.samples - counts["samples"] >= job.batch_size:
@@ -221,11 +222,12 @@ def _train_step_measurement(job: BenchJob, deadline: float) -> Dict[str, Any]:
 
 
 def _epoch_items(job: BenchJob) -> Iterable[Any]:
-    from .raw import object_chunks
+    from .raw import raw_chunks
 
-    if job.method == RAW:
-        config = _raw_config(job)
-        return (chunk for url in job.context.urls for chunk in object_chunks(url, config))
+    if job.method in RAW_METHODS:
+        config, context = _raw_config(job), job.context
+        return (chunk for url in context.urls
+                for chunk in raw_chunks(job.method == RAW_PARALLEL, url, config, context.part_size, context.concurrency))
     return build_dataset(job.method, dataclasses.replace(job.context, repeats=1))
 
 
@@ -247,13 +249,15 @@ def epoch_requests(job: BenchJob, time_limit: float = ACCOUNTING_TIME_LIMIT) -> 
 
 def run_method(job: BenchJob) -> Dict[str, Any]:
     """Measure ``job.method`` in this process; returns the result dictionary the report reads."""
+    if job.context.cache_dir and job.method in CACHED_METHODS:
+        return cached_epochs(job)
     accounting = epoch_requests(job)
     deadline = time.monotonic() + job.time_limit
     cpu_start = _cpu_seconds()
     with _PeakMemory() as memory:
-        loop = _raw_loop(job, deadline) if job.method == RAW else _empty_loop(job, deadline)
+        loop = _raw_loop(job, deadline) if job.method in RAW_METHODS else _empty_loop(job, deadline)
         # raw yields bytes, not batches: there is nothing to train on
-        train = _train_step_measurement(job, deadline) if job.train_step and job.method != RAW else None
+        train = _train_step_measurement(job, deadline) if job.train_step and job.method not in RAW_METHODS else None
     stats: WindowStats = loop["clock"].stats()
     clock: WindowClock = loop["clock"]
     batches = len(clock.stamps)
@@ -278,6 +282,8 @@ def run_method(job: BenchJob) -> Dict[str, Any]:
         "variance_window_s2": stats.variance,
         "samples_per_s": samples_per_s,
         "mb_per_s": samples_per_s * bytes_per_sample / 1e6 if samples_per_s and bytes_per_sample else None,
+        # from the clock's start (the loader's iterator made, its workers started) to the first batch
+        "first_batch_s": clock.stamps[0] - clock.start if clock.stamps else None,
         "peak_rss_mb": memory.peak_bytes / 1e6,
         "cpu_s": _cpu_seconds() - cpu_start,
         "train_step": train,
@@ -308,9 +314,10 @@ def run_methods(
         else:
             bar = progress_bar(job.batches, f"{job.method}, {job.num_workers} workers", show_progress)
             result = _run_in_child(job, env, bar)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+        for row in epoch_rows(result):  # a cached method's passes, a row each
+            results.append(row)
+            if on_result is not None:
+                on_result(row)
     return results
 
 

@@ -1,0 +1,146 @@
+"""The shard cache shared by a machine's processes: DataLoader workers and separate jobs fetch each shard once
+(GETs counted at a proxy), a limit smaller than the dataset holds at every moment while every epoch still has
+every sample once, and a job killed mid-download leaves nothing a later job trusts."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+from torch.utils.data import DataLoader
+
+from torchdata_s3ext import wds_pipe
+from torchdata_s3ext.s3.cache_store import ENTRY_OVERHEAD, CacheStore
+from torchdata_s3ext.testing import S3Proxy
+
+#: a job reading every shard through the cache, in a process of its own: argv = cache_dir, then the URLs
+_JOB = """
+import sys
+from torchdata_s3ext import wds_pipe
+keys = [sample["__key__"] for sample in wds_pipe(sys.argv[2:], decode=False, shuffle=False, cache_dir=sys.argv[1])]
+print(len(keys))
+"""
+
+#: reads half of one shard through the cache, says so, then waits to be killed: argv = cache_dir, URL
+_KILLED = """
+import functools, sys, time
+from torchdata_s3ext._config import S3Config
+from torchdata_s3ext.s3.backends import get_opener
+from torchdata_s3ext.s3.cache import open_cached
+config = S3Config().resolved()
+url = sys.argv[2]
+stream = open_cached(url, config, functools.partial(get_opener("boto3"), url, config, part_size=4096), sys.argv[1])
+stream.read(10000)
+print("half", flush=True)
+time.sleep(60)
+"""
+
+
+def _files_bytes(cache_dir) -> int:
+    total = 0
+    for root, _, names in os.walk(cache_dir):
+        for name in names:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except FileNotFoundError:
+                pass  # removed between the listing and the look
+    return total
+
+
+class _Watcher:
+    """The most the cache's files took at any look, looking every millisecond or so."""
+
+    def __init__(self, cache_dir) -> None:
+        self.cache_dir, self.most, self._stop = cache_dir, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.001):
+            self.most = max(self.most, _files_bytes(self.cache_dir))
+
+    def __enter__(self) -> "_Watcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _env(proxy: S3Proxy):
+    return dict(os.environ, AWS_ENDPOINT_URL=proxy.endpoint_url)
+
+
+def test_two_dataloader_workers_fetch_each_shard_once_and_the_second_epoch_fetches_nothing(wds_shards, s3_server, tmp_path):
+    shards = wds_shards(num_shards=4, samples_per_shard=3, image_size=32)
+    with S3Proxy(s3_server.endpoint_url) as proxy:
+        pipe = wds_pipe(shards.urls, decode=False, endpoint_url=proxy.endpoint_url, cache_dir=tmp_path)
+        loader = DataLoader(pipe, batch_size=None, num_workers=2)
+        assert sorted(sample["__key__"] for sample in loader) == sorted(shards.keys)
+        assert proxy.object_gets == 4  # one part each
+        before = pipe.stats.snapshot()
+        assert sorted(sample["__key__"] for sample in loader) == sorted(shards.keys)
+        assert proxy.object_gets == 4
+        second = pipe.stats - before
+        assert (second.cache_hits, second.cache_misses, second.gets) == (4, 0, 0)  # the workers' counts, seen here
+
+
+def test_two_jobs_at_once_fetch_each_shard_once(wds_shards, s3_server, tmp_path):
+    shards = wds_shards(num_shards=4, samples_per_shard=3, image_size=32)
+    with S3Proxy(s3_server.endpoint_url) as proxy:
+        jobs = [subprocess.Popen([sys.executable, "-c", _JOB, str(tmp_path), *shards.urls], env=_env(proxy),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outputs = [job.communicate(timeout=120) for job in jobs]
+        assert [job.returncode for job in jobs] == [0, 0], [err[-2000:] for _, err in outputs]
+        assert [out.strip() for out, _ in outputs] == ["12", "12"]
+        assert proxy.object_gets == 4
+
+
+def test_a_limit_smaller_than_the_dataset_holds_at_every_moment_and_every_epoch_has_every_sample_once(wds_shards, tmp_path):
+    shards = wds_shards(num_shards=6, samples_per_shard=3, image_size=48)
+    largest = max(_sizes(shards.urls))
+    limit = 3 * (largest + ENTRY_OVERHEAD)  # half the dataset: two workers' downloads and one more
+    pipe = wds_pipe(shards.urls, decode=False, cache_dir=tmp_path, cache_limit_bytes=limit, seed=0)
+    loader = DataLoader(pipe, batch_size=None, num_workers=2)
+    with _Watcher(tmp_path) as watcher:
+        for _ in range(2):
+            keys = []
+            for sample in loader:
+                assert _files_bytes(tmp_path) <= limit
+                keys.append(sample["__key__"])
+            assert sorted(keys) == sorted(shards.keys)
+    assert 0 < watcher.most <= limit
+    assert pipe.stats.cache_misses >= 6
+
+
+def _sizes(urls):
+    import boto3
+
+    client = boto3.client("s3")
+    return [client.head_object(Bucket=url.split("/")[2], Key=url.split("/", 3)[3])["ContentLength"] for url in urls]
+
+
+def test_a_job_killed_mid_download_leaves_no_entry_a_later_job_trusts(wds_shards, s3_server, tmp_path):
+    import boto3
+
+    url = wds_shards(num_shards=1, samples_per_shard=4, image_size=48).urls[0]
+    bucket, key = url[len("s3://"):].split("/", 1)
+    body = boto3.client("s3", endpoint_url=s3_server.endpoint_url).get_object(Bucket=bucket, Key=key)["Body"].read()
+    job = subprocess.Popen([sys.executable, "-c", _KILLED, str(tmp_path), url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline().strip() == "half"
+        entries = os.listdir(tmp_path / "entries")
+        assert any(name.endswith(".part") for name in entries) and not any(name.endswith(".data") for name in entries)
+    finally:
+        os.kill(job.pid, signal.SIGKILL)
+        job.wait(timeout=30)
+    store = CacheStore(str(tmp_path), None)  # a later job's first use cleans what the killed one left
+    assert os.listdir(tmp_path / "entries") == []
+    from torchdata_s3ext.s3.stats import process_stats
+
+    before = process_stats().snapshot()
+    pipe = wds_pipe([url], decode=False, shuffle=False, cache_dir=tmp_path)
+    assert len(list(pipe)) == 4
+    assert (process_stats() - before).cache_misses == 1
+    data = [name for name in os.listdir(tmp_path / "entries") if name.endswith(".data")]
+    assert [open(os.path.join(store.entries_dir, name), "rb").read() for name in data] == [body]
