@@ -7,9 +7,11 @@ import subprocess
 import sys
 import threading
 
+import pytest
 from torch.utils.data import DataLoader
 
 from torchdata_s3ext import wds_pipe
+from torchdata_s3ext.s3.cache import join_finalizers
 from torchdata_s3ext.s3.cache_store import ENTRY_OVERHEAD, CacheStore
 from torchdata_s3ext.testing import S3Proxy
 
@@ -33,6 +35,25 @@ stream = open_cached(url, config, functools.partial(get_opener("boto3"), url, co
 stream.read(10000)
 print("half", flush=True)
 time.sleep(60)
+"""
+
+
+#: reads every shard through the cache, its copies' hashing slowed, and exits at once, in the main process or
+#: in a DataLoader worker (fork): argv = where, cache_dir, then the URLs
+_EXITS_AT_ONCE = """
+import sys, time
+from torch.utils.data import DataLoader
+from torchdata_s3ext import wds_pipe
+from torchdata_s3ext.s3.cache_writer import CacheWriter
+hash_chunks = CacheWriter._hash
+def slow_hash(writer, chunks):
+    time.sleep(0.3)
+    hash_chunks(writer, chunks)
+CacheWriter._hash = slow_hash
+pipe = wds_pipe(sys.argv[3:], decode=False, shuffle=False, cache_dir=sys.argv[2])
+workers = 1 if sys.argv[1] == "worker" else 0
+loader = DataLoader(pipe, batch_size=None, num_workers=workers, multiprocessing_context="fork" if workers else None)
+print(len(list(loader)))
 """
 
 
@@ -142,5 +163,20 @@ def test_a_job_killed_mid_download_leaves_no_entry_a_later_job_trusts(wds_shards
     pipe = wds_pipe([url], decode=False, shuffle=False, cache_dir=tmp_path)
     assert len(list(pipe)) == 4
     assert (process_stats() - before).cache_misses == 1
+    assert join_finalizers(timeout=30)
     data = [name for name in os.listdir(tmp_path / "entries") if name.endswith(".data")]
     assert [open(os.path.join(store.entries_dir, name), "rb").read() for name in data] == [body]
+
+
+@pytest.mark.parametrize("where", ["main", "worker"])
+def test_a_process_exiting_right_after_its_epoch_leaves_its_entries_complete(wds_shards, tmp_path, where):
+    shards = wds_shards(num_shards=2, samples_per_shard=3, image_size=32)
+    job = subprocess.run([sys.executable, "-c", _EXITS_AT_ONCE, where, str(tmp_path), *shards.urls],
+                         capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, job.stderr[-2000:]
+    assert job.stdout.strip() == "6" and "still being checked" not in job.stderr
+    entries = sorted(os.listdir(tmp_path / "entries"))
+    assert [name for name in entries if name.endswith(".data")] and not [n for n in entries if n.endswith(".part")]
+    store = CacheStore(str(tmp_path), None)
+    assert store.usage_bytes() == sum(_sizes(shards.urls)) + 2 * ENTRY_OVERHEAD  # both complete, none left to clean
+

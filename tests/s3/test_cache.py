@@ -19,8 +19,11 @@ from torchdata.datapipes.iter import IterableWrapper
 from torchdata_s3ext import wds_pipe
 from torchdata_s3ext._config import S3Config
 from torchdata_s3ext.s3.backends import get_opener
-from torchdata_s3ext.s3.cache import open_cached
+from torchdata_s3ext.s3.cache import join_finalizers, open_cached
+from torchdata_s3ext.s3 import cache as cache_module
 from torchdata_s3ext.s3.cache_store import ENTRY_OVERHEAD, CacheStore, cache_store
+from torchdata_s3ext.s3.cache_writer import CacheWriter
+from torchdata_s3ext.s3.objects import ObjectHead
 from torchdata_s3ext.s3.stats import process_stats
 from torchdata_s3ext.samples.opener import split_s3_settings
 from torchdata_s3ext.testing import S3Proxy, seed_samples, tar_bytes
@@ -37,6 +40,11 @@ def _files_bytes(cache_dir) -> int:
             except FileNotFoundError:
                 pass
     return total
+
+
+def _settled():
+    """Wait for the copies being checked in the background (the reader does not wait for them)."""
+    assert join_finalizers(timeout=30)
 
 
 def _entries(cache_dir, suffix):
@@ -61,6 +69,7 @@ def test_cached_and_uncached_pipes_give_the_same_samples_and_the_second_epoch_co
     assert list(pipe) == uncached
     first = pipe.stats - before
     assert (first.cache_misses, first.cache_hits, first.heads) == (3, 0, 3) and first.gets >= 3
+    _settled()
     assert len(_entries(tmp_path, ".data")) == 3 and not _entries(tmp_path, ".part")
     before = pipe.stats.snapshot()
     assert list(pipe) == uncached
@@ -73,6 +82,7 @@ def test_a_cache_entry_holds_the_object_and_its_metadata(wds_shards, s3_server, 
     url = wds_shards(num_shards=1, samples_per_shard=2).urls[0]
     with _open(url, tmp_path) as stream:
         stream.read()
+    _settled()
     (meta_name,) = _entries(tmp_path, ".json")
     with open(tmp_path / "entries" / meta_name) as file:
         meta = json.load(file)
@@ -95,6 +105,7 @@ def test_seeks_back_and_forward_while_the_shard_downloads_read_the_object(wds_sh
             assert stream.read(size) == body[offset:offset + size]
         stream.seek(0)
         assert stream.read() == body
+    _settled()
     (data_name,) = _entries(tmp_path, ".data")
     assert (tmp_path / "entries" / data_name).read_bytes() == body  # the gaps were copied too
 
@@ -127,6 +138,7 @@ def test_a_damaged_copy_is_never_trusted(wds_shards, s3_server, tmp_path):
     url = wds_shards(num_shards=1, samples_per_shard=2).urls[0]
     with _open(url, tmp_path) as stream:
         stream.read()
+    _settled()
     (data_name,) = _entries(tmp_path, ".data")
     with open(tmp_path / "entries" / data_name, "r+b") as file:
         file.truncate(100)  # a power cut, or a hand
@@ -142,7 +154,68 @@ def test_bytes_that_do_not_match_the_etag_are_served_but_not_cached(wds_shards, 
     with pytest.warns(UserWarning, match="do not match its ETag"):
         with open_cached(url, config, lambda: io.BytesIO(other), str(tmp_path)) as stream:
             assert stream.read() == other
+        _settled()
     assert not _entries(tmp_path, ".data") and not _entries(tmp_path, ".part")
+
+
+def test_the_last_read_returns_while_the_copy_is_still_checked_and_the_entry_appears_complete_after(
+        wds_shards, s3_server, tmp_path, monkeypatch):
+    url = wds_shards(num_shards=1, samples_per_shard=4, image_size=32).urls[0]
+    body = _object(s3_server, url)
+    hashing, release, slow_hash_calls = threading.Event(), threading.Event(), []
+
+    def slow_hash(writer, chunks, hash_chunks=CacheWriter._hash):
+        slow_hash_calls.append(len(chunks))
+        hashing.set()
+        assert release.wait(30)
+        hash_chunks(writer, chunks)
+
+    monkeypatch.setattr(CacheWriter, "_hash", slow_hash)
+    with _open(url, tmp_path, part_size=4096) as stream:
+        assert stream.read() == body  # not one byte hashed yet, and the last ones served
+        stream.seek(0)
+        assert stream.read(1000) == body[:1000]  # a read back after the end comes from the copy
+    assert hashing.wait(10) and not release.is_set()
+    assert not _entries(tmp_path, ".data") and _entries(tmp_path, ".part")  # still being checked
+    assert not join_finalizers(timeout=0.2)
+    waiter_results = []
+    waiter = threading.Thread(target=lambda: waiter_results.append(_open(url, tmp_path).read()))
+    before = process_stats().snapshot()
+    waiter.start()  # another reader waits for the check, then reads the entry
+    release.set()
+    _settled()
+    waiter.join(timeout=30)
+    assert waiter_results == [body] and (process_stats() - before).cache_hits == 1 and slow_hash_calls
+    assert not _entries(tmp_path, ".part")
+    (data_name,) = _entries(tmp_path, ".data")
+    assert (tmp_path / "entries" / data_name).read_bytes() == body
+    (meta_name,) = _entries(tmp_path, ".json")
+    assert json.loads((tmp_path / "entries" / meta_name).read_text())["complete"] is True
+
+
+def test_a_copy_failing_its_md5_check_serves_the_object_warns_once_and_leaves_no_entry(
+        wds_shards, s3_server, tmp_path, monkeypatch, caplog):
+    url = wds_shards(num_shards=1, samples_per_shard=3).urls[0]
+    body = _object(s3_server, url)
+
+    def head_with_another_md5(*args, **kwargs):
+        real = head_object(*args, **kwargs)
+        return ObjectHead(real.size, '"' + "0" * 32 + '"', "0" * 32)  # what an ETag of other bytes would say
+
+    head_object = cache_module.head_object
+    monkeypatch.setattr(cache_module, "head_object", head_with_another_md5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _open(url, tmp_path, part_size=4096) as stream:
+            assert stream.read() == body
+        _settled()
+    mismatches = [str(warning.message) for warning in caught if "do not match its ETag" in str(warning.message)]
+    assert len(mismatches) == 1 and url in mismatches[0]
+    assert len([record for record in caplog.records if "do not match its ETag" in record.getMessage()]) == 1
+    assert os.listdir(tmp_path / "entries") == []
+    lock = cache_store(str(tmp_path), None).shard_lock(CacheStore.key(S3Config().resolved().endpoint_url, url))
+    lock.acquire(timeout=0)  # free: the finalizer let it go
+    lock.release()
 
 
 def test_a_byte_range_reads_the_copy_at_the_object_offsets_and_a_missed_range_is_not_cached(wds_shards, s3_server, tmp_path):
@@ -185,6 +258,7 @@ def test_the_limit_holds_at_every_sample_and_least_recently_used_shards_go_first
             assert _files_bytes(tmp_path) <= limit
             keys.append(sample["__key__"])
         assert sorted(keys) == sorted(shards.keys)
+    _settled()
     kept = sorted(name.split("-", 1)[1] for name in _entries(tmp_path, ".data"))
     if prefetch:  # the shard opened ahead is reserved while two are written: it may not fit, and stream uncached
         assert len(kept) <= 2
@@ -200,6 +274,7 @@ def _shard_sizes(urls):
 def test_a_restarted_job_reuses_the_cache_and_counts_it_in_the_limit(wds_shards, tmp_path):
     shards = wds_shards(num_shards=3, samples_per_shard=2)
     list(wds_pipe(shards.urls, decode=False, shuffle=False, cache_dir=tmp_path))
+    _settled()
     charged = sum(_shard_sizes(shards.urls)) + 3 * ENTRY_OVERHEAD
     assert CacheStore(str(tmp_path), None).usage_bytes() == charged  # a new process's store sees the same
     small = CacheStore(str(tmp_path), charged)  # full: a new shard evicts the least recently used
@@ -240,6 +315,7 @@ def test_a_full_disk_falls_back_to_streaming_with_one_warning_and_loses_no_sampl
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             cached = list(wds_pipe(shards.urls, decode=False, shuffle=False, cache_dir=cache_dir))
+            _settled()
         assert cached == uncached
         full = [str(warning.message) for warning in caught if "disk is full" in str(warning.message)]
         assert len(full) == 1 and [r for r in caplog.records if "disk is full" in r.getMessage()]

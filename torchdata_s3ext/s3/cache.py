@@ -6,12 +6,14 @@
   one, read at disk speed; the HEAD is the only request;
 - a **miss**: the backend's stream, its bytes teed into ``KEY.part`` as they are read (:mod:`.cache_tee`),
   so samples come out while the shard downloads. The copy is written on a thread of its own and hashed on
-  another, each at most :data:`WRITE_BEHIND_BYTES` behind the reader; at the shard's last byte it is checked
-  (size, and MD5 where the ETag is one, unless the backend's stream checks it already) and renamed into place.
+  another (:mod:`.cache_writer`), each at most :data:`WRITE_BEHIND_BYTES` behind the reader; the shard's last
+  read returns at once, and the copy is checked (size, and MD5 where the ETag is one, unless the backend's stream
+  checks it already) and renamed into place in the background (:func:`join_finalizers` waits for that; an
+  exiting process waits up to :data:`FINALIZE_AT_EXIT_S`).
 
 One lock per shard (``filelock``) makes every DataLoader worker and process of the machine fetch a shard
-once: its writer holds it for the whole download, and the others wait for it (for as long as the shard
-grows; :data:`STALLED_AFTER_S` without a byte and they read from S3 instead), then read the file. Room is
+once: its writer holds it for the whole download and its check, and the others wait for it (for as long as
+the shard grows; :data:`STALLED_AFTER_S` without a byte and they read from S3 instead), then read the file. Room is
 reserved for the whole shard before its first byte (:mod:`.cache_store`), so the limit holds at every moment.
 
 What is not cached, but streamed from S3 as without a cache: a byte range (``start``/``end``) that misses (a
@@ -29,13 +31,14 @@ from typing import Any, BinaryIO, Callable, Optional
 
 from .._config import S3Config
 from .cache_store import CacheStore, cache_store
-from .cache_tee import WRITE_BEHIND_BYTES, CacheEntry, CacheWriter, TeeReader
+from .cache_tee import FINALIZE_AT_EXIT_S, CacheEntry, TeeReader, join_finalizers
+from .cache_writer import WRITE_BEHIND_BYTES, CacheWriter
 from .objects import ObjectHead, head_object
 from .stats import process_stats
 from .streams import ByteRange, clamp_range
 from .url import is_s3_url
 
-__all__ = ["open_cached", "STALLED_AFTER_S", "WRITE_BEHIND_BYTES"]
+__all__ = ["open_cached", "join_finalizers", "FINALIZE_AT_EXIT_S", "STALLED_AFTER_S", "WRITE_BEHIND_BYTES"]
 
 #: seconds a shard being written by another process may go without growing before a reader stops waiting
 STALLED_AFTER_S = 30.0
@@ -83,7 +86,7 @@ def open_cached(
             store.remove(key)
             store.writing_failed(url, error)
             return source
-        tee_lock, lock = lock, None  # the tee holds it until its copy is in place or dropped
+        tee_lock, lock = lock, None  # the tee, then its finalizer, holds it until its copy is in place or dropped
         return TeeReader(url, source, writer, CacheEntry(store, key, url, head, tee_lock))  # type: ignore[return-value]
     finally:
         if lock is not None:

@@ -1,26 +1,42 @@
 """The local shard cache's miss: the backend's stream of a whole shard, its bytes copied into the cache entry
-as they are read, on a thread of its own, then checked and put in place (:class:`TeeReader`); see
-:mod:`.cache` for when it is used.
+as they are read, on a thread of its own (:class:`TeeReader`), then checked and put in place in the background
+once the last byte is read (the reader does not wait: the bytes it serves are the backend's either way, and
+the check only decides whether the copy becomes an entry); see :mod:`.cache` for when it is used.
+
+A pending check holds the shard's lock and its reservation until the copy is renamed into place or dropped.
+A process exiting waits up to :data:`FINALIZE_AT_EXIT_S` for its pending checks (:func:`join_finalizers`,
+run by a ``multiprocessing.util.Finalize`` exit hook: multiprocessing runs those at interpreter exit and when
+a DataLoader worker's ``Process`` ends, also under fork, whose children end in ``os._exit`` without running
+``atexit``); one not done by then leaves a ``.part`` file and an incomplete metadata file, never trusted, that
+the next process to use the cache removes, and a log line says so. Not waiting at the stream's close instead:
+the close comes right after the last read, so the reader would wait for the check as before.
 """
-import collections
-import hashlib
 import io
 import logging
+import multiprocessing.util
 import os
 import threading
+import time
 import warnings
-from typing import Any, BinaryIO, Callable, Deque, List, Optional
+from typing import Any, BinaryIO, Callable, Optional, Set
 
 from .cache_store import CacheStore
+from .cache_writer import CacheWriter
 from .objects import ObjectHead
 
-__all__ = ["CacheEntry", "CacheWriter", "TeeReader", "WRITE_BEHIND_BYTES"]
+__all__ = ["CacheEntry", "FINALIZE_AT_EXIT_S", "TeeReader", "join_finalizers"]
 
 logger = logging.getLogger("torchdata_s3ext")
 
-#: bytes read but not yet written to the cache at most (the tee's memory, beyond the backend's own)
-WRITE_BEHIND_BYTES = 64 << 20
+#: seconds an exiting process waits for its entries still being checked: below the 5 s a DataLoader gives
+#: its workers to exit before it terminates them
+FINALIZE_AT_EXIT_S = 4.0
 _GAP_CHUNK = 8 << 20
+
+
+def _warn(message: str, stacklevel: int) -> None:
+    logger.warning(message)
+    warnings.warn(message, stacklevel=stacklevel)
 
 
 class CacheEntry:
@@ -46,98 +62,74 @@ class CacheEntry:
             self.lock.release()
 
 
-class CacheWriter:
-    """Writes the chunks handed to it, in order, on a thread of its own, and hashes them (``hash_md5``) on
-    another, so that writing and hashing run beside each other and beside the reader; each thread has at most
-    :data:`WRITE_BEHIND_BYTES` waiting. ``error`` is the first write's failure, after which it only drops.
+# -- the checks in the background, and the pending ones at exit
 
-    The chunks are the reader's own objects, written and hashed as they are: no copy."""
+_pending: Set[threading.Thread] = set()
+_pending_lock = threading.Lock()
+_exit_hook_pid: Optional[int] = None
 
-    def __init__(self, path: str, hash_md5: bool) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+def _forget_after_fork() -> None:
+    global _pending, _pending_lock
+    _pending, _pending_lock = set(), threading.Lock()  # the parent's checks are its own, and their threads too
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _start_finalizer(writer: CacheWriter, entry: CacheEntry) -> None:
+    """Check ``writer``'s copy and end ``entry`` with it on a thread of its own, tracked until it is done."""
+    global _exit_hook_pid
+    thread = threading.Thread(target=_finalize, args=(writer, entry), name="s3-cache-finalize", daemon=True)
+    with _pending_lock:
+        _pending.add(thread)
+        if _exit_hook_pid != os.getpid():  # a forked child starts with no hook (multiprocessing clears them)
+            _exit_hook_pid = os.getpid()
+            multiprocessing.util.Finalize(None, _finish_at_exit, exitpriority=10)
+    thread.start()
+
+
+def _finalize(writer: CacheWriter, entry: CacheEntry) -> None:
+    """The source ended: the copy goes in place if it is the whole object, checked (its size, and its MD5
+    where the ETag is one), else it is dropped, with one warning for a failed check."""
+    commit = False
+    try:
+        writer.close()  # every chunk written and hashed
+        url, head = entry.url, entry.head
+        if writer.error is not None:
+            entry.store.writing_failed(url, writer.error)
+        elif writer.written != head.size:
+            _warn(f"{url}: {writer.written} bytes read, its HEAD said {head.size}; not cached", stacklevel=2)
+        elif head.content_md5 is not None and writer.md5_hexdigest() not in (None, head.content_md5):
+            _warn(f"{url}: the bytes read do not match its ETag (MD5 {writer.md5_hexdigest()}, "
+                  f"ETag {head.content_md5}); not cached", stacklevel=2)
+        else:
+            commit = True
+    finally:
         try:
-            self.read_fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            os.close(self._fd)
-            raise
-        self._md5 = hashlib.md5() if hash_md5 else None
-        self._changed = threading.Condition()
-        self._stopping = False
-        self.error: Optional[OSError] = None
-        self.written = 0
-        self._lanes: List[_Lane] = [_Lane(self._write)]
-        if self._md5 is not None:
-            self._lanes.append(_Lane(self._md5.update))
-        self._threads = [threading.Thread(target=self._run, args=(lane,), name=f"s3-cache-{name}", daemon=True)
-                         for lane, name in zip(self._lanes, ("writer", "md5"))]
-        for thread in self._threads:
-            thread.start()
-
-    def put(self, data: bytes) -> None:
-        with self._changed:
-            while any(lane.waiting >= WRITE_BEHIND_BYTES for lane in self._lanes) and self.error is None:
-                self._changed.wait()
-            if self.error is None:
-                for lane in self._lanes:
-                    lane.chunks.append(data)
-                    lane.waiting += len(data)
-                self._changed.notify_all()
-
-    def drain(self, hashed: bool = True) -> None:
-        """Wait until every chunk handed over is written, and hashed unless not ``hashed`` (or writing failed)."""
-        lanes = self._lanes if hashed else self._lanes[:1]
-        with self._changed:
-            while any(lane.waiting for lane in lanes) and self.error is None:
-                self._changed.wait()
-
-    def md5_hexdigest(self) -> Optional[str]:
-        return self._md5.hexdigest() if self._md5 is not None else None
-
-    def close(self) -> None:
-        with self._changed:
-            self._stopping = True
-            self._changed.notify_all()
-        for thread in self._threads:
-            thread.join()
-        for fd in (self._fd, self.read_fd):
-            os.close(fd)
-
-    def _run(self, lane: "_Lane") -> None:
-        while True:
-            with self._changed:
-                while not lane.chunks and not self._stopping:
-                    self._changed.wait()
-                if not lane.chunks:
-                    return
-                data = lane.chunks[0]
-            try:
-                if self.error is None:
-                    lane.consume(data)
-            except OSError as error:
-                self.error = error
-            with self._changed:
-                lane.chunks.popleft()
-                lane.waiting -= len(data)
-                if self.error is not None:
-                    for every in self._lanes:
-                        every.chunks.clear()
-                        every.waiting = 0
-                self._changed.notify_all()
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-        self.written += len(data)
+            entry.end(commit)
+        finally:
+            with _pending_lock:
+                _pending.discard(threading.current_thread())
 
 
-class _Lane:
-    """The chunks one of a writer's threads has yet to pass to ``consume``, and their bytes."""
+def join_finalizers(timeout: Optional[float] = None) -> bool:
+    """Wait (at most ``timeout`` seconds) until this process's copies being checked are in place or dropped,
+    and their locks free; whether none is left."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with _pending_lock:
+        threads = list(_pending)
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
 
-    def __init__(self, consume: Callable[[bytes], Any]) -> None:
-        self.consume = consume
-        self.chunks: Deque[bytes] = collections.deque()
-        self.waiting = 0
+
+def _finish_at_exit() -> None:
+    if not join_finalizers(FINALIZE_AT_EXIT_S):
+        with _pending_lock:
+            left = len(_pending)
+        logger.warning("%d shard cache entries still being checked after %.0f s at exit: left as temporary files, "
+                       "which the next process to use the cache removes", left, FINALIZE_AT_EXIT_S)
 
 
 class TeeReader(io.RawIOBase):
@@ -145,7 +137,9 @@ class TeeReader(io.RawIOBase):
 
     The backend's stream is only ever read forward (``_pulled`` bytes so far): a seek forward reads through
     the gap, and writes it; a read before ``_pulled`` comes back from the copy. Once copying failed (a full
-    disk) or the copy was dropped, the stream reads (and seeks, if it can) the backend's stream itself.
+    disk) or the copy was dropped, the stream reads (and seeks, if it can) the backend's stream itself. At the
+    source's last byte the entry is handed to a finalizer (:func:`_start_finalizer`) and the read returns at
+    once; the copy stays readable here (``_entry`` is then ``None``, ``_writer`` kept for reads back).
     """
 
     def __init__(self, url: str, source: BinaryIO, writer: "CacheWriter", entry: CacheEntry) -> None:
@@ -157,6 +151,7 @@ class TeeReader(io.RawIOBase):
         self._position = 0
         self._pulled = 0  # bytes read from the source; it stands there
         self._source_position = 0
+        self._source_closed = False
 
     def readable(self) -> bool:
         return True
@@ -213,7 +208,7 @@ class TeeReader(io.RawIOBase):
 
     def _read_some(self, size: int) -> bytes:
         """Up to ``size`` bytes from one place: the copy, or the source."""
-        if self._writer is not None and self._writer.error is not None:
+        if self._entry is not None and self._writer is not None and self._writer.error is not None:
             self._give_up(self._writer.error)
         if self._position < self._pulled and self._writer is not None:
             return self._read_copy(min(size, self._pulled - self._position))
@@ -244,8 +239,11 @@ class TeeReader(io.RawIOBase):
         assert self._writer is not None
         self._writer.drain(hashed=False)  # a read back (tarfile's probes, the end-of-archive check) needs the bytes only
         if self._writer.error is not None:
-            self._give_up(self._writer.error)
-            return self._read_source(size)
+            if self._entry is not None:
+                self._give_up(self._writer.error)
+            return self._read_source(size)  # after the end its finalizer reports the failure
+        if self._entry is None:
+            self._close_source()  # every byte is in the copy now
         data = os.pread(self._writer.read_fd, size, self._position)
         self._position += len(data)
         return data
@@ -267,33 +265,25 @@ class TeeReader(io.RawIOBase):
         return data
 
     def _finish(self) -> None:
-        """The source ended: the copy goes in place if it is the whole object, checked, else it is dropped."""
+        """The source ended: the entry goes to a finalizer, and the read returns without waiting for it."""
         assert self._writer is not None and self._entry is not None
-        self._writer.drain()
-        head = self._entry.head
-        if self._writer.error is not None:
-            self._give_up(self._writer.error)
-        elif self._writer.written != head.size:
-            self._drop(f"{self.url}: {self._writer.written} bytes read, its HEAD said {head.size}; not cached")
-        elif head.content_md5 is not None and self._writer.md5_hexdigest() not in (None, head.content_md5):
-            self._drop(f"{self.url}: the bytes read do not match its ETag (MD5 {self._writer.md5_hexdigest()}, "
-                       f"ETag {head.content_md5}); not cached")
-        else:
-            self._entry.end(commit=True)
-            self._entry = None  # the writer stays, idle, for reads of the copy
-            self._source.close()  # every byte is in the copy now
+        entry, self._entry = self._entry, None
+        _start_finalizer(self._writer, entry)
+        if self._writer.copied():
+            self._close_source()  # every byte is in the copy: the backend's buffers go now, else at a read back
 
     def _drop(self, message: str) -> None:
         """Drop the copy (with ``message`` as a warning, if any) and read the source from now on."""
         if message:
-            logger.warning(message)
-            warnings.warn(message, stacklevel=4)
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._entry is not None:
+            _warn(message, stacklevel=5)
+        if self._entry is not None:  # else the writer is its finalizer's
+            assert self._writer is not None
+            self._writer.close(discard=True)
             self._entry.end(commit=False)
             self._entry = None
+        if self._writer is not None:
+            self._writer.close_copy()
+            self._writer = None
 
     def _give_up(self, error: OSError) -> None:
         """Writing failed: no more caching in this process, the bytes from S3 from now on."""
@@ -302,10 +292,15 @@ class TeeReader(io.RawIOBase):
         self._drop("")
         store.writing_failed(self.url, error)
 
+    def _close_source(self) -> None:
+        if not self._source_closed:
+            self._source_closed = True
+            self._source.close()
+
     def close(self) -> None:
         if not self.closed:
             try:
                 self._drop("")
             finally:
-                self._source.close()
+                self._close_source()
         super().close()
