@@ -23,6 +23,7 @@ from typing import Any, BinaryIO, Callable, Optional, Set
 from .cache_store import CacheStore
 from .cache_writer import CacheWriter
 from .objects import ObjectHead
+from .streams import seek_target
 
 __all__ = ["CacheEntry", "FINALIZE_AT_EXIT_S", "TeeReader", "join_finalizers"]
 
@@ -167,14 +168,8 @@ class TeeReader(io.RawIOBase):
             raise ValueError(f"I/O operation on a closed stream ({self.url})")
         if not self.seekable():
             raise io.UnsupportedOperation(f"seek in a forward-only stream ({self.url})")
-        origins = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}
-        if whence not in origins:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-        target = origins[whence] + offset
-        if target < 0:
-            raise ValueError(f"negative seek position {target} in {self.url}")
-        self._position = target
-        return target
+        self._position = seek_target(self.url, offset, whence, self._position, self._size)
+        return self._position
 
     def when_all_requested(self, callback: Callable[[], None]) -> None:
         """The backend stream's ``when_all_requested`` (:mod:`.prefetch`), or ``callback()`` now without one."""

@@ -23,7 +23,7 @@ import io
 from typing import Callable, Deque, List, NamedTuple, Optional
 
 from .parts import NewParts, PartData, PartSource, PooledParts, into_new_buffers
-from .streams import check_range, clamp_range, is_whole
+from .streams import check_range, clamp_range, is_whole, seek_target
 
 __all__ = ["RangedReader", "DEFAULT_PART_SIZE", "DEFAULT_CONCURRENCY"]
 
@@ -177,16 +177,8 @@ class RangedReader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_open()
-        origins = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.end}
-        if whence not in origins:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-        target = origins[whence] + offset
-        if target < 0:
-            raise ValueError(f"negative seek position {target} in {self.url}")
-        if target < self.start:
-            raise ValueError(f"seek to {target}, before the start of the byte range {self.start}-{self.end} of {self.url}")
-        self._position = target
-        return target
+        self._position = seek_target(self.url, offset, whence, self._position, self.end, self.start)
+        return self._position
 
     def read(self, size: Optional[int] = -1) -> bytes:
         self._check_open()
