@@ -57,27 +57,17 @@ print(len(list(loader)))
 """
 
 
-def _files_bytes(cache_dir) -> int:
-    total = 0
-    for root, _, names in os.walk(cache_dir):
-        for name in names:
-            try:
-                total += os.path.getsize(os.path.join(root, name))
-            except FileNotFoundError:
-                pass  # removed between the listing and the look
-    return total
-
-
 class _Watcher:
     """The most the cache's files took at any look, looking every millisecond or so."""
 
-    def __init__(self, cache_dir) -> None:
+    def __init__(self, cache_dir, files_bytes) -> None:
         self.cache_dir, self.most, self._stop = cache_dir, 0, threading.Event()
+        self._files_bytes = files_bytes
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(0.001):
-            self.most = max(self.most, _files_bytes(self.cache_dir))
+            self.most = max(self.most, self._files_bytes(self.cache_dir))
 
     def __enter__(self) -> "_Watcher":
         self._thread.start()
@@ -117,17 +107,19 @@ def test_two_jobs_at_once_fetch_each_shard_once(wds_shards, s3_server, tmp_path)
         assert proxy.object_gets == 4
 
 
-def test_a_limit_smaller_than_the_dataset_holds_at_every_moment_and_every_epoch_has_every_sample_once(wds_shards, tmp_path):
+def test_a_limit_smaller_than_the_dataset_holds_at_every_moment_and_every_epoch_has_every_sample_once(
+    wds_shards, tmp_path, files_bytes
+):
     shards = wds_shards(num_shards=6, samples_per_shard=3, image_size=48)
     largest = max(_sizes(shards.urls))
     limit = 3 * (largest + ENTRY_OVERHEAD)  # half the dataset: two workers' downloads and one more
     pipe = wds_pipe(shards.urls, decode=False, cache_dir=tmp_path, cache_limit_bytes=limit, seed=0)
     loader = DataLoader(pipe, batch_size=None, num_workers=2)
-    with _Watcher(tmp_path) as watcher:
+    with _Watcher(tmp_path, files_bytes) as watcher:
         for _ in range(2):
             keys = []
             for sample in loader:
-                assert _files_bytes(tmp_path) <= limit
+                assert files_bytes(tmp_path) <= limit
                 keys.append(sample["__key__"])
             assert sorted(keys) == sorted(shards.keys)
     assert 0 < watcher.most <= limit

@@ -29,18 +29,6 @@ from torchdata_s3ext.samples.opener import split_s3_settings
 from torchdata_s3ext.testing import S3Proxy, seed_samples, tar_bytes
 
 
-def _files_bytes(cache_dir) -> int:
-    """The bytes of the files in ``cache_dir``; one removed while it is counted (the next shard, opened ahead on
-    the prefetch thread, may be evicting) counts nothing."""
-    total = 0
-    for root, _, names in os.walk(cache_dir):
-        for name in names:
-            try:
-                total += os.path.getsize(os.path.join(root, name))
-            except FileNotFoundError:
-                pass
-    return total
-
 
 def _settled():
     """Wait for the copies being checked in the background (the reader does not wait for them)."""
@@ -238,16 +226,16 @@ def test_a_byte_range_reads_the_copy_at_the_object_offsets_and_a_missed_range_is
     assert (process_stats() - before).gets == 0
 
 
-def test_a_shard_larger_than_the_limit_is_streamed_uncached(wds_shards, s3_server, tmp_path):
+def test_a_shard_larger_than_the_limit_is_streamed_uncached(wds_shards, s3_server, tmp_path, files_bytes):
     url = wds_shards(num_shards=1, samples_per_shard=2).urls[0]
     body = _object(s3_server, url)
     with _open(url, tmp_path, limit=len(body) + ENTRY_OVERHEAD - 1) as stream:
         assert stream.read() == body
-    assert _files_bytes(tmp_path) == 0
+    assert files_bytes(tmp_path) == 0
 
 
 @pytest.mark.parametrize("prefetch", [False, True])
-def test_the_limit_holds_at_every_sample_and_least_recently_used_shards_go_first(wds_shards, tmp_path, prefetch):
+def test_the_limit_holds_at_every_sample_and_least_recently_used_shards_go_first(wds_shards, tmp_path, prefetch, files_bytes):
     shards = wds_shards(num_shards=5, samples_per_shard=3, image_size=32)
     limit = 2 * (max(_shard_sizes(shards.urls)) + ENTRY_OVERHEAD) + 100  # two shards at a time
     pipe = wds_pipe(shards.urls, decode=False, shuffle=False, cache_dir=tmp_path, cache_limit_bytes=limit,
@@ -255,7 +243,7 @@ def test_the_limit_holds_at_every_sample_and_least_recently_used_shards_go_first
     for _ in range(2):
         keys = []
         for sample in pipe:
-            assert _files_bytes(tmp_path) <= limit
+            assert files_bytes(tmp_path) <= limit
             keys.append(sample["__key__"])
         assert sorted(keys) == sorted(shards.keys)
     _settled()
