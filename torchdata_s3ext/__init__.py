@@ -1,60 +1,42 @@
 """torchdata-s3ext: train PyTorch models straight from S3.
 
-Importing this package registers these functional forms on torchdata's ``IterDataPipe``:
-``open_s3`` (URLs -> ``(url, stream)`` on any backend, ``pipe:`` commands too), ``group_wds_samples`` (tar members -> WebDataset
-samples), ``decode_png_pair`` (PNG bytes -> uint8 tensors), ``decode_samples`` (every field by its extension: JPEG,
-PNG, cls, json, npy, ...), ``load_wds_shards`` (``(url, stream)`` -> samples, with an
-error policy for damaged shards), ``shuffle_shards``, ``shard_across_readers`` and
-``shuffle_samples`` (seeded, per-epoch, exactly-once sharding across workers and ranks).
+One chain of stages reads WebDataset tar shards: the epoch's seeded shard order, this reader's share of it,
+opened on any S3 client, read into tar members, grouped into samples, shuffled and decoded; each stage a plain
+iterator with its own state. Three faces over it:
+
+- the datapipes: importing this package registers ``open_s3`` (URLs -> ``(url, stream)`` on any backend,
+  ``pipe:`` commands too), ``group_wds_samples`` (tar members -> WebDataset samples), ``load_wds_shards``,
+  ``decode_png_pair``, ``decode_samples``, ``shuffle_shards``, ``shard_across_readers`` and
+  ``shuffle_samples`` on torch's ``IterDataPipe`` (and ``load_from_tar`` where torchdata 0.9 is not
+  installed), so that ``IterableWrapper(urls).open_s3().load_from_tar().group_wds_samples()`` works under
+  every torchdata; :func:`wds_pipe` makes the whole chain at once. Each is a plain ``IterableDataset`` with
+  ``state_dict()`` / ``load_state_dict()``, for ``DataLoader``, ``StatefulDataLoader`` and Lightning;
+- :func:`wds_node`: the same as a ``torchdata.nodes`` node (torchdata 0.10 and later);
+- :func:`reading_service`: ``DataLoader2``'s (torchdata 0.9).
 
 The public API is what this module exports, and :mod:`torchdata_s3ext.testing`. Behind it, the layers:
-``s3`` (URL -> bytes), ``samples`` (bytes -> samples), ``epochs`` (samples -> epochs), with ``tools`` (the
-``torchdata-s3ext`` command) beside them; see docs/architecture.md.
-
-Importing this package silences, for the rest of the process, the one banner torchdata 0.9 prints when
-``torchdata.datapipes`` or ``torchdata.dataloader2`` is first imported ("The 'datapipes', 'dataloader2'
-modules are deprecated ..."; we depend on them knowingly, see docs/torchdata.md). A banner printed before
-this import was printed by torchdata itself, which warns once per process: import ``torchdata_s3ext`` first
-to never see it.
+``s3`` (URL -> bytes), ``samples`` (bytes -> samples), ``epochs`` (samples -> epochs), ``faces``, with
+``tools`` (the ``torchdata-s3ext`` command) beside them; see docs/architecture.md.
 """
-import warnings
-
-# Installed for good, not in catch_warnings: torchdata warns at the first import of either module, which may
-# come after ours. Only this message, only as the UserWarning torchdata gives it.
-warnings.filterwarnings(
-    "ignore", message=r"\s*#+\s*WARNING!\s*The 'datapipes', 'dataloader2' modules are deprecated", category=UserWarning
-)
-
-import torchdata.datapipes  # noqa: E402,F401
-
 from ._config import S3Config
 from ._version import __version__
-from .epochs import (
-    CheckpointMismatch,
+from .epochs import CheckpointMismatch, RankEqualizer, merge_states
+from .faces import (
     ExactlyOnceReadingService,
-    RankEqualizer,
-    ReaderShardingIterDataPipe,
-    SampleShufflerIterDataPipe,
-    ShardShufflerIterDataPipe,
-    merge_states,
-    reading_service,
-)
-from .pipeline import wds_pipe
-from .s3 import RequestStats, backend_names, list_shards
-from .sagemaker import PipeModeChannelIterDataPipe, sagemaker_pipe
-from .samples import (
-    DataErrorWarning,
-    ErrorCounts,
     PngPairDecoderIterDataPipe,
+    ReaderShardingIterDataPipe,
     S3OpenerIterDataPipe,
     SampleDecoderIterDataPipe,
+    SampleShufflerIterDataPipe,
+    ShardShufflerIterDataPipe,
     WdsSampleGrouperIterDataPipe,
     WdsShardLoaderIterDataPipe,
-    decode_png,
-    decode_sample,
-    group_by_keys,
-    split_member_name,
+    reading_service,
 )
+from .pipeline import wds_node, wds_pipe
+from .s3 import RequestStats, backend_names, list_shards
+from .sagemaker import PipeModeChannelIterDataPipe, sagemaker_pipe
+from .samples import DataErrorWarning, ErrorCounts, decode_png, decode_sample, group_by_keys, split_member_name
 
 S3Opener = S3OpenerIterDataPipe
 WdsSampleGrouper = WdsSampleGrouperIterDataPipe
@@ -102,5 +84,6 @@ __all__ = [
     "reading_service",
     "sagemaker_pipe",
     "split_member_name",
+    "wds_node",
     "wds_pipe",
 ]

@@ -1,38 +1,107 @@
-"""``wds_pipe``: the one-call recommended pipe from a shard spec to shuffled, decoded samples, exactly once."""
-from typing import Any, Optional, Sequence, Union
+"""``wds_pipe`` and ``wds_node``: the recommended chain from a shard spec to shuffled, decoded samples, exactly
+once: ``order`` -> ``split`` -> ``open`` -> ``tar`` -> ``group`` -> ``shuffle`` -> ``decode``, one chain of
+stages behind two faces (a datapipe that is a plain ``IterableDataset``, and a ``torchdata.nodes`` node)."""
+import dataclasses
+import functools
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from torchdata.datapipes.iter import IterableWrapper, IterDataPipe
-
-from .epochs import readers, shuffling  # noqa: F401  (registers shuffle_shards, shard_across_readers, shuffle_samples)
-from .samples.opener import split_s3_settings  # (importing it registers open_s3)
 from ._config import S3Config
+from .epochs.clock import EpochClock
+from .epochs.order import ShardOrder
+from .epochs.readers import ReaderSplit
+from .epochs.seeds import pipe_seed
+from .epochs.shuffling import SampleShuffler
+from .faces.datapipes import Pipe
+from .faces.nodes import stage_node
 from .s3.listing import ShardSpec, list_shards
 from .s3.stats import PipeStats
+from .samples.decode import Decoder, SampleDecoding, fields_decoded, pair_decoded
+from .samples.decode.failures import GIVE_UP_AFTER
+from .samples.grouping import Grouper, SampleGrouper
+from .samples.opener import OpenSettings, ShardOpener
 from .samples.policy import ErrorCounts, check_on_error
+from .samples.tar import TarMembers
+from .stage import Stage
 
-__all__ = ["wds_pipe"]
+__all__ = ["WDS_OPTIONS", "WdsPipe", "wds_node", "wds_pipe"]
+
+#: ``wds_pipe``'s and ``wds_node``'s own keywords (besides the S3Config fields and the backend's options)
+WDS_OPTIONS = ("backend", "shuffle", "shuffle_buffer", "decode", "seed", "suffix", "on_error", "config")
 
 
-def wds_pipe(
-    shards: ShardSpec,
-    *,
-    backend: str = "auto",
-    shuffle: bool = True,
-    shuffle_buffer: int = 1000,
-    decode: Union[bool, str] = True,
-    seed: Optional[int] = None,
-    suffix: Optional[Union[str, Sequence[str]]] = None,
-    on_error: str = "raise",
-    config: Optional[S3Config] = None,
-    **open_s3_kwargs: Any,
-) -> IterDataPipe:
+@dataclasses.dataclass(frozen=True)
+class WdsSettings:
+    """Every choice of a ``wds_pipe``, checked once: the listed shards, how to open them, the shuffles' seed."""
+
+    shard_urls: List[str]
+    opening: OpenSettings
+    shuffle: bool
+    shuffle_buffer: int
+    decode: Union[bool, str]
+    seed: int
+    seed_chosen: bool
+    on_error: str
+
+    @classmethod
+    def of(cls, shards: ShardSpec, *, backend: str = "auto", shuffle: bool = True, shuffle_buffer: int = 1000,
+           decode: Union[bool, str] = True, seed: Optional[int] = None, suffix: Optional[Union[str, Sequence[str]]] = None,
+           on_error: str = "raise", config: Optional[S3Config] = None, **open_s3_kwargs: Any) -> "WdsSettings":
+        check_on_error(on_error)
+        if decode not in (True, False, "samples"):
+            raise ValueError(f"decode must be True (the PNG pair), 'samples' (every field) or False, not {decode!r}")
+        if not isinstance(shuffle_buffer, int) or isinstance(shuffle_buffer, bool) or shuffle_buffer < 1:
+            raise ValueError(f"shuffle_buffer must be a positive int, got {shuffle_buffer!r}")
+        # Listing and reading agree on the endpoint, credentials and attempts: one config serves both.
+        opening = OpenSettings.from_keywords(backend, config, others={"wds_pipe options": WDS_OPTIONS}, **open_s3_kwargs)
+        chosen_seed, seed_chosen = pipe_seed(seed)
+        shard_urls = list_shards(shards, suffix=suffix, config=opening.config)
+        return cls(shard_urls, opening, bool(shuffle), shuffle_buffer, decode, chosen_seed, seed_chosen, on_error)
+
+    def decoder(self) -> Tuple[Optional[Callable[[Dict[str, Any]], Dict[str, Any]]], str]:
+        """``(what decodes a sample, the name its messages start with)``; ``None`` when samples stay raw."""
+        if self.decode == "samples":
+            return functools.partial(fields_decoded, decoding=SampleDecoding()), "decode_samples"
+        return (pair_decoded, "decode_png_pair") if self.decode else (None, "")
+
+    def chain(self, clock: EpochClock, error_counts: ErrorCounts, stats: PipeStats, decoded: bool = True) -> Stage[Any]:
+        """The stages of one reader, from the shard order to the (``decoded``) samples."""
+        order = ShardOrder(self.shard_urls, self.seed, self.shuffle, clock, self.seed_chosen)
+        samples = SampleGrouper(TarMembers(ShardOpener(ReaderSplit(order), self.opening, stats)),
+                                Grouper((), self.on_error, error_counts))
+        chain: Stage[Any] = SampleShuffler(samples, self.shuffle_buffer, self.seed, self.shuffle, clock, self.seed_chosen)
+        decode, name = self.decoder()
+        if decoded and decode is not None:
+            chain = Decoder(chain, decode, self.on_error, error_counts, GIVE_UP_AFTER, name)
+        return chain
+
+
+class WdsPipe(Pipe):
+    """What :func:`wds_pipe` returns: the recommended chain as one pipe, with its ``stats`` and
+    ``error_counts``."""
+
+    def __init__(self, settings: WdsSettings, stats: PipeStats, decoded: bool = True) -> None:
+        super().__init__(None)
+        self.settings = settings
+        self.stats = stats
+        self.error_counts = ErrorCounts()
+        self.decoded = decoded
+
+    def _stage(self, clock: EpochClock) -> Stage[Any]:
+        return self.settings.chain(clock, self.error_counts, self.stats, self.decoded)
+
+    def __repr__(self) -> str:
+        return f"WdsPipe({len(self.settings.shard_urls)} shards, backend={self.settings.opening.backend!r})"
+
+
+def wds_pipe(shards: ShardSpec, **options: Any) -> WdsPipe:
     """The recommended pipe: list shards -> shuffle shards -> split over readers -> ``open_s3`` ->
     ``load_from_tar`` -> ``group_wds_samples`` -> shuffle buffer -> ``decode_png_pair`` (or ``decode_samples``).
 
-    Every sample comes exactly once per epoch under a plain ``torch.utils.data.DataLoader(pipe, batch_size=None,
-    num_workers=N)`` and under ``DataLoader2(pipe, reading_service=reading_service(N))``, on one machine or
-    over the ranks of a ``torch.distributed`` group. Orders change every epoch and follow the loader's seed
-    (``DataLoader2.seed(n)``, or ``DataLoader(generator=torch.Generator().manual_seed(n))``).
+    Every sample comes exactly once per epoch under ``DataLoader(pipe, batch_size=None, num_workers=N)``,
+    ``StatefulDataLoader``, Lightning and ``DataLoader2(pipe, reading_service=reading_service(N))``, on one
+    machine or over the ranks of a ``torch.distributed`` group. The pipe is a plain ``IterableDataset`` with
+    ``state_dict()`` / ``load_state_dict()`` (exact resume, see docs/checkpoint.md) that chains like a datapipe
+    (``pipe.batch(32).collate()``). Orders change every epoch; ``seed=`` reproduces them.
 
     Args:
         shards: what :func:`list_shards` accepts: brace pattern, S3 prefix, local folder, or a list of these
@@ -45,23 +114,22 @@ def wds_pipe(
             ImageNet-style ``KEY.jpg`` + ``KEY.cls`` shards and others; ``False`` yields the raw sample dicts.
             For other options, pass ``False`` and add ``.decode_samples(..., on_error=on_error,
             error_counts=pipe.error_counts)`` to the returned pipe
-        seed: an int reproduces the orders by itself: epoch ``k`` (counted by the returned pipe, from 1) is in
-            an order that depends only on ``seed``, ``k`` and the reader (rank and worker of how many), the same
-            in every run and rank, under ``DataLoader`` with or without ``generator=``, under ``DataLoader2``,
-            for ``fork`` and ``spawn``; the loader's seed is then not used, and each epoch still has a fresh
-            order. ``None`` (default): the loader's per-epoch seed decides, so only a seeded loader reproduces
-            (``DataLoader(generator=torch.Generator().manual_seed(n))``, ``DataLoader2.seed(n)``)
+        seed: an int reproduces the orders by itself: epoch ``k`` (counted by the pipe, from 1) is in an order
+            that depends only on ``seed``, ``k`` and the reader (rank and worker of how many), the same in every
+            run, under every loader, ``fork`` and ``spawn``. ``None`` (default): a seed drawn when the pipe is
+            made (rank 0's in an initialised process group, which every rank then builds the pipe in), so runs
+            differ; a checkpoint carries it
         suffix: what a shard's name ends in, as for :func:`list_shards` (default: tar and compressed tars)
         on_error: bad data (a truncated or non-tar shard, a sample repeating a field, a corrupt image):
             ``"raise"`` (default) raises naming the URL and key; ``"skip"`` drops it and goes on (for a
             damaged shard: keeps the samples before the damage, then reads the next shard); ``"warn"`` does
             the same after a ``DataErrorWarning`` and a log record on logger ``"torchdata_s3ext"``. The
-            returned pipe's ``error_counts`` counts by kind, added up over the DataLoader workers.
-            Under ``"raise"`` shards go through torchdata's ``load_from_tar``, otherwise ``load_wds_shards``
+            returned pipe's ``error_counts`` counts by kind, added up over the DataLoader workers
         config: a full :class:`S3Config`, for listing and reading
-        open_s3_kwargs: any :class:`S3Config` field (``endpoint_url``, ``anonymous``,
-            ``max_attempts``, ...) and the backend's options, as for ``open_s3``; the configuration also serves
-            to list a prefix. An unknown keyword raises ``TypeError`` before anything is listed
+        open_s3_kwargs: any :class:`S3Config` field (``endpoint_url``, ``anonymous``, ``max_attempts``, ...),
+            ``open_s3``'s ``cache_dir``, ``cache_limit_bytes``, ``prefetch`` and the backend's options; the
+            configuration also serves to list a prefix. An unknown keyword raises ``TypeError`` before anything
+            is listed, naming the closest valid one
 
     The returned pipe's ``stats`` (a :class:`~torchdata_s3ext.s3.stats.PipeStats`) counts the S3 requests of
     the listing and of every process reading the pipe, and ``error_counts`` the bad data they met: read them in
@@ -70,37 +138,32 @@ def wds_pipe(
     Example:
         >>> from torch.utils.data import DataLoader
         >>> pipe = wds_pipe("s3://bkt/train/shard-{000000..000099}.tar", seed=0)  # doctest: +SKIP
-        >>> loader = DataLoader(pipe, batch_size=None, num_workers=4)  # no generator= needed  # doctest: +SKIP
+        >>> loader = DataLoader(pipe, batch_size=None, num_workers=4)  # doctest: +SKIP
     """
-    from . import samples  # noqa: F401  (registers group_wds_samples, load_wds_shards, decode_png_pair, decode_samples)
-
-    check_on_error(on_error)
-    if decode not in (True, False, "samples"):
-        raise ValueError(f"decode must be True (the PNG pair), 'samples' (every field) or False, not {decode!r}")
-    error_counts = ErrorCounts()
     stats = PipeStats()  # made before the listing, so that its requests count too
+    return WdsPipe(WdsSettings.of(shards, **options), stats)
 
-    # Listing and reading must agree on the endpoint, credentials and attempts: one config serves both.
-    config_fields, backend_options = split_s3_settings(backend, open_s3_kwargs)
-    config = S3Config.merged(config, **config_fields)
-    shard_urls = list_shards(shards, suffix=suffix, config=config)
-    pipe = (
-        IterableWrapper(shard_urls, deepcopy=False)
-        .shuffle_shards(seed=seed, shuffle=shuffle)
-        .shard_across_readers()
-        .open_s3(backend=backend, config=config, stats=stats, **backend_options)
-    )
-    # load_from_tar raises out of its generator on a damaged shard, ending the pipe: fine for "raise" only.
-    if on_error == "raise":
-        pipe = pipe.load_from_tar().group_wds_samples(on_error=on_error, error_counts=error_counts)
-    else:
-        pipe = pipe.load_wds_shards(on_error=on_error, error_counts=error_counts)
-    # Always there, also without shuffling: it is where the pipe is checkpointed (state_dict / load_state_dict).
-    pipe = pipe.shuffle_samples(buffer_size=shuffle_buffer if shuffle else 1, seed=seed, shuffle=shuffle)
-    if decode == "samples":
-        pipe = pipe.decode_samples(on_error=on_error, error_counts=error_counts)
-    elif decode:
-        pipe = pipe.decode_png_pair(on_error=on_error, error_counts=error_counts)
-    pipe.error_counts = error_counts
-    pipe.stats = stats
-    return pipe
+
+def wds_node(shards: ShardSpec, *, decode_workers: int = 0, **options: Any) -> Any:
+    """The samples of :func:`wds_pipe` as a ``torchdata.nodes.BaseNode`` (torchdata 0.10 and later): the same
+    options, chain, orders and guarantees. ``Loader(wds_node(...))`` iterates it, epoch after epoch, and its
+    ``state_dict()`` / ``load_state_dict()`` resume exactly; every rank of a ``torch.distributed`` group reads
+    its share of each epoch's shards.
+
+    Args:
+        shards: as for :func:`wds_pipe`
+        decode_workers: threads decoding samples in parallel (a ``torchdata.nodes.ParallelMapper``, in
+            order); ``0`` (default) decodes in the reading thread. Reading is concurrent already: each shard
+            as ranged GETs in flight, the next shard opened ahead
+        options: every keyword of :func:`wds_pipe`
+
+    Example:
+        >>> from torchdata.nodes import Batcher, Loader  # doctest: +SKIP
+        >>> loader = Loader(Batcher(wds_node("s3://bkt/train/", seed=0), batch_size=32))  # doctest: +SKIP
+    """
+    pipe = wds_pipe(shards, **options)
+    decode, name = pipe.settings.decoder()
+    if not decode_workers or decode is None:
+        return stage_node(pipe, decode_workers)
+    pipe.decoded = False
+    return stage_node(pipe, decode_workers, decode, pipe.settings.on_error, pipe.error_counts, GIVE_UP_AFTER, name)

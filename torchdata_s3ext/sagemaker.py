@@ -3,14 +3,16 @@ those of S3 shards (see docs/pipe-mode.md)."""
 from typing import Any, Dict, Iterator, Optional, Sequence
 
 import torch.utils.data
-from torchdata.datapipes.iter import IterDataPipe
 
-from .epochs import shuffling  # noqa: F401  (registers shuffle_samples)
-from .epochs.seeding import EpochSeeded
+from .epochs.clock import EpochClock
+from .faces.datapipes import Pipe
+from .faces.decoding import PngPairDecoderIterDataPipe
+from .faces.epoch_pipes import SampleShufflerIterDataPipe
 from .s3.pipe_mode import DEFAULT_INPUT_DIR, DEFAULT_TIMEOUT, fifo_path, open_fifo, second_reader_error
 from .samples.concatenated import archive_samples
-from .samples.grouping import SamplePipe
+from .samples.grouping import check_required_fields
 from .samples.policy import ErrorCounts, check_on_error
+from .stage import Stage
 
 __all__ = ["PipeModeChannelIterDataPipe", "sagemaker_pipe"]
 
@@ -24,7 +26,39 @@ def _check_one_reader(path: str) -> None:
         raise second_reader_error(path, f"{worker_info.num_workers} DataLoader workers (num_workers > 1)")
 
 
-class PipeModeChannelIterDataPipe(EpochSeeded, SamplePipe):
+class _ChannelSamples(Stage[Dict[str, Any]]):
+    """The ``pipe_mode`` stage: the samples of the channel's FIFO of the epoch. A FIFO cannot be read again, so
+    its state says only that the epoch cannot be resumed midway."""
+
+    kind = "pipe_mode"
+
+    def __init__(self, channel: "PipeModeChannelIterDataPipe", clock: EpochClock) -> None:
+        super().__init__(None)
+        self.channel = channel
+        self.clock = clock
+        self._samples: Optional[Iterator[Dict[str, Any]]] = None
+
+    def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
+        self.close()
+        if state is not None:
+            raise ValueError("a SageMaker Pipe Mode channel cannot be resumed midway through an epoch: its FIFO is read once")
+        self._samples = self.channel._epoch_samples(self.clock.epoch - 1)
+
+    def next(self) -> Dict[str, Any]:
+        if self._samples is None:
+            raise StopIteration
+        return next(self._samples)
+
+    def state(self) -> Dict[str, Any]:
+        return {"stage": self.kind, "unavailable": "a SageMaker Pipe Mode channel's FIFO cannot be read again"}
+
+    def close(self) -> None:
+        samples, self._samples = self._samples, None
+        if samples is not None:
+            samples.close()  # type: ignore[attr-defined]
+
+
+class PipeModeChannelIterDataPipe(Pipe):
     r"""
     Reads one SageMaker Pipe Mode channel: each iteration, an epoch, opens the channel's FIFO for that epoch,
     ``<input_dir>/<channel>_<epoch>``, and yields the WebDataset samples of the tar archives the agent writes
@@ -65,17 +99,20 @@ class PipeModeChannelIterDataPipe(EpochSeeded, SamplePipe):
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         fifo_path(channel, 0 if epoch is None else epoch, input_dir)  # checks channel and epoch
-        SamplePipe.__init__(self, None, required_fields, on_error, error_counts)  # type: ignore[arg-type]
+        super().__init__(None)
+        self.required_fields = check_required_fields(required_fields)
+        self.on_error: str = check_on_error(on_error)
+        self.error_counts: ErrorCounts = error_counts if error_counts is not None else ErrorCounts()
         self.channel = channel
         self.epoch = epoch
         self.input_dir = input_dir
         self.timeout = float(timeout)
-        # The epoch count of the shufflers, which follows DataLoader's copies; nothing here is random.
-        self._init_seeding(None, shuffle=False)
 
-    def __iter__(self) -> Iterator[Dict[str, Any]]:
-        self._start_epoch()
-        path = fifo_path(self.channel, self._epoch - 1 if self.epoch is None else self.epoch, self.input_dir)
+    def _stage(self, clock: EpochClock) -> Stage[Any]:
+        return _ChannelSamples(self, clock)
+
+    def _epoch_samples(self, counted: int) -> Iterator[Dict[str, Any]]:
+        path = fifo_path(self.channel, counted if self.epoch is None else self.epoch, self.input_dir)
         _check_one_reader(path)
         with open_fifo(path, self.timeout) as stream:
             stream_url = URL_SCHEME + path
@@ -93,7 +130,7 @@ def sagemaker_pipe(
     seed: Optional[int] = None,
     on_error: str = "raise",
     timeout: float = DEFAULT_TIMEOUT,
-) -> IterDataPipe:
+) -> Pipe:
     """The pipe for a SageMaker Pipe Mode channel: the channel's FIFO of the epoch ->
     concatenated tar archives -> WebDataset samples -> shuffle buffer -> ``decode_png_pair``, each iteration
     the next epoch's FIFO, every sample of it exactly once.
@@ -122,16 +159,14 @@ def sagemaker_pipe(
         >>> pipe = sagemaker_pipe("train", seed=0)  # doctest: +SKIP
         >>> loader = DataLoader(pipe, batch_size=None, num_workers=1)  # one reader per FIFO  # doctest: +SKIP
     """
-    from . import samples  # noqa: F401  (registers decode_png_pair)
-
     check_on_error(on_error)
     error_counts = ErrorCounts()
-    pipe: IterDataPipe = PipeModeChannelIterDataPipe(
+    pipe: Pipe = PipeModeChannelIterDataPipe(
         channel, epoch, input_dir, on_error=on_error, error_counts=error_counts, timeout=timeout
     )
     if shuffle and shuffle_buffer > 1:
-        pipe = pipe.shuffle_samples(buffer_size=shuffle_buffer, seed=seed)
+        pipe = SampleShufflerIterDataPipe(pipe, buffer_size=shuffle_buffer, seed=seed)
     if decode:
-        pipe = pipe.decode_png_pair(on_error=on_error, error_counts=error_counts)
+        pipe = PngPairDecoderIterDataPipe(pipe, on_error=on_error, error_counts=error_counts)
     pipe.error_counts = error_counts
     return pipe

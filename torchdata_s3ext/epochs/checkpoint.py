@@ -1,35 +1,32 @@
-"""Checkpoint states: what a reader has delivered of an epoch, in a few kilobytes, and how to go on from it.
+"""Checkpoint states: what a reader has delivered of an epoch, in a few numbers, and how to go on from it.
 
-A reader's state (:func:`reader_state`, taken by ``shuffle_samples`` between two samples) holds no sample bytes:
-
-- the epoch, the seed it was ordered with, and a digest of the shard list, to refuse a state of another pipe;
-- ``remaining``: the reader's work not yet read, as shard slices: the shard being read from the byte after the
-  last sample taken (its next member header), then the shards not yet opened;
-- ``buffer``: the samples taken but not yet delivered (in the shuffle buffer), as positions (shard, number,
-  bytes), in buffer order, with the buffer's random state, so that the same reader continues in the very
-  order it would have had.
+A reader's state (:func:`reader_state`, taken by a face between two samples) holds no sample bytes: the epoch,
+the reader (its number of how many), and its chain of stages' states, each nesting its source's. Together they
+say where the reader is: its place in its share of the epoch's seeded shard order (``split``, ``order``), the
+shard being read and the byte of its next sample (``tar``/``open``, with the sample's number from ``group``),
+and the samples held in the shuffle buffer as positions with the number of random draws made (``shuffle``).
+None of this grows with the number of shards. ``"stages": None`` is a reader that has delivered nothing of
+the epoch.
 
 :func:`merge_states` turns the states of every reader of a job (ranks x workers) into one state that names no
-reader: the union of their remaining work and buffered samples. Any number of readers can take it up, each
-its share (:func:`resumed_items`): every sample not yet delivered comes once.
-
-A reader that had not started the epoch ("before") has delivered nothing of it: its whole share of the epoch
-is left, and is found again from the epoch's shard order when the state is loaded.
+reader: what each had left (its share from where it was, the rest of the shard it was reading, the samples it
+held), as a small description of work (:func:`merged_work`) that any number of readers then share
+round-robin: every sample not yet delivered comes once.
 """
-import hashlib
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+import pickle
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from .._version import __version__
 from ..samples.positions import Position, ShardSlice
 
 __all__ = [
-    "FORMAT", "CheckpointMismatch", "check_state", "dataset_states", "expand_merged", "merge_states", "refetch_slices",
-    "resumed_items", "shards_digest",
+    "FORMAT", "VERSION", "CheckpointMismatch", "check_state", "dataset_states", "merge_states", "merged_work",
+    "reader_state", "refetch_slices", "stage_states",
 ]
 
 #: the name and version of the state's layout; a state of another version is refused with a clear error
 FORMAT = "torchdata_s3ext.checkpoint"
-VERSION = 1
+VERSION = 2
 
 #: buffered samples of one shard closer than this are fetched again with one ranged GET
 MERGE_GAP = 1 << 20
@@ -41,38 +38,10 @@ class CheckpointMismatch(RuntimeError):
     Not a ``ValueError``: raised upstream of the tar readers, it must never pass for a damaged shard."""
 
 
-def shards_digest(shard_urls: Iterable[str]) -> str:
-    """A digest of the set of shard URLs (any order)."""
-    digest = hashlib.sha256()
-    for url in sorted(str(url) for url in shard_urls):
-        digest.update(url.encode() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def _encode_positions(positions: Sequence[Position]) -> Dict[str, Any]:
-    shards: Dict[str, int] = {}
-    samples = [[shards.setdefault(p.shard, len(shards)), p.index, p.start, p.end] for p in positions]
-    return {"shards": list(shards), "samples": samples}
-
-
-def decode_positions(encoded: Mapping[str, Any]) -> List[Position]:
-    shards = encoded["shards"]
-    return [Position(shards[number], index, start, end) for number, index, start, end in encoded["samples"]]
-
-
-def reader_state(
-    *, epoch: int, status: str, seed: Optional[int], loader_seed: Optional[int], shards: Tuple[int, str],
-    reader: Tuple[int, int], remaining: Sequence[ShardSlice] = (), buffer: Sequence[Position] = (),
-    rng: Any = None, draining: bool = False,
-) -> Dict[str, Any]:
-    """One reader's state (see the module docstring); ``status`` is ``"running"`` or ``"before"``."""
-    return {
-        "format": FORMAT, "version": VERSION, "package": __version__,
-        "epoch": epoch, "status": status, "seed": seed, "loader_seed": loader_seed,
-        "shard_count": shards[0], "shard_digest": shards[1], "reader": list(reader),
-        "remaining": [part.to_state() for part in remaining],
-        "buffer": _encode_positions(buffer), "rng": rng, "draining": draining,
-    }
+def reader_state(epoch: int, reader: Sequence[int], stages: Optional[Dict[str, Any]], ended: bool = False) -> Dict[str, Any]:
+    """One reader's state (see the module docstring); ``ended``: it has delivered all of its epoch."""
+    return {"format": FORMAT, "version": VERSION, "package": __version__, "epoch": int(epoch),
+            "reader": list(reader), "stages": stages, "ended": ended}
 
 
 def unavailable_state(reason: str) -> Dict[str, Any]:
@@ -99,17 +68,15 @@ def check_state(state: Any) -> Dict[str, Any]:
     return dict(state)
 
 
-def check_fits(state: Mapping[str, Any], *, seed: Optional[int], shards: Tuple[int, str]) -> None:
-    """``CheckpointMismatch`` unless ``state`` was taken from a pipe with this seed and these shards."""
-    if state["seed"] != seed:
-        raise CheckpointMismatch(f"the checkpoint was taken with seed={state['seed']!r}, this pipe has seed={seed!r}")
-    if not state["shard_count"]:
-        return  # taken before any reader listed its shards: nothing of the epoch was delivered
-    if (state["shard_count"], state["shard_digest"]) != tuple(shards):
-        raise CheckpointMismatch(
-            f"the checkpoint was taken over {state['shard_count']} shards (digest {state['shard_digest']}), this pipe "
-            f"lists {shards[0]} (digest {shards[1]}): other shards, or shards added or removed since"
-        )
+def stage_states(stages: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """The states in a chain's nested state, by the kind of stage (``"shuffle"``, ``"group"``, ``"split"``, ...)."""
+    found: Dict[str, Dict[str, Any]] = {}
+    while isinstance(stages, Mapping):
+        found.setdefault(stages.get("stage", "?"), dict(stages))
+        if stages.get("unavailable"):
+            raise CheckpointMismatch(f"this pipe cannot be checkpointed: {stages['unavailable']}")
+        stages = stages.get("source")
+    return found
 
 
 def refetch_slices(positions: Iterable[Position], gap: int = MERGE_GAP) -> List[ShardSlice]:
@@ -117,27 +84,63 @@ def refetch_slices(positions: Iterable[Position], gap: int = MERGE_GAP) -> List[
     ``gap`` bytes apart in one ranged read each; a shard without offsets (compressed) read from its start."""
     by_shard: Dict[str, List[Position]] = {}
     for position in positions:
-        by_shard.setdefault(position.shard, []).append(position)
+        by_shard.setdefault(position.url, []).append(position)
     slices: List[ShardSlice] = []
-    for shard, found in by_shard.items():
+    for url, found in by_shard.items():
         found.sort(key=lambda position: position.index)
         if any(position.start is None or position.end is None for position in found):
-            slices.append(ShardSlice(shard, from_index=None, wanted={position.index for position in found}))
+            slices.append(ShardSlice(url, None, from_index=None, wanted={position.index for position in found}))
             continue
         run = [found[0]]
         for position in found[1:]:
             if position.start - run[-1].end < gap:  # type: ignore[operator]
                 run.append(position)
                 continue
-            slices.append(_run_slice(shard, run))
+            slices.append(_run_slice(url, run))
             run = [position]
-        slices.append(_run_slice(shard, run))
+        slices.append(_run_slice(url, run))
     return slices
 
 
-def _run_slice(shard: str, run: List[Position]) -> ShardSlice:
-    return ShardSlice(shard, start=run[0].start, end=run[-1].end, first_index=run[0].index,  # type: ignore[arg-type]
+def _run_slice(url: str, run: List[Position]) -> ShardSlice:
+    return ShardSlice(url, None, start=run[0].start, end=run[-1].end, first_index=run[0].index,  # type: ignore[arg-type]
                       from_index=None, wanted={position.index for position in run})
+
+
+def merged_work(merged: Mapping[str, Any], epoch_order: Sequence[Any]) -> List[ShardSlice]:
+    """The work a merged state describes, in order: its slices, then what each old reader had left of its share
+    of ``epoch_order`` (the epoch's shard order), or of the merged work it was itself resumed from."""
+    work = [ShardSlice.from_state(part) for part in merged["items"]]
+    for share in merged["shares"]:
+        reader, readers = share["reader"]
+        if "taken" in share:
+            work.extend(item for position, item in enumerate(epoch_order)
+                        if position >= share["taken"] and position % readers == reader)
+        else:
+            work.extend(merged_work(share["merged"], epoch_order)[reader::readers][share["next"]:])
+    return work
+
+
+def _left_by(stages: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """What one running reader had left: its share, and the slices of its shard under way and its buffer."""
+    split = stages.get("split")
+    if split is None:
+        raise CheckpointMismatch("merge_states() needs pipes with shard_across_readers(), which says each reader's share")
+    share: Dict[str, Any] = {"reader": split["reader"]}
+    share.update({"taken": split["taken"]} if "taken" in split else {"merged": split["merged"], "next": split["next"]})
+    items: List[ShardSlice] = []
+    shuffle = stages.get("shuffle")
+    if shuffle is not None and shuffle.get("buffer"):
+        from .shuffling import buffered_positions
+
+        items.extend(refetch_slices(buffered_positions(shuffle)))
+    reopen = [ShardSlice.from_state(part) for part in stages.get("open", {}).get("reopen", ())]
+    group = stages.get("group")
+    if reopen and group is not None and group.get("shard") is not None and group["shard"][0] == reopen[0].url:
+        skip_before = group["shard"][1]
+        reopen[0] = reopen[0].resumed(None if skip_before else reopen[0].start, group["index"])
+    items.extend(part for part in reopen if not part.done())
+    return {"share": share, "items": [part.to_state() for part in items], "order": split.get("source")}
 
 
 def merge_states(states: Iterable[Any]) -> Dict[str, Any]:
@@ -148,87 +151,46 @@ def merge_states(states: Iterable[Any]) -> Dict[str, Any]:
     readers = [check_state(state) for loader_state in states for state in dataset_states(loader_state)]
     if not readers:
         raise CheckpointMismatch("merge_states() got no reader states")
-    first = readers[0]
-    if first["reader"] is None:
+    if any(state.get("reader") is None for state in readers):
         raise CheckpointMismatch("merge_states() got a merged state; merge the readers' own states")
-    layout = first["reader"][1]
+    layout = readers[0]["reader"][1]
     ids = sorted(state["reader"][0] for state in readers)
     if ids != list(range(layout)) or any(state["reader"][1] != layout for state in readers):
         raise CheckpointMismatch(
             f"merge_states() needs the state of every reader of the job ({layout} readers, ranks x workers), "
             f"got readers {ids}: gather every rank's state (each rank's loader holds its workers')"
         )
-    listed = [state for state in readers if state["shard_count"]] or readers  # a reader not begun knows none
-    for key, among in (("seed", readers), ("loader_seed", readers), ("shard_count", listed), ("shard_digest", listed)):
-        if any(state[key] != among[0][key] for state in among):
-            raise CheckpointMismatch(f"the readers' states differ in {key}: they are not of one pipe and epoch")
-    # "before e" means epoch e-1 is done: the job's epoch is the latest one under way.
-    running = {state["epoch"] for state in readers if state["status"] == "running"}
-    epoch = max(running) if running else min(state["epoch"] for state in readers)
-    remaining: List[Any] = []
-    pending: List[Position] = []
-    not_started: List[int] = []
+    running = [state for state in readers if state["stages"] is not None]
+    epoch = max(state["epoch"] for state in running) if running else min(state["epoch"] for state in readers)
+    shares: List[Dict[str, Any]] = []
+    items: List[Any] = []
+    order: Optional[Dict[str, Any]] = None
     for state in sorted(readers, key=lambda state: state["reader"][0]):
-        if state["status"] == "running" and state["epoch"] == epoch:
-            remaining.extend(state["remaining"])
-            pending.extend(decode_positions(state["buffer"]))
-        elif state["status"] == "before" and state["epoch"] == epoch:
-            not_started.append(state["reader"][0])
-        elif not (state["status"] == "before" and state["epoch"] == epoch + 1):
+        if state["stages"] is None and state["epoch"] == epoch:
+            shares.append({"reader": state["reader"], "taken": 0})
+        elif state["stages"] is not None and state["epoch"] == epoch:
+            left = _left_by(stage_states(state["stages"]))
+            order = _same_order(order, left["order"])
+            shares.append(left["share"])
+            items.extend(left["items"])
+        elif not (state["stages"] is None and state["epoch"] == epoch + 1):
             raise CheckpointMismatch(
-                f"reader {state['reader'][0]} is at epoch {state['epoch']} ({state['status']}) while the job is at "
-                f"epoch {epoch}: the states were not taken at one checkpoint"
+                f"reader {state['reader'][0]} is at epoch {state['epoch']} while the job is at epoch {epoch}: "
+                "the states were not taken at one checkpoint"
             )
-    status = "running" if running or len(not_started) < layout else "before"
-    merged = reader_state(
-        epoch=epoch, status=status, seed=first["seed"], loader_seed=first["loader_seed"],
-        shards=(listed[0]["shard_count"], listed[0]["shard_digest"]), reader=(0, 1), buffer=pending,
-    )
-    merged.update(reader=None, remaining=remaining, layout=layout, not_started=not_started)
-    return merged
+    merged = None
+    if order is not None:
+        merged = {"order": {key: order[key] for key in ("stage", "epoch", "seed", "shards")}, "items": items, "shares": shares}
+    return {"format": FORMAT, "version": VERSION, "package": __version__, "epoch": epoch, "reader": None, "merged": merged}
 
 
-def resumed_items(state: Mapping[str, Any], epoch_order: Sequence[str], reader: Tuple[int, int]) -> List[ShardSlice]:
-    """The work of ``reader`` (``instance_id`` of ``num_of_instances``) in the epoch ``state`` resumes, numbered.
-
-    Its own state: its buffered samples first (read again to fill the buffer as it was), then its remaining
-    slices. A merged state: its round-robin share of all readers' buffered samples, remaining slices and the
-    shares (in ``epoch_order``, the epoch's shard order) of the readers that had not started.
-    """
-    if state["reader"] is not None:
-        if tuple(state["reader"]) != tuple(reader):
-            raise CheckpointMismatch(
-                f"this state is reader {state['reader'][0]}'s of {state['reader'][1]} (ranks x DataLoader workers), "
-                f"loaded into reader {reader[0]} of {reader[1]}: to resume with another number of ranks or workers, "
-                "merge every reader's state with merge_states() and load that into the pipe"
-            )
-        if state["status"] == "before":
-            work = [ShardSlice.of(url) for url in epoch_order[reader[0]::reader[1]]]
-        else:
-            work = refetch_slices(decode_positions(state["buffer"])) + [ShardSlice.from_state(part) for part in state["remaining"]]
-        return [part.renumbered(item) for item, part in enumerate(work)]
-    if state["status"] == "before":
-        work = [ShardSlice.of(url) for url in epoch_order]
-    else:
-        layout = state["layout"]
-        work = refetch_slices(decode_positions(state["buffer"])) + [ShardSlice.from_state(part) for part in state["remaining"]]
-        for old_reader in state["not_started"]:
-            work.extend(ShardSlice.of(url) for url in epoch_order[old_reader::layout])
-    return [part.renumbered(item) for item, part in enumerate(work[reader[0]::reader[1]])]
-
-
-def expand_merged(state: Mapping[str, Any], epoch_order: Sequence[str]) -> Dict[str, Any]:
-    """A merged state with the work of the readers that had not started written out as slices (their shares of
-    ``epoch_order``, the epoch's shard order), so that it needs the order no more."""
-    expanded = dict(state)
-    if state["status"] == "before":
-        remaining = [ShardSlice.of(url) for url in epoch_order]
-    else:
-        remaining = [ShardSlice.from_state(part) for part in state["remaining"]]
-        for old_reader in state["not_started"]:
-            remaining.extend(ShardSlice.of(url) for url in epoch_order[old_reader::state["layout"]])
-    expanded.update(status="running", remaining=[part.to_state() for part in remaining], not_started=[])
-    return expanded
+def _same_order(known: Optional[Dict[str, Any]], order: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    if order is None:
+        raise CheckpointMismatch("merge_states() needs pipes whose shards come from shuffle_shards() or wds_pipe()")
+    for key in ("epoch", "seed", "shards"):
+        if known is not None and known[key] != order[key]:
+            raise CheckpointMismatch(f"the readers' states differ in {key}: they are not of one pipe and epoch")
+    return order
 
 
 def dataset_states(state: Any) -> List[Dict[str, Any]]:
@@ -237,9 +199,7 @@ def dataset_states(state: Any) -> List[Dict[str, Any]]:
     if isinstance(state, Mapping) and state.get("format") == FORMAT:
         return [dict(state)]
     if isinstance(state, Mapping) and "reading_service_state" in state:  # DataLoader2.state_dict()
-        from .service import loader_state_of
-
-        return dataset_states(loader_state_of(state["reading_service_state"]))
+        return dataset_states(pickle.loads(state["reading_service_state"]))
     if isinstance(state, Mapping) and "_snapshot" in state:  # StatefulDataLoader, workers
         if state.get("_steps_since_snapshot"):
             raise CheckpointMismatch(
@@ -252,17 +212,17 @@ def dataset_states(state: Any) -> List[Dict[str, Any]]:
             readers = [_before_next(reader) for reader in readers]
         return readers
     if isinstance(state, Mapping) and "fetcher_state" in state:  # StatefulDataLoader, in the main process
-        return [_before_next(reader) if state.get("_iterator_finished") else reader for reader in [_worker_state(state)]]
+        reader = _worker_state(state)
+        return [_before_next(reader) if state.get("_iterator_finished") else reader]
     raise CheckpointMismatch(
         f"no torchdata_s3ext reader state found in {type(state).__name__}"
         + (f" with keys {sorted(state)[:8]}" if isinstance(state, Mapping) else "")
-        + ": is the loader's dataset a pipe ending in shuffle_samples() (wds_pipe's pipes do)?"
+        + ": is the loader's dataset one of this package's pipes (wds_pipe's, or a chain ending in one of ours)?"
     )
 
 
 def _worker_state(snapshot: Mapping[str, Any]) -> Dict[str, Any]:
-    """The pipe's state in a ``StatefulDataLoader`` worker's snapshot (its dataset's, or its iterator's: torch
-    wraps a pipe in an object that is both)."""
+    """The pipe's state in a ``StatefulDataLoader`` worker's snapshot (its dataset's state)."""
     state = snapshot.get("dataset_state")
     if state is None:
         state = (snapshot.get("fetcher_state") or {}).get("dataset_iter_state")
@@ -271,6 +231,6 @@ def _worker_state(snapshot: Mapping[str, Any]) -> Dict[str, Any]:
 
 def _before_next(state: Dict[str, Any]) -> Dict[str, Any]:
     """A reader's state of an epoch it has ended, as the state before the next one."""
-    if state["status"] == "running" and not state["remaining"] and not state["buffer"]["samples"]:
-        return dict(state, status="before", epoch=state["epoch"] + 1, remaining=[], rng=None, draining=False)
+    if state.get("ended"):
+        return dict(state, epoch=state["epoch"] + 1, stages=None, ended=False)
     return state

@@ -1,25 +1,51 @@
-"""Readers: ``shard_across_readers`` splits shard URLs over ranks x DataLoader workers, and the helpers that
-find or change which reader a pipe is (``instance_id`` of ``num_of_instances``)."""
-import warnings
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+"""Readers: which reader this process is (a DataLoader worker of a rank), and the ``split`` stage, which gives
+each reader its round-robin share of the epoch's shards.
 
-import torch
-from torch.utils.data.datapipes.iter.sharding import SHARDING_PRIORITIES, ShardingFilterIterDataPipe
-from torch.utils.data.graph import traverse_dps
-from torch.utils.data.graph_settings import get_all_graph_pipes
-from torchdata.datapipes import functional_datapipe
-from torchdata.datapipes.iter import IterDataPipe
+A reader is numbered ``worker * world_size + rank`` of ``num_workers * world_size`` (consecutive shards go to
+different ranks first), read where the pipe is iterated: ``torch.utils.data.get_worker_info()`` and the
+initialised ``torch.distributed`` process group, if any.
+"""
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch.distributed as dist
+from torch.utils.data import get_worker_info
 
 from ..samples.positions import ShardSlice
-from .checkpoint import check_fits, resumed_items, shards_digest
+from ..stage import SOURCE, Stage
+from .checkpoint import CheckpointMismatch, merged_work
 
-__all__ = ["ReaderShardingIterDataPipe", "preflight_warning", "reader_of", "sharding_of", "split_over_workers_only"]
+__all__ = ["ReaderSplit", "current_reader", "preflight_warning", "split_over_ranks"]
+
+_over_ranks = True
 
 
-def preflight_warning(num_shards: int, num_readers: int, layout: str = "ranks x workers") -> Optional[str]:
+def split_over_ranks(enabled: bool) -> None:
+    """Whether the readers of this process split the shards over the ranks of the process group too (the
+    default), or over its DataLoader workers only, every rank reading every shard (``reading_service(...,
+    distributed=False)`` sets it in the processes it reads in)."""
+    global _over_ranks
+    _over_ranks = bool(enabled)
+
+
+def current_reader() -> Tuple[int, int]:
+    """``(reader, readers)``: this process's reader number and the number of readers (see the module docstring)."""
+    worker = get_worker_info()
+    worker_id, workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+    rank, world_size = 0, 1
+    if _over_ranks and dist.is_available() and dist.is_initialized():
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    return worker_id * world_size + rank, workers * world_size
+
+
+def preflight_warning(num_shards: int, num_readers: int) -> Optional[str]:
     """The warning for fewer shards than readers, or ``None`` when every reader gets at least one shard."""
     if num_shards >= num_readers:
         return None
+    worker = get_worker_info()
+    layout = "ranks x workers"
+    if worker is not None and num_readers % worker.num_workers == 0:
+        layout = f"{num_readers // worker.num_workers} ranks x {worker.num_workers} workers"
     return (
         f"only {num_shards} shards for {num_readers} readers ({layout}): {num_readers - num_shards} readers get "
         f"no shard and stay idle this epoch. Write at least {num_readers} shards (better: many times more, "
@@ -27,100 +53,75 @@ def preflight_warning(num_shards: int, num_readers: int, layout: str = "ranks x 
     )
 
 
-@functional_datapipe("shard_across_readers")
-class ReaderShardingIterDataPipe(ShardingFilterIterDataPipe):
-    r"""
-    Takes shard URLs and yields this reader's share, round-robin over all readers (ranks x DataLoader workers),
-    warning when there are fewer shards than readers (functional name: ``shard_across_readers``).
+class ReaderSplit(Stage[ShardSlice]):
+    """The ``split`` stage: this reader's share of its source's shards (the ``order`` stage), round-robin
+    over every reader: the shard at position ``p`` of the epoch's order goes to reader ``p % readers``.
 
-    ``torch.utils.data.DataLoader``, ``DataLoader2`` and :class:`ExactlyOnceReadingService` tell it which reader
-    it is (``apply_sharding``), exactly like torch's ``sharding_filter``, which it replaces for shard lists.
+    Its state says where the reader is in its share: the source's state and how many of the source's shards
+    went by (``taken``), the same few numbers at a thousand shards as at a million. A state merged from
+    every reader of a job (:func:`~.checkpoint.merge_states`) says what was left of the epoch; a reader of
+    the new job takes its round-robin share of that (``"merged"``, and its place in that share, ``next``)."""
 
-    The URLs it yields are :class:`~torchdata_s3ext.samples.positions.ShardSlice` strings, numbered in this
-    reader's work for the epoch, so that a checkpoint can say what is left of it; a pass resumed from a
-    checkpoint (``shuffle_samples().load_state_dict``) yields what was left instead of a whole share. Items
-    that are not strings pass as they are.
+    kind = "split"
 
-    Args:
-        source_datapipe: shard URLs, the same list in the same order in every reader
+    def __init__(self, source: Stage[ShardSlice]) -> None:
+        super().__init__(source)
+        self.reader = (0, 1)
+        self._taken = 0
+        self._merged: Optional[Dict[str, Any]] = None
+        self._work: List[ShardSlice] = []
+        self._next = 0
+        self._source_at_start: Optional[Dict[str, Any]] = None
 
-    Example:
-        >>> from torchdata.datapipes.iter import IterableWrapper
-        >>> share = IterableWrapper(["a.tar", "b.tar", "c.tar"]).shard_across_readers()
-        >>> _ = share.apply_sharding(2, 1)
-        >>> list(share)
-        ['b.tar']
-    """
-
-    def __init__(self, source_datapipe: IterDataPipe[str]) -> None:
-        super().__init__(source_datapipe)
-        #: ``world_size`` when every rank reads every shard (:func:`split_over_workers_only`), else 1
-        self.ignore_world_size = 1
-        #: ``(count, digest)`` of the shard list of the latest pass
-        self.epoch_shards: Optional[Tuple[int, str]] = None
-        self.items: List[ShardSlice] = []
-        self._plan: Optional[Tuple[Dict[str, Any], Optional[int]]] = None
-
-    def apply_sharding(
-        self, num_of_instances: int, instance_id: int, sharding_group: SHARDING_PRIORITIES = SHARDING_PRIORITIES.DEFAULT
-    ) -> None:
-        if self.ignore_world_size > 1 and sharding_group != SHARDING_PRIORITIES.MULTIPROCESSING:
-            # torch's DataLoader numbers readers worker * world_size + rank; keep the worker part only.
-            num_of_instances, instance_id = num_of_instances // self.ignore_world_size, instance_id // self.ignore_world_size
-        super().apply_sharding(num_of_instances, instance_id, sharding_group)
-
-    def __iter__(self) -> Iterator[str]:
-        shard_urls = list(self.source_datapipe)
-        if self.instance_id == 0 and self._plan is None:
-            message = preflight_warning(len(shard_urls), self.num_of_instances, _reader_layout(self.num_of_instances))
+    def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
+        self.reader = current_reader()
+        self._merged, self._work, self._next = None, [], 0
+        if state is not None and state.get("merged") is not None:
+            self._take_up_merged(state)
+            return
+        if state is not None and tuple(state["reader"]) != self.reader:
+            raise CheckpointMismatch(
+                f"this state is reader {state['reader'][0]}'s of {state['reader'][1]} (ranks x DataLoader workers), "
+                f"loaded into reader {self.reader[0]} of {self.reader[1]}: to resume with another number of ranks or "
+                "workers, merge every reader's state with merge_states() and load that into the pipe"
+            )
+        self.source.reset(None if state is None else state[SOURCE])  # type: ignore[union-attr]
+        self._taken = 0 if state is None else int(state["taken"])
+        if state is None and self.reader[0] == 0:
+            message = preflight_warning(getattr(self.source, "count", self.reader[1]), self.reader[1])
             if message:
                 warnings.warn(message, stacklevel=2)
-        self.epoch_shards = (len(shard_urls), shards_digest(shard_urls))
-        plan, self._plan = self._plan, None
-        if plan is None:
-            share = shard_urls[self.instance_id :: self.num_of_instances]
-            # URLs are numbered for checkpoints; anything else (the pipe also shards other items) passes as it is.
-            items = [ShardSlice.of(url, item) if isinstance(url, str) else url for item, url in enumerate(share)]
-        else:
-            state, seed = plan
-            check_fits(state, seed=seed, shards=self.epoch_shards)
-            items = resumed_items(state, shard_urls, (self.instance_id, self.num_of_instances))
-        #: this pass's work, numbered: what a checkpoint says is left of
-        self.items: List[ShardSlice] = items
-        yield from items
 
-    def resume_from(self, state: Dict[str, Any], seed: Optional[int]) -> None:
-        """Make the next pass read what checkpoint ``state`` (of a pipe with ``seed``) left of its epoch, this
-        reader's share of it, instead of a whole share (``shuffle_samples`` calls it)."""
-        self._plan = (state, seed)
+    def _take_up_merged(self, state: Dict[str, Any]) -> None:
+        merged = state["merged"]
+        order = self.source  # type: ignore[assignment]
+        order.reset(dict(merged["order"], next=0))  # type: ignore[union-attr]
+        self._source_at_start = order.state()  # type: ignore[union-attr]
+        epoch_order = list(order)  # type: ignore[arg-type]
+        self._merged = merged
+        self._work = merged_work(merged, epoch_order)[self.reader[0]::self.reader[1]]
+        self._next = int(state.get("next", 0))
 
+    def next(self) -> ShardSlice:
+        if self._merged is not None:
+            if self._next >= len(self._work):
+                raise StopIteration
+            self._next += 1
+            return self._work[self._next - 1]
+        reader, readers = self.reader
+        while True:
+            item = self.source.next()  # type: ignore[union-attr]
+            position = self._taken
+            self._taken += 1
+            if position % readers == reader:
+                return item
 
-def _reader_layout(num_readers: int) -> str:
-    worker_info = torch.utils.data.get_worker_info()
-    if worker_info is None or num_readers % worker_info.num_workers:
-        return "ranks x workers"
-    return f"{num_readers // worker_info.num_workers} ranks x {worker_info.num_workers} workers"
+    def state(self) -> Dict[str, Any]:
+        if self._merged is not None:
+            return {"stage": self.kind, SOURCE: self._source_at_start, "reader": list(self.reader),
+                    "merged": self._merged, "next": self._next}
+        return {"stage": self.kind, SOURCE: self.source.state(), "reader": list(self.reader), "taken": self._taken}  # type: ignore[union-attr]
 
+    def state_over(self, split_state: Dict[str, Any]) -> Dict[str, Any]:
+        return split_state
 
-def reader_of(datapipe: IterDataPipe) -> Tuple[int, int]:
-    """``(instance_id, num_of_instances)`` of the sharding pipe upstream of ``datapipe``, ``(0, 1)`` if none."""
-    for pipe in get_all_graph_pipes(traverse_dps(datapipe)):
-        if isinstance(pipe, ShardingFilterIterDataPipe):
-            return pipe.instance_id, pipe.num_of_instances
-    return 0, 1
-
-
-def sharding_of(datapipe: IterDataPipe) -> Optional[ReaderShardingIterDataPipe]:
-    """The ``shard_across_readers`` pipe upstream of ``datapipe``, or ``None``."""
-    for pipe in get_all_graph_pipes(traverse_dps(datapipe)):
-        if isinstance(pipe, ReaderShardingIterDataPipe):
-            return pipe
-    return None
-
-
-def split_over_workers_only(datapipe: IterDataPipe, world_size: int) -> None:
-    """Makes every ``shard_across_readers`` in ``datapipe`` split over DataLoader workers only, so that each of
-    the ``world_size`` ranks reads every shard (torch's ``sharding_filter`` always splits over ranks)."""
-    for pipe in get_all_graph_pipes(traverse_dps(datapipe)):
-        if isinstance(pipe, ReaderShardingIterDataPipe):
-            pipe.ignore_world_size = world_size

@@ -1,208 +1,197 @@
-"""The two seeded shuffles: ``shuffle_shards`` (one shard order per epoch, the same in every reader) and
-``shuffle_samples`` (a buffer with its own random stream in every reader), both seeded by :class:`EpochSeeded`."""
-import random
-from typing import Any, Dict, Iterator, List, Optional, TypeVar
+"""The ``shuffle`` stage: a seeded shuffle buffer over a reader's samples, and what a checkpoint keeps of it.
 
-from torch.utils.data import get_worker_info
-from torch.utils.data.graph import traverse_dps
-from torch.utils.data.graph_settings import get_all_graph_pipes
-from torchdata.datapipes import functional_datapipe
-from torchdata.datapipes.iter import IterDataPipe
+Its state holds the buffer as positions (each sample's shard, number and bytes: no sample bytes), the number
+of random draws made, and its source's state after the last sample taken. Taken up, it reads the buffered
+samples again into their slots (nearby ones in one ranged read) and draws on from the same number: the order
+goes on as if nothing had happened.
+"""
+import array
+from typing import Any, Dict, List, Optional
 
-from ..s3.compat import checkpoints_through_datapipe_wrapper
-from .checkpoint import CheckpointMismatch, check_state, dataset_states, expand_merged, reader_state, resumed_items
-from .passes import ShufflePass
-from .readers import reader_of, sharding_of
-from .seeding import EpochSeeded, epoch_seed
+from ..samples.positions import Position
+from ..stage import SOURCE, Stage, StateUnavailable
+from .checkpoint import CheckpointMismatch, refetch_slices
+from .clock import EpochClock
+from .readers import current_reader
+from .seeds import Draws, epoch_seed
 
-__all__ = ["SampleShufflerIterDataPipe", "ShardShufflerIterDataPipe"]
+__all__ = ["SampleShuffler"]
 
-checkpoints_through_datapipe_wrapper()  # so that StatefulDataLoader finds shuffle_samples' checkpoints
-
-T = TypeVar("T")
-
-
-@functional_datapipe("shuffle_shards")
-class ShardShufflerIterDataPipe(EpochSeeded, IterDataPipe[str]):
-    r"""
-    Takes shard URLs and yields them in a new seeded order each epoch, the same order in every worker and
-    rank, so that sharding after it splits one permutation (functional name: ``shuffle_shards``).
-
-    Args:
-        source_datapipe: shard URLs (a short list: it is read whole each epoch)
-        seed: an int makes epoch ``k``'s order a function of ``seed`` and ``k`` alone: the same in every run,
-            worker and rank, under ``DataLoader`` (with or without ``generator=``, any ``num_workers``, ``fork``
-            or ``spawn``), ``DataLoader2`` or no loader; the loader's seed is then not used. ``None``: the
-            loader's per-epoch seed decides, so only a seeded loader reproduces an order
-            (``DataLoader(generator=torch.Generator().manual_seed(n))``, ``DataLoader2.seed(n)``); without a
-            loader every epoch is random
-        shuffle: ``False`` keeps the given order (loaders may also switch it with ``set_shuffle``)
-
-    Note:
-        Epochs are counted by this pipe object, from 1: a new pipe starts again at epoch 1, and one pipe
-        iterated by two loaders one after the other goes on counting.
-
-    Example:
-        >>> from torchdata.datapipes.iter import IterableWrapper
-        >>> urls = IterableWrapper(["a.tar", "b.tar", "c.tar"]).shuffle_shards(seed=0)
-        >>> sorted(urls) == ["a.tar", "b.tar", "c.tar"]
-        True
-    """
-
-    def __init__(self, source_datapipe: IterDataPipe[str], seed: Optional[int] = None, shuffle: bool = True) -> None:
-        self.source_datapipe = source_datapipe
-        self._init_seeding(seed, shuffle)
-
-    def __iter__(self) -> Iterator[str]:
-        self._start_epoch()
-        shard_urls = list(self.source_datapipe)
-        if self.shuffle:
-            # The same seed in every reader (no reader in the material): one permutation, split by the sharder.
-            random.Random(self._epoch_seed("shards", None)).shuffle(shard_urls)
-        yield from shard_urls
-
-    def order_of(self, epoch: int, loader_seed: Optional[int]) -> List[str]:
-        """The shard order of ``epoch`` begun with ``loader_seed``, as ``__iter__`` gave it; counts nothing."""
-        shard_urls = list(self.source_datapipe)
-        if self.shuffle:
-            if self.seed is None and loader_seed is None:
-                raise CheckpointMismatch(
-                    "the epoch's shard order was drawn at random (no seed, no loader seed): it cannot be found again"
-                )
-            parts = (self.seed, epoch) if self.seed is not None else (None, loader_seed)
-            random.Random(epoch_seed("shards", *parts, None)).shuffle(shard_urls)
-        return shard_urls
-
-    def __len__(self) -> int:
-        return len(self.source_datapipe)
+_WIDTH = 4  # a position's code: (URL number, sample number, start, end), -1 for None
+_UNTRACKED = (
+    "the samples reaching shuffle_samples() do not say where they lie; checkpoints need the shards read by "
+    "open_s3() and load_from_tar().group_wds_samples() (or load_wds_shards()) straight into shuffle_samples()"
+)
 
 
-@functional_datapipe("shuffle_samples")
-class SampleShufflerIterDataPipe(EpochSeeded, IterDataPipe[T]):
-    r"""
-    Takes samples and yields them through a seeded shuffle buffer of ``buffer_size``; each reader (worker and
-    rank) draws its own stream of random numbers, derived from the seed, the epoch and its reader number
-    (functional name: ``shuffle_samples``).
+class SampleShuffler(Stage[Any]):
+    """The ``shuffle`` stage (see the module docstring): ``buffer_size`` samples held (``1``: none, the order
+    kept), drawn from with a stream of random numbers seeded by the pipe's seed, the epoch and the reader."""
 
-    It is also where a pipe is checkpointed: ``state_dict()`` says what this reader has delivered of the epoch
-    (a few kilobytes: shard slices and sample positions, no sample bytes), and ``load_state_dict(state)`` makes
-    the next epoch go on from it, exactly once (see ``docs/checkpoint.md``). ``StatefulDataLoader`` calls both
-    on every reader; the pipes after it that we make (``decode_png_pair``, ``decode_samples``) pass them on.
+    kind = "shuffle"
 
-    Args:
-        source_datapipe: samples (downstream of ``shard_across_readers``, whose reader number it uses)
-        buffer_size: samples held at once; memory grows with it. ``1`` keeps the order
-        seed: an int makes epoch ``k``'s order in a reader a function of ``seed``, ``k`` and the reader
-            (``instance_id`` of ``num_of_instances``: rank, worker, their numbers) alone, whatever the loader's
-            seed; so the same ``seed``, epoch and ``num_workers`` x ranks give the same order in every run.
-            ``None``: the loader's per-epoch seed decides (see ``shuffle_shards``)
-        shuffle: ``False`` keeps the order
+    def __init__(self, source: Stage[Any], buffer_size: int, seed: int, shuffle: bool, clock: EpochClock,
+                 seed_chosen: bool = True) -> None:
+        super().__init__(source)
+        self.size = buffer_size if shuffle else 1
+        self.seed = seed
+        self.seed_chosen = seed_chosen
+        self.clock = clock
+        self.epoch = 0
+        self._clear()
 
-    Note:
-        Epochs are counted by this pipe object, from 1, as in ``shuffle_shards``.
+    def _clear(self) -> None:
+        self._buffer: List[Any] = []
+        self._codes = array.array("q")
+        self._urls: List[Optional[str]] = []
+        self._url_numbers: Dict[str, int] = {}
+        self._url_uses: List[int] = []
+        self._free: List[int] = []
+        self._draining = False
+        self._untracked = False
+        self._draws: Optional[Draws] = None
 
-    Example:
-        >>> from torchdata.datapipes.iter import IterableWrapper
-        >>> samples = IterableWrapper(range(10)).shuffle_samples(buffer_size=4, seed=0)
-        >>> sorted(samples) == list(range(10))
-        True
-    """
+    def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
+        self._clear()
+        if state is not None and state.get("unavailable"):
+            raise StateUnavailable(f"this pipe cannot be checkpointed: {state['unavailable']}")
+        super().reset(state)
+        if state is not None and state.get("epoch") is not None:
+            self._check_seed(state["seed"])
+            self.epoch = int(state["epoch"])
+        else:
+            self.epoch = self.clock.epoch
+        self._draws = Draws(epoch_seed("samples", self.seed, self.epoch, current_reader()), self.size,
+                            0 if state is None else int(state.get("draws", 0)))
+        if state is not None and state.get("buffer"):
+            self._refill(state)
 
-    def __init__(
-        self, source_datapipe: IterDataPipe[T], buffer_size: int = 1000, seed: Optional[int] = None, shuffle: bool = True
-    ) -> None:
-        if not isinstance(buffer_size, int) or buffer_size < 1:
-            raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
-        self.source_datapipe = source_datapipe
-        self.buffer_size = buffer_size
-        self._init_seeding(seed, shuffle)
-        self._pass: Optional[ShufflePass] = None
+    def _check_seed(self, seed: int) -> None:
+        if seed != self.seed:
+            if self.seed_chosen:
+                raise CheckpointMismatch(f"the checkpoint was taken with seed={seed!r}, this pipe has seed={self.seed!r}")
+            self.seed = seed
 
-    def __iter__(self) -> Iterator[T]:
-        self._pass = None  # until the new pass takes its first sample, the state is "before the next epoch"
-        return self._samples()
+    def next(self) -> Any:
+        if self.size <= 1:
+            sample = self.source.next()  # type: ignore[union-attr]
+            self._untracked = self._untracked or getattr(sample, "position", None) is None
+            return sample
+        if not self._draining:
+            while True:
+                try:
+                    sample = self.source.next()  # type: ignore[union-attr]
+                except StopIteration:
+                    self._drain()
+                    break
+                if len(self._buffer) < self.size:
+                    self._buffer.append(None)
+                    self._codes.extend((-1,) * _WIDTH)
+                    self._put(len(self._buffer) - 1, sample)
+                    continue
+                slot = self._draws.next()  # type: ignore[union-attr]
+                taken = self._buffer[slot]
+                self._put(slot, sample)
+                return taken
+        if not self._buffer:
+            raise StopIteration
+        number = self._codes[-_WIDTH]
+        del self._codes[-_WIDTH:]
+        self._forget_url(number)
+        return self._buffer.pop()
 
-    def _samples(self) -> Iterator[T]:
-        # A generator: the epoch starts at the first sample asked for, so that a state loaded after iter()
-        # (StatefulDataLoader loads it into the iterator it has just made) decides which epoch this is.
-        self._start_epoch()
-        sharding = sharding_of(self.source_datapipe)
-        resuming = self._resuming
-        if resuming is not None:
-            if sharding is None:
-                raise ValueError("a checkpoint needs shard_across_readers() upstream of shuffle_samples()")
-            sharding.resume_from(resuming, self.seed)
-        reader = reader_of(self.source_datapipe)
-        running = resuming is not None and resuming["status"] == "running"
-        own = running and resuming["reader"] is not None  # type: ignore[index]
-        role = "samples-resumed" if running and not own else "samples"  # a merged state: a buffer begun anew
-        shuffling = self.shuffle and self.buffer_size > 1
-        rng = random.Random(self._epoch_seed(role, reader)) if shuffling else None
-        self._pass = ShufflePass(self.source_datapipe, sharding, rng, self.buffer_size if shuffling else 1)
-        if own:
-            self._pass.restore(resuming)  # type: ignore[arg-type]
-        yield from self._pass.samples()
+    def _put(self, slot: int, sample: Any) -> None:
+        position: Optional[Position] = getattr(sample, "position", None)
+        old = self._codes[slot * _WIDTH]
+        if old >= 0:
+            self._forget_url(old)
+        self._buffer[slot] = sample
+        if position is None:
+            self._untracked = True
+            self._codes[slot * _WIDTH:(slot + 1) * _WIDTH] = array.array("q", (-1,) * _WIDTH)
+            return
+        start = -1 if position.start is None else position.start
+        end = -1 if position.end is None else position.end
+        self._codes[slot * _WIDTH:(slot + 1) * _WIDTH] = array.array("q", (self._url_number(position.url), position.index, start, end))
 
-    def state_dict(self) -> Dict[str, Any]:
-        """What this reader has delivered of the epoch under way (or, between epochs, that the next one is to
-        come): see ``docs/checkpoint.md``. Taken between two samples, in the process iterating the pipe."""
-        # A DataLoader worker's pass that has ended is "epoch k, nothing left": the loader, resumed, asks this
-        # worker again in the same epoch. In the main process, the loader then begins the next epoch.
-        ended_in_worker = self._pass is not None and self._pass.finished and get_worker_info() is not None
-        running = self._pass is not None and self._pass.started and (not self._pass.finished or ended_in_worker)
-        if not running and self._resume is not None and self._resume_epoch == self._next_epoch():
-            return self._pending_state()
-        seeding = {"epoch": self._epoch if running else self._next_epoch(), "seed": self.seed,
-                   "loader_seed": self._loader_seed if self.seed is None else None}  # (unused with a seed)
-        if not running:
-            sharding = sharding_of(self.source_datapipe)
-            known = sharding.epoch_shards if sharding is not None and sharding.epoch_shards else (0, "")
-            return ShufflePass.state_before(seeding, known, reader_of(self.source_datapipe))
-        return self._pass.state(seeding, reader_of(self.source_datapipe))  # type: ignore[union-attr]
+    def _url_number(self, url: str) -> int:
+        """The number of ``url`` in the table of the buffer's shards (one more sample of it held)."""
+        number = self._url_numbers.get(url)
+        if number is None:
+            if self._free:
+                number = self._free.pop()
+                self._urls[number] = url
+            else:
+                number = len(self._urls)
+                self._urls.append(url)
+                self._url_uses.append(0)
+            self._url_numbers[url] = number
+        self._url_uses[number] += 1
+        return number
 
-    def _pending_state(self) -> Dict[str, Any]:
-        """The state loaded and not yet begun: what was delivered is still what it says; of a merged state,
-        this reader's share, as its own state."""
-        state = self._resume
-        assert state is not None
-        if state["reader"] is not None:
-            return dict(state)
-        reader = reader_of(self.source_datapipe)
-        return reader_state(
-            epoch=state["epoch"], status="running", seed=state["seed"], loader_seed=state["loader_seed"],
-            shards=(state["shard_count"], state["shard_digest"]), reader=reader,
-            remaining=resumed_items(state, [], reader),
-        )
+    def _forget_url(self, number: int) -> None:
+        """One sample less of shard ``number`` held; its entry is free once none is."""
+        if number < 0:
+            return
+        self._url_uses[number] -= 1
+        if not self._url_uses[number]:
+            del self._url_numbers[self._urls[number]]  # type: ignore[arg-type]
+            self._urls[number] = None
+            self._free.append(number)
 
-    def _epoch_order(self, state: Dict[str, Any]) -> List[str]:
-        """The shard order of ``state``'s epoch, from the ``shuffle_shards`` upstream (or the list as it is)."""
-        sharding = sharding_of(self.source_datapipe)
-        if sharding is None:
-            raise ValueError("a checkpoint needs shard_across_readers() upstream of shuffle_samples()")
-        for pipe in get_all_graph_pipes(traverse_dps(sharding)):
-            if isinstance(pipe, ShardShufflerIterDataPipe):
-                return pipe.order_of(state["epoch"], state["loader_seed"])
-        return list(sharding.source_datapipe)
+    def _drain(self) -> None:
+        """The source has ended: the buffer is emptied in an order drawn from the seed."""
+        order = self._draws.permutation(len(self._buffer))  # type: ignore[union-attr]
+        self._buffer = [self._buffer[slot] for slot in order]
+        codes = self._codes
+        self._codes = array.array("q")
+        for slot in order:
+            self._codes.extend(codes[slot * _WIDTH:(slot + 1) * _WIDTH])
+        self._draining = True
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Make the next epoch (in this process, or in the DataLoader workers copying this pipe) go on from
-        ``state``: a reader's own (``state_dict()``, as ``StatefulDataLoader`` keeps them), a
-        ``StatefulDataLoader``'s whole ``state_dict()`` of a single reader, or :func:`merge_states`'s (any
-        number of readers then share what is left). A state of another pipe raises ``CheckpointMismatch``."""
-        states = dataset_states(state)
-        if len(states) != 1:
-            raise ValueError(
-                f"the state holds {len(states)} readers' states: load each into its own reader (StatefulDataLoader "
-                "does), or merge them with merge_states() first"
+    def state(self) -> Dict[str, Any]:
+        if self._untracked:
+            return {"stage": self.kind, "unavailable": _UNTRACKED}
+        return {
+            "stage": self.kind, SOURCE: self.source.state(), "epoch": self.epoch, "seed": self.seed,  # type: ignore[union-attr]
+            "draws": self._draws.draws if self._draws is not None else 0, "draining": self._draining,
+            "urls": list(self._urls), "buffer": self._codes.tobytes(),
+        }
+
+    def _refill(self, state: Dict[str, Any]) -> None:
+        """Fill the buffer back with the samples ``state`` held, read again, slot for slot."""
+        positions = buffered_positions(state)
+        slots = {(position.url, position.index): slot for slot, position in enumerate(positions)}
+        self._buffer = [None] * len(positions)
+        reading = self.source.reading_of(refetch_slices(positions))  # type: ignore[union-attr]
+        try:
+            reading.reset(None)
+            for sample in reading:
+                position = sample.position
+                slot = slots.pop((position.url, position.index), None)
+                if slot is not None:
+                    self._buffer[slot] = sample
+        finally:
+            reading.close()
+        if slots:
+            raise CheckpointMismatch(
+                f"the samples the checkpoint had buffered were not found again (missing: {sorted(slots)[:3]}): the "
+                "shards changed since the checkpoint was taken"
             )
-        state = check_state(states[0])
-        if state["seed"] != self.seed:
-            raise CheckpointMismatch(f"the checkpoint was taken with seed={state['seed']!r}, this pipe has seed={self.seed!r}")
-        if state["reader"] is None and (state["status"] == "before" or state["not_started"]):
-            state = expand_merged(state, self._epoch_order(state))
-        for pipe in get_all_graph_pipes(traverse_dps(self)):
-            if isinstance(pipe, EpochSeeded):
-                pipe._load_epoch(state)
+        for slot, sample in enumerate(self._buffer):
+            self._codes.extend((-1,) * _WIDTH)
+            self._put(slot, sample)
+        self._draining = bool(state["draining"])
 
-    def __len__(self) -> int:
-        return len(self.source_datapipe)
+
+def buffered_positions(state: Dict[str, Any]) -> List[Position]:
+    """The positions a ``shuffle`` stage's state holds, slot for slot."""
+    codes = array.array("q")
+    codes.frombytes(state["buffer"])
+    urls = state["urls"]
+    positions = []
+    for offset in range(0, len(codes), _WIDTH):
+        number, index, start, end = codes[offset:offset + _WIDTH]
+        positions.append(Position(urls[number], None, index, None if start < 0 else start, None if end < 0 else end))
+    return positions
+

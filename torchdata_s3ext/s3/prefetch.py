@@ -1,11 +1,11 @@
 """Next-shard prefetch: while a shard is read, the next one is opened on a thread of its own, so that its first
 parts are already on the wire when the reader reaches it, and a small shard pays less of its start.
 
-:func:`prefetched` takes the shards' openings in order (calls without arguments, each opening one shard) and
-yields what they return, in order. The first is opened in the caller's thread. Each next one is opened on a
-thread of its own, at most one shard ahead, once the stream before it has requested its last part (a stream
-that offers ``when_all_requested``, as :class:`~.ranged.RangedReader` does; the cache's teeing reader passes
-it on), or at once for a stream that does not (a forward stream, a cache hit: no parts fetched ahead).
+:class:`OpenAhead` runs one opening (a call without arguments that opens one shard) on a thread of its own once
+started; :func:`start_after_last_request` starts it once the stream before it has requested its last part (a
+stream that offers ``when_all_requested``, as :class:`~.ranged.RangedReader` does; the cache's teeing reader
+passes it on), or at once for a stream that does not (a forward stream, a cache hit: no parts fetched ahead).
+The ``open`` stage (``samples/opener.py``) keeps at most one opening ahead.
 
 Memory: the shard being read holds its ``(concurrency + 1) * part_size`` bytes of parts; the shard opened ahead
 holds its first window, ``concurrency * part_size`` bytes (the parts its reader requests on opening), so a pipe
@@ -14,19 +14,17 @@ holds at most ``(2 * concurrency + 1) * part_size`` bytes of parts (208 MiB at 1
 Errors: whatever the opening ahead raises is kept, and raised in the consumer's thread when its shard is
 reached, never earlier; so is an error of the openings' source itself (it is read one opening ahead). A
 stream opened ahead and never handed out (the consumer stopped early, or failed) is closed; its thread is
-joined before the next one starts and when the generator closes, so there is never more than one. No thread
+joined before the next one starts and when the stage closes, so there is never more than one. No thread
 exists before the first shard is handed out, so a pipe made before a DataLoader forks its workers carries
 none into them.
 """
 import threading
-from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Optional
 
-__all__ = ["prefetched"]
-
-Opened = TypeVar("Opened")
+__all__ = ["OpenAhead", "start_after_last_request"]
 
 
-class _OpenAhead:
+class OpenAhead:
     """One opening, run on a thread of its own once :meth:`start` is called."""
 
     def __init__(self, opening: Callable[[], Any]) -> None:
@@ -76,7 +74,7 @@ def _close(opened: Any) -> None:
             close()
 
 
-def _start_after_last_request(opened: Any, start: Callable[[], None]) -> None:
+def start_after_last_request(opened: Any, start: Callable[[], None]) -> None:
     """``start()`` once the stream in ``opened`` has requested its last part, or now if it cannot tell."""
     stream = next((item for item in opened if hasattr(item, "read")), None) if isinstance(opened, tuple) else opened
     when_all_requested = getattr(stream, "when_all_requested", None)
@@ -84,35 +82,3 @@ def _start_after_last_request(opened: Any, start: Callable[[], None]) -> None:
         start()
     else:
         when_all_requested(start)
-
-
-def prefetched(openings: Iterable[Callable[[], Opened]], ahead: bool = True) -> Iterator[Opened]:
-    """What each of ``openings`` returns (a stream, or a tuple holding one), in order; with ``ahead``, the
-    next one opened on a thread while the last is read (see the module docstring), else each when reached."""
-    if not ahead:
-        yield from (opening() for opening in openings)
-        return
-    openings = iter(openings)
-    opening = next(openings, None)
-    if opening is None:
-        return
-    opened = opening()
-    pending: Optional[_OpenAhead] = None
-    try:
-        while True:
-            try:
-                following = next(openings, None)
-            except Exception as error:  # the source's own failure comes after the shard it had already given
-                yield opened
-                raise error
-            if following is not None:
-                pending = _OpenAhead(following)
-                _start_after_last_request(opened, pending.start)
-            yield opened
-            if pending is None:
-                return
-            reached, pending = pending, None
-            opened = reached.result()
-    finally:
-        if pending is not None:
-            pending.discard()

@@ -1,22 +1,15 @@
-"""bytes -> samples: ``opener`` (``open_s3``: URLs to streams), ``tar`` (tar members), ``grouping`` (WebDataset
-samples, ``group_wds_samples``), ``shards`` (``load_wds_shards``, which can skip a damaged shard), ``policy``
-(the bad-data policy), ``concatenated`` (tar archives back to back in one stream, as SageMaker's Pipe Mode
-writes them) and ``decode`` (``decode_png_pair``, ``decode_samples``); each datapipe registered on
-``IterDataPipe``."""
-from .decode import PngPairDecoderIterDataPipe, SampleDecoderIterDataPipe, decode_png, decode_sample
-from .grouping import WdsSampleGrouperIterDataPipe, group_by_keys, split_member_name
-from .opener import S3OpenerIterDataPipe
+"""bytes -> samples, as stages: ``opener`` (the ``open`` stage and :func:`~.opener.open_shard`: URLs to
+streams), ``tar`` (the one tar reader and the ``tar`` stage: members), ``grouping`` (the ``group`` stage:
+WebDataset samples), ``decode`` (the ``decode`` stage: PNG pairs, or every field by its extension),
+``policy`` (the bad-data policy), ``positions`` (where shards and samples lie) and ``concatenated`` (tar
+archives back to back in one stream, as SageMaker's Pipe Mode writes them)."""
+from .decode import decode_png, decode_sample
+from .grouping import group_by_keys, split_member_name
 from .policy import DataErrorWarning, ErrorCounts
-from .shards import WdsShardLoaderIterDataPipe
 
 __all__ = [
     "DataErrorWarning",
     "ErrorCounts",
-    "PngPairDecoderIterDataPipe",
-    "S3OpenerIterDataPipe",
-    "SampleDecoderIterDataPipe",
-    "WdsSampleGrouperIterDataPipe",
-    "WdsShardLoaderIterDataPipe",
     "decode_png",
     "decode_sample",
     "group_by_keys",

@@ -1,4 +1,5 @@
-"""WebDataset grouping: tar members into samples, and ``group_wds_samples`` (after ``load_from_tar()``).
+"""WebDataset grouping: tar members into samples, as a plain generator (:func:`group_by_keys`) and as the
+``group`` stage (:class:`SampleGrouper`), both over one :class:`Grouper`.
 
 The rules are WebDataset's (``webdataset.tariterators``), so a shard gives the same samples here as there:
 
@@ -17,25 +18,23 @@ The rules are WebDataset's (``webdataset.tariterators``), so a shard gives the s
 - a damaged shard (a ``tar.DamagedShard`` among the members) ends its shard: the samples before it are kept,
   and so is the pending one if the damage lies in a member of another key; the one it may have cut is dropped.
 
-Two differences, both from how members are read (``tar``): ``load_from_tar()`` normalises member names before
-we see them, so ``./a.png`` is sample ``a`` (WebDataset: ``./a``); and a member outside the shard
-(``../a.png``, ``/a.png``) raises ``ValueError`` naming it.
+Two differences, both from how members are read (``tar``): member names are normalised as ``load_from_tar()``
+does, so ``./a.png`` is sample ``a`` (WebDataset: ``./a``); and a member outside the shard (``../a.png``,
+``/a.png``) is bad data naming it.
+
+Each sample of a shard read through the ``tar`` stage knows where it lies (a
+:class:`~.positions.PositionedSample`): its number in the shard and the bytes of its members, which is all a
+checkpoint needs to read it again or to go on after it.
 """
-import itertools
-import operator
 import re
-from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from torch.utils.data.graph import traverse_dps
-from torchdata.datapipes import functional_datapipe
-from torchdata.datapipes.iter import IterDataPipe
-
-from .opener import S3OpenerIterDataPipe
+from ..stage import SOURCE, Stage
 from .policy import ErrorCounts, check_on_error, handle_data_error, with_message
-from .positions import PositionedSample, ShardCursor
-from .tar import DamagedShard, Member, read_members
+from .positions import Position, PositionedSample, ShardSlice
+from .tar import DamagedShard, Member, ShardEnd, split_inner_path
 
-__all__ = ["SamplePipe", "WdsSampleGrouperIterDataPipe", "group_by_keys", "split_member_name"]
+__all__ = ["ForeignMembers", "Grouper", "SampleGrouper", "group_by_keys", "split_member_name"]
 
 # Both are webdataset's own expressions (tariterators.base_plus_ext and tar_file_iterator's skip_meta).
 _KEY_AND_FIELD = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
@@ -62,228 +61,289 @@ def split_member_name(member_name: str) -> Optional[Tuple[str, str]]:
     return match.group(1), match.group(2).lower()
 
 
-def _complete(
-    sample: Dict[str, Any], required_fields: Sequence[str], on_error: str, error_counts: ErrorCounts
-) -> bool:
-    missing = [field for field in required_fields if field not in sample]
-    if missing:
-        fields = sorted(field for field in sample if not field.startswith("__"))
-        error = ValueError(
-            f"sample {sample['__key__']!r} in {sample['__url__']!r} lacks required field(s) {missing}; "
-            f"it has {fields}"
-        )
-        handle_data_error(error, kind="incomplete_samples", on_error=on_error, error_counts=error_counts)
-    return not missing
+def check_required_fields(required_fields: Sequence[str]) -> Tuple[str, ...]:
+    if isinstance(required_fields, str):
+        raise TypeError(f"required_fields must be a sequence of field names, not the string {required_fields!r}")
+    return tuple(required_fields)
 
 
-def _keeps_pending(sample: Dict[str, Any], damage: DamagedShard) -> bool:
-    """Whether the pending sample is whole although ``damage`` ends its shard: the damage lies in another shard,
-    or in the data of a member of another key (a header's damage could hide one of the sample's fields)."""
-    if sample["__url__"] != damage.shard_url:
-        return True
-    if damage.member_name is None:
-        return False
-    key_and_field = split_member_name(damage.member_name)
-    return key_and_field is None or key_and_field[0] != sample["__key__"]
+Item = Union[Member, DamagedShard, ShardEnd, Tuple[str, str, bytes]]
 
 
-def _shard_error(damage: DamagedShard, last_key: Optional[str], on_error: str) -> Exception:
-    where = f"after sample {last_key!r}" if last_key is not None else "before its first sample"
-    message = f"bad shard {damage.shard_url!r}, {where}: {damage.error}"
-    if damage.fatal and on_error != "raise":
-        message += (
-            "; load_from_tar() cannot go past a damaged shard, so it is not skipped: read shards with "
-            "load_wds_shards() (or wds_pipe(on_error=...)), which skips damaged shards"
-        )
-    return with_message(damage.error, message)
+class Grouper:
+    """Members pushed in one at a time, samples out: :meth:`push` returns the sample an item completes (at
+    most one), and raises a bad sample or shard, as ``on_error`` says, when the next item is pushed (so
+    that a sample completed before the damage comes out first); :meth:`finish` after the last item."""
 
+    def __init__(self, required_fields: Sequence[str] = (), on_error: str = "raise",
+                 error_counts: Optional[ErrorCounts] = None) -> None:
+        self.required_fields = check_required_fields(required_fields)
+        self.on_error = check_on_error(on_error)
+        self.error_counts = error_counts if error_counts is not None else ErrorCounts()
+        self.clear()
 
-def _placed(sample: Dict[str, Any], cursor: Optional[ShardCursor]) -> Iterator[Dict[str, Any]]:
-    """The complete ``sample``, with its position when the shard has a cursor, unless its slice does not want it."""
-    if cursor is None:
-        yield sample
-        return
-    position = cursor.position()
-    if cursor.wanted(position):
-        yield PositionedSample(sample, position)
+    def clear(self) -> None:
+        """Forget the sample being gathered and the shard being read (a new pass)."""
+        self._sample: Optional[Dict[str, Any]] = None
+        self._dropped = False  # the sample repeated a field: its remaining members are skipped too
+        self._start: Optional[int] = None  # where its first member's header starts
+        self._end: Optional[int] = None  # where the header after its last member starts
+        self._shard: Optional[str] = None
+        self._index = 0  # the number of the next sample to complete, in its shard
+        self._skip_before = 0
+        self._last_key: Optional[str] = None  # the last sample given of this shard
+        self._pending: Optional[Tuple[Exception, str]] = None
+        self._resume: Optional[Tuple[str, int, bool]] = None
+
+    def resume_at(self, url: str, index: int, skip_before: bool) -> None:
+        """The next shard is ``url`` opened again where sample ``index`` begins: number its samples from there
+        (``skip_before``: its offsets are unknown and it is read again from the slice's start: number as
+        usual and drop the samples before ``index``)."""
+        self._resume = (url, index, skip_before)
+
+    @property
+    def next_index(self) -> int:
+        """The number of the next sample of the current shard."""
+        return self._index
+
+    @property
+    def shard(self) -> Optional[str]:
+        """The shard being read (``None`` between shards)."""
+        return self._shard
+
+    @property
+    def offsets_known(self) -> bool:
+        return self._start is not None
+
+    def push(self, item: Item) -> Optional[Dict[str, Any]]:
+        self._raise_pending()
+        if isinstance(item, ShardEnd):
+            done = self._complete()
+            self._shard = None
+            return done
+        if isinstance(item, DamagedShard):
+            return self._damaged(item)
+        url, member_name, data = item[0], item[1], item[2]
+        done = None
+        if self._shard is None or url != self._shard:  # a new shard (plain member tuples have no ShardEnd)
+            done = self._complete()
+            self._begin_shard(url)
+        key_and_field = split_member_name(member_name)
+        if key_and_field is None:
+            return done
+        sample_key, field = key_and_field
+        if self._sample is None or sample_key != self._sample["__key__"]:
+            done = self._complete() if done is None else done
+            self._sample, self._dropped = {"__key__": sample_key, "__url__": str(url)}, False
+            self._start = getattr(item, "start", None)
+        if self._dropped:
+            return done
+        if field in self._sample:
+            self._dropped = True
+            self._fail(ValueError(
+                f"duplicate field {field!r} in sample {sample_key!r} in {str(url)!r} (member {member_name!r})"
+            ), "duplicate_fields")
+        else:
+            self._sample[field] = data
+            self._end = getattr(item, "end", None)
+        return done
+
+    def finish(self) -> Optional[Dict[str, Any]]:
+        """After the last item: the sample still gathered, if complete; raises what is pending."""
+        self._raise_pending()
+        done = self._complete()
+        self._shard = None
+        return done
+
+    def _begin_shard(self, url: str) -> None:
+        self._shard, self._last_key, self._skip_before = url, None, 0
+        self._index = url.first_index if isinstance(url, ShardSlice) else 0
+        resume, self._resume = self._resume, None
+        if resume is not None and resume[0] == str(url):
+            if resume[2]:
+                self._skip_before = resume[1]
+            else:
+                self._index = resume[1]
+
+    def _complete(self) -> Optional[Dict[str, Any]]:
+        """The sample gathered, if it is whole and wanted; the next one gets the next number."""
+        sample, self._sample = self._sample, None
+        if sample is None:
+            return None
+        index = self._index
+        self._index += 1
+        if self._dropped or not self._has_required(sample):
+            return None
+        self._last_key = sample["__key__"]
+        part = self._shard
+        if not isinstance(part, ShardSlice):
+            return sample
+        if index < self._skip_before or not part.wants(index):
+            return None
+        return PositionedSample(sample, Position(part.url, part.shard, index, self._start, self._end))
+
+    def _has_required(self, sample: Dict[str, Any]) -> bool:
+        missing = [field for field in self.required_fields if field not in sample]
+        if missing:
+            fields = sorted(field for field in sample if not field.startswith("__"))
+            self._fail(ValueError(
+                f"sample {sample['__key__']!r} in {sample['__url__']!r} lacks required field(s) {missing}; it has {fields}"
+            ), "incomplete_samples")
+        return not missing
+
+    def _damaged(self, damage: DamagedShard) -> Optional[Dict[str, Any]]:
+        kept = self._complete() if self._keeps_pending(damage) else None
+        self._sample = None
+        last = self._last_key if self._shard == damage.shard_url else None
+        where = f"after sample {last!r}" if last is not None else "before its first sample"
+        error = with_message(damage.error, f"bad shard {str(damage.shard_url)!r}, {where}: {damage.error}")
+        self._pending = (error, "bad_shards")
+        if kept is None:
+            self._raise_pending()
+        return kept
+
+    def _keeps_pending(self, damage: DamagedShard) -> bool:
+        """The sample being gathered is whole although ``damage`` ends its shard: the damage lies in the data of
+        a member of another key (a damaged header could hide one of the sample's fields)."""
+        if damage.member_name is None or self._sample is None:
+            return False
+        key_and_field = split_member_name(damage.member_name)
+        return key_and_field is None or key_and_field[0] != self._sample["__key__"]
+
+    def _fail(self, error: Exception, kind: str) -> None:
+        handle_data_error(error, kind=kind, on_error=self.on_error, error_counts=self.error_counts)
+
+    def _raise_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._fail(*pending)
 
 
 def group_by_keys(
-    members: Iterable[Union[Member, DamagedShard]],
+    members: Iterable[Item],
     required_fields: Sequence[str] = (),
     on_error: str = "raise",
     error_counts: Optional[ErrorCounts] = None,
-    cursor: Optional[ShardCursor] = None,
 ) -> Iterator[Dict[str, Any]]:
-    """Group ``(shard_url, member_name, data)`` members into WebDataset samples, streaming.
+    """Group ``(shard_url, member_name, data)`` members (or :class:`~.tar.Member` items) into WebDataset
+    samples, streaming.
 
     Yields ``{"__key__": sample_key, "__url__": shard_url, field: data, ...}`` for each run of consecutive
     members with the same key in the same shard (see :func:`split_member_name`); members that belong to
     no sample are skipped. A sample repeating a field, or lacking one of ``required_fields``, is bad data:
     ``on_error`` (``"raise"``, ``"skip"`` or ``"warn"``) decides, and ``error_counts`` counts it. So it does
     for a :class:`~torchdata_s3ext.samples.tar.DamagedShard` item (counted as ``bad_shards``, the message
-    naming the shard and its last good sample key), except a fatal one, which raises whatever ``on_error``.
-
-    ``cursor``: the members are one shard's, read through this cursor; each sample is then a
-    :class:`~torchdata_s3ext.samples.positions.PositionedSample`, and the samples its slice does not want are
-    left out.
+    naming the shard and its last good sample key).
 
     Raises:
         ValueError: under ``on_error="raise"``, a field repeats within a sample, or a sample lacks one of
             ``required_fields``; the message names the shard URL and the sample key
-        tarfile.ReadError: (or the damaged shard's error type) under ``on_error="raise"``, or for a fatal one
+        tarfile.ReadError: (or the damaged shard's error type) under ``on_error="raise"``
 
     >>> url = "s3://bucket/shard-000000.tar"
     >>> members = [(url, "a.png", b"1"), (url, "a.cls", b"2"), (url, "b.png", b"3")]
     >>> [(sample["__key__"], sorted(sample)) for sample in group_by_keys(members)]
     [('a', ['__key__', '__url__', 'cls', 'png']), ('b', ['__key__', '__url__', 'png'])]
     """
-    counts = error_counts if error_counts is not None else ErrorCounts()
-    sample: Optional[Dict[str, Any]] = None
-    dropped = False  # the current sample repeated a field: its remaining members are skipped too
-    last_yielded: Tuple[Optional[str], Optional[str]] = (None, None)  # (shard_url, sample_key)
-    for member in members:
-        if isinstance(member, DamagedShard):
-            if sample is not None and not dropped and _keeps_pending(sample, member):
-                if _complete(sample, required_fields, on_error, counts):
-                    last_yielded = sample["__url__"], sample["__key__"]
-                    yield from _placed(sample, cursor)
-            sample = None
-            last_key = last_yielded[1] if last_yielded[0] == member.shard_url else None
-            error = _shard_error(member, last_key, on_error)
-            handle_data_error(error, kind="bad_shards", on_error="raise" if member.fatal else on_error, error_counts=counts)
-            continue
-        shard_url, member_name, data = member
-        key_and_field = split_member_name(member_name)
-        if key_and_field is None:
-            continue
-        sample_key, field = key_and_field
-        if sample is None or sample_key != sample["__key__"] or shard_url != sample["__url__"]:
-            if sample is not None and not dropped and _complete(sample, required_fields, on_error, counts):
-                last_yielded = sample["__url__"], sample["__key__"]
-                yield from _placed(sample, cursor)
-            sample, dropped = {"__key__": sample_key, "__url__": shard_url}, False
-        if dropped:
-            continue
-        if field in sample:
-            error = ValueError(
-                f"duplicate field {field!r} in sample {sample_key!r} in {shard_url!r} (member {member_name!r})"
-            )
-            handle_data_error(error, kind="duplicate_fields", on_error=on_error, error_counts=counts)
-            dropped = True
-            continue
-        sample[field] = data
-        if cursor is not None:
-            cursor.field_read()
-    if sample is not None and not dropped and _complete(sample, required_fields, on_error, counts):
-        yield from _placed(sample, cursor)
+    grouper = Grouper(required_fields, on_error, error_counts)
+    for item in members:
+        sample = grouper.push(item)
+        if sample is not None:
+            yield sample
+    sample = grouper.finish()
+    if sample is not None:
+        yield sample
 
 
-def _required_fields(required_fields: Sequence[str]) -> Tuple[str, ...]:
-    if isinstance(required_fields, str):
-        raise TypeError(f"required_fields must be a sequence of field names, not the string {required_fields!r}")
-    return tuple(required_fields)
+class SampleGrouper(Stage[Dict[str, Any]]):
+    """The ``group`` stage: the members of its source (the ``tar`` stage, or :class:`ForeignMembers`) grouped
+    into samples by a :class:`Grouper`.
+
+    Its state goes on after the last sample given: its source's state from before the first member of the
+    next sample (a sample boundary), and that sample's number in its shard."""
+
+    kind = "group"
+
+    def __init__(self, source: Stage[Item], grouper: Grouper) -> None:
+        super().__init__(source)
+        self.grouper = grouper
+        self._boundary: Optional[Dict[str, Any]] = None
+        self._resumable = True
+
+    def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
+        self.grouper.clear()
+        self._boundary = None
+        super().reset(state)
+        if state is not None and state.get("shard") is not None:
+            url, skip_before = state["shard"]
+            self.grouper.resume_at(url, state["index"], skip_before)
+
+    def next(self) -> Dict[str, Any]:
+        while True:
+            before = self.source.state()  # type: ignore[union-attr]
+            try:
+                item = self.source.next()  # type: ignore[union-attr]
+            except StopIteration:
+                self._boundary = None
+                sample = self.grouper.finish()
+                if sample is None:
+                    raise
+                return sample
+            sample = self.grouper.push(item)
+            if sample is not None:
+                # Ended by the first member of the next sample: go on from before that member; ended by the
+                # shard's end or its damage: from after it.
+                self._boundary = before if self.grouper.shard is not None and not isinstance(item, (ShardEnd, DamagedShard)) else None
+                return sample
+
+    def state(self) -> Dict[str, Any]:
+        if self._boundary is None:
+            return {"stage": self.kind, SOURCE: self.source.state(), "shard": None, "index": 0}  # type: ignore[union-attr]
+        shard = self.grouper.shard
+        resume = [str(shard), not self.grouper.offsets_known] if isinstance(shard, ShardSlice) else None
+        return {"stage": self.kind, SOURCE: self._boundary, "shard": resume, "index": self.grouper.next_index}
+
+    def reading_of(self, items: Any) -> "SampleGrouper":
+        grouper = Grouper(self.grouper.required_fields, self.grouper.on_error, self.grouper.error_counts)
+        return SampleGrouper(self.source.reading_of(items), grouper)  # type: ignore[union-attr]
 
 
-def _opened_url(datapipe: IterDataPipe) -> Optional[str]:
-    """The URL the nearest ``open_s3`` upstream of ``datapipe`` opened last: the shard that ``load_from_tar()``
-    failed on before its first member, in a chain without buffering between the two."""
-    try:
-        graph = traverse_dps(datapipe)
-    except Exception:  # a pipe that does not pickle: no URL rather than no error
-        return None
-    while graph:
-        for pipe, _ in graph.values():
-            if isinstance(pipe, S3OpenerIterDataPipe):
-                return getattr(pipe, "_last_url", None)
-        graph = {key: node for _, children in graph.values() for key, node in children.items()}
-    return None
+class ForeignMembers(Stage[Item]):
+    """Members from ``(path, stream)`` pairs as ``load_from_tar()`` gives them (when the tar reading is not
+    ours to do): each member's shard URL and name from its path (:func:`~.tar.split_inner_path`), a
+    :class:`~.tar.ShardEnd` where the shard changes. Samples from it carry no position."""
 
+    kind = "foreign_members"
 
-class SamplePipe(IterDataPipe[Dict[str, Any]]):
-    """What the sample-making pipes (``group_wds_samples``, ``load_wds_shards``) share: their settings, and no
-    length (samples per shard vary)."""
+    def __init__(self, source: Stage[Tuple[str, Any]]) -> None:
+        super().__init__(source)
+        self._shard: Optional[Tuple[str, Any]] = None
+        self._held: Optional[Item] = None
 
-    def __init__(
-        self,
-        source_datapipe: IterDataPipe[Tuple[str, Any]],
-        required_fields: Sequence[str] = (),
-        on_error: str = "raise",
-        error_counts: Optional[ErrorCounts] = None,
-    ) -> None:
-        self.source_datapipe = source_datapipe
-        self.required_fields: Tuple[str, ...] = _required_fields(required_fields)
-        self.on_error: str = check_on_error(on_error)
-        self.error_counts: ErrorCounts = error_counts if error_counts is not None else ErrorCounts()
+    def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
+        self._shard, self._held = None, None
+        super().reset(state)
 
-    def __len__(self) -> int:
-        raise TypeError(f"{type(self).__name__} instance doesn't have valid length")
-
-
-@functional_datapipe("group_wds_samples")
-class WdsSampleGrouperIterDataPipe(SamplePipe):
-    r"""
-    Groups the ``(path, stream)`` pairs of ``load_from_tar()`` into WebDataset samples, dicts
-    ``{"__key__": sample_key, "__url__": shard_url, "<field>": bytes, ...}`` (functional name:
-    ``group_wds_samples``).
-
-    Members are read one at a time, in tar order, and closed once read; a sample is yielded as soon as
-    the next key (or the next shard) starts, so memory holds one sample whatever the shard size.
-
-    Args:
-        source_datapipe: the output of ``load_from_tar()``, over shards opened by ``open_s3()`` (or any
-            opener, see the Note)
-        required_fields: fields every sample must have, as named in the sample (``"image.png"``, ``"cls"``);
-            a sample lacking one raises ``ValueError`` naming its URL, its key and the missing fields
-        on_error: ``"raise"`` (default), ``"skip"`` or ``"warn"``: what a sample lacking a required field
-            or repeating one does, and a damaged shard that ``load_from_tar()`` reads to its end (a damaged
-            member header, a member outside the shard): raise, or be dropped (silently, or with a
-            ``DataErrorWarning`` and a log record on logger ``"torchdata_s3ext"``). A shard that
-            ``load_from_tar()`` fails on (not a tar, cut short, a negative member size) raises whatever
-            ``on_error``, as ``load_from_tar()`` cannot go past it: ``load_wds_shards()`` can
-        error_counts: where to count bad samples (``incomplete_samples``, ``duplicate_fields``, ``bad_shards``); a new
-            :class:`ErrorCounts` by default. The pipe's ``error_counts`` attribute; counts are per process,
-            each DataLoader worker counts its own
-
-    Note:
-        Keys and fields follow WebDataset: a member ``dir/sub.v1/sample_0001.image.png`` is field
-        ``image.png`` of sample ``dir/sub.v1/sample_0001`` (key = path up to the first dot of the file
-        name, field lower-cased). A member without a dot in its file name, and WebDataset's ``__name__``
-        metadata members, are skipped; a field repeated within a sample raises ``ValueError`` naming the
-        URL and the key. A sample never spans two shards, nor two passes over the same shard.
-        Directories, links and other non-regular members never get here: ``load_from_tar()`` skips them.
-
-        Errors name the shard URL and the last good sample key. Each shard's last member is kept open until
-        the next pair arrives, and its tail is then checked (``tar.end_of_archive_problem``). For an error
-        before a shard's first member (a non-tar object) the URL is the one ``open_s3()`` opened last.
-
-        ``__url__`` is the shard URL as given to ``open_s3()``, read from the tar stream's name, because
-        ``load_from_tar()``'s paths turn ``s3://`` into ``s3:/``. A tar stream without a name (torchdata's
-        ``FileOpener`` gives none) is split after the last ``.tar/``, ``.tar.gz/`` or ``.tgz/`` of the path,
-        and ``__url__`` is then that normalised path.
-
-    Example:
-        >>> import io, tarfile
-        >>> import torchdata_s3ext
-        >>> from torchdata.datapipes.iter import IterableWrapper
-        >>> from torchdata.datapipes.utils import StreamWrapper
-        >>> shard = io.BytesIO()
-        >>> with tarfile.open(fileobj=shard, mode="w") as tar:
-        ...     for member_name, data in [("train/0001.png", b"PNG"), ("train/0001.cls", b"7")]:
-        ...         info = tarfile.TarInfo(member_name)
-        ...         info.size = len(data)
-        ...         tar.addfile(info, io.BytesIO(data))
-        >>> url = "s3://bucket/shard-000000.tar"
-        >>> dp = IterableWrapper([(url, StreamWrapper(io.BytesIO(shard.getvalue()), name=url))], deepcopy=False)
-        >>> list(dp.load_from_tar().group_wds_samples(required_fields=["png"]))
-        [{'__key__': 'train/0001', '__url__': 's3://bucket/shard-000000.tar', 'png': b'PNG', 'cls': b'7'}]
-    """
-
-    def __iter__(self) -> Iterator[Dict[str, Any]]:
-        # One group per tar stream, not per URL: a one-sample shard listed twice in a row (``cycle()``)
-        # must give two samples, not one with every field duplicated.
-        members = read_members(self.source_datapipe, opened_url=lambda: _opened_url(self.source_datapipe))
-        for shard_stream, shard_members in itertools.groupby(members, key=operator.itemgetter(0)):
-            shard_members = (member for _, member in shard_members)
-            cursor = getattr(shard_stream, "shard_cursor", None)
-            yield from group_by_keys(shard_members, self.required_fields, self.on_error, self.error_counts, cursor)
+    def next(self) -> Item:
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
+        try:
+            inner_pathname, member_stream = self.source.next()  # type: ignore[union-attr]
+        except StopIteration:
+            if self._shard is None:
+                raise
+            ended, self._shard = self._shard, None
+            return ShardEnd(ended[0])
+        parent = getattr(member_stream, "parent_stream", None)
+        try:
+            shard_url, member_name = split_inner_path(inner_pathname, getattr(parent, "name", None))
+            data = member_stream.read()
+        finally:
+            member_stream.close()
+        member = (shard_url, member_name, data)
+        if self._shard is not None and (shard_url, parent) != self._shard:
+            ended, self._shard, self._held = self._shard, (shard_url, parent), member
+            return ShardEnd(ended[0])
+        self._shard = (shard_url, parent)
+        return member

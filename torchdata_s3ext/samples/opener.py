@@ -1,25 +1,26 @@
-"""The ``open_s3`` datapipe: shard URLs in, ``(url, binary stream)`` pairs out, on any backend."""
-import difflib
+"""Opening shards: :class:`OpenSettings` (every setting of how to open, checked once where the user gives it),
+:func:`open_shard` (one shard slice -> its bytes, on any backend, through the cache) and the ``open`` stage."""
+import collections
+import dataclasses
 import functools
 import inspect
-from typing import Any, Dict, Iterator, List, Optional, Tuple
-
-from torchdata.datapipes import functional_datapipe
-from torchdata.datapipes.iter import IterDataPipe
-from torchdata.datapipes.utils import StreamWrapper
+from typing import Any, BinaryIO, Deque, Dict, Iterable, List, Optional, Tuple
 
 from .._config import S3Config
+from ..s3.backends import PIPE_BACKEND, backend_for_url, check_backend_name, get_opener
 from ..s3.cache import open_cached
-from ..s3.prefetch import prefetched
+from ..s3.prefetch import OpenAhead, start_after_last_request
 from ..s3.stats import PipeStats
 from ..s3.url import is_pipe_url, is_s3_url
-from ..s3.backends import PIPE_BACKEND, backend_for_url, check_backend_name, get_opener
-from .positions import ShardCursor, ShardSlice
+from ..stage import SOURCE, IterableStage, Stage
+from .keywords import check_keywords
+from .positions import ShardSlice
+from .tar import Shard
 
-__all__ = ["S3OpenerIterDataPipe", "split_s3_settings"]
+__all__ = ["OPENER_OPTIONS", "OpenSettings", "ShardOpener", "open_shard", "split_s3_settings"]
 
-#: ``open_s3``'s own keywords that ``wds_pipe`` passes on with the backend's options
-_OPENER_OPTIONS = ("cache_dir", "cache_limit_bytes", "prefetch")
+#: ``open_s3``'s own keywords, besides ``backend``, ``config`` and the S3Config fields
+OPENER_OPTIONS = ("cache_dir", "cache_limit_bytes", "prefetch")
 
 
 def _backend_options(backend: str) -> Tuple[List[str], bool]:
@@ -31,36 +32,55 @@ def _backend_options(backend: str) -> Tuple[List[str], bool]:
     return named, any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters)
 
 
-def split_s3_settings(backend: str, settings: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Keyword arguments split into :class:`S3Config` fields and the backend's options. A keyword that is
-    neither raises ``TypeError`` naming it and the valid ones, so a misspelt setting fails where it is
-    written, not at the first URL; a backend whose opener passes further keywords on to its library (``local``,
-    ``iopath``) takes any other keyword except a near-miss of a valid one. ``open_s3``'s own ``cache_dir``,
-    ``cache_limit_bytes`` and ``prefetch`` stay with the options, for ``open_s3`` to take.
+def split_s3_settings(backend: str, settings: Dict[str, Any], others: Dict[str, Iterable[str]] = {}) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Keyword arguments split into :class:`S3Config` fields and the backend's options (``open_s3``'s own
+    ``cache_dir``, ``cache_limit_bytes`` and ``prefetch`` stay with the options). A keyword that is none of
+    these (nor one of ``others``, the caller's own sets, named in the message) raises ``TypeError`` naming it
+    and the closest valid name, so a misspelt setting fails where it is written; a backend whose opener passes
+    further keywords on to its library (``local``, ``iopath``) takes any other keyword but a near miss.
 
     >>> split_s3_settings("boto3", {"anonymous": True, "part_size": 1 << 20})
     ({'anonymous': True}, {'part_size': 1048576})
     """
-    config_fields = {name: value for name, value in settings.items() if name in S3Config.field_names()}
-    options = {name: value for name, value in settings.items() if name not in config_fields}
     named, passes_others_on = _backend_options(backend)
-    valid = list(S3Config.field_names()) + named + list(_OPENER_OPTIONS)
-    for name in options:
-        near_misses = difflib.get_close_matches(name, valid, n=1, cutoff=0.8)
-        if name not in named and name not in _OPENER_OPTIONS and (near_misses or not passes_others_on):
-            hint = f" (did you mean {near_misses[0]!r}?)" if near_misses else ""
-            raise TypeError(
-                f"unknown keyword argument {name!r} for backend {backend!r}{hint}; S3Config fields: "
-                f"{', '.join(S3Config.field_names())}; options of backend {backend!r}: {', '.join(named) or '(none)'}"
-            )
-    return config_fields, options
+    check_keywords(
+        settings,
+        {**others, "S3Config fields": S3Config.field_names(), f"options of backend {backend!r}": named,
+         "open_s3 options": OPENER_OPTIONS},
+        where=f"backend {backend!r}", open_ended=passes_others_on,
+    )
+    config_fields = {name: value for name, value in settings.items() if name in S3Config.field_names()}
+    return config_fields, {name: value for name, value in settings.items() if name not in config_fields}
 
 
-def _byte_range(part: ShardSlice) -> Dict[str, Any]:
-    """The backend's ``start``/``end`` arguments for a slice of a shard; none for a whole shard."""
-    if part.start == 0 and part.end is None:
-        return {}
-    return {"start": part.start, "end": part.end}
+@dataclasses.dataclass(frozen=True)
+class OpenSettings:
+    """How shards are opened: the backend asked for (``"auto"`` chooses per URL), the S3 configuration, the
+    backend's options, the local cache and the next-shard prefetch. Made once, with every keyword checked."""
+
+    backend: str = "auto"
+    config: S3Config = dataclasses.field(default_factory=S3Config)
+    options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    cache_dir: Optional[str] = None
+    cache_limit_bytes: Optional[int] = None
+    prefetch: bool = True
+
+    @classmethod
+    def from_keywords(
+        cls, backend: str = "auto", config: Optional[S3Config] = None, *, others: Dict[str, Iterable[str]] = {},
+        **settings: Any,
+    ) -> "OpenSettings":
+        """From ``open_s3``'s keywords: any :class:`S3Config` field laid over ``config``, the backend's options,
+        ``cache_dir``, ``cache_limit_bytes`` and ``prefetch``."""
+        concrete = check_backend_name(backend)
+        config_fields, options = split_s3_settings(concrete, settings, others)
+        cache_dir = options.pop("cache_dir", None)
+        cache_limit_bytes = options.pop("cache_limit_bytes", None)
+        prefetch = options.pop("prefetch", True)
+        if cache_limit_bytes is not None and (cache_dir is None or cache_limit_bytes < 0):
+            raise ValueError(f"cache_limit_bytes needs a cache_dir and must be 0 or more, got {cache_limit_bytes!r}")
+        return cls(backend, S3Config.merged(config, **config_fields).resolved(), options,
+                   None if cache_dir is None else str(cache_dir), cache_limit_bytes, bool(prefetch))
 
 
 def _check_url(backend: str, url: str) -> None:
@@ -73,127 +93,105 @@ def _check_url(backend: str, url: str) -> None:
         raise ValueError(f"not an S3 URL (expected s3://bucket/key) for backend {backend!r}{hint}: {url!r}")
 
 
-@functional_datapipe("open_s3")
-class S3OpenerIterDataPipe(IterDataPipe[Tuple[str, StreamWrapper]]):
-    r"""
-    Opens shard URLs from S3 (or a local mount) and yields ``(url, stream)`` pairs that torchdata's
-    ``load_from_tar()`` reads with its default arguments (functional name: ``open_s3``).
+def open_shard(part: ShardSlice, settings: OpenSettings) -> BinaryIO:
+    """The bytes of shard slice ``part`` (``part.start`` .. ``part.end``) as a readable binary stream: its URL's
+    backend (``"auto"``: ``pipe`` for ``pipe:`` URLs, else boto3), through the cache if there is one. A
+    ``pipe:`` URL under ``"auto"`` opens with the ``pipe`` backend's defaults."""
+    url = part.url
+    backend = backend_for_url(settings.backend, url)
+    _check_url(backend, url)
+    options = settings.options if backend == check_backend_name(settings.backend) else {}
+    open_range = functools.partial(get_opener(backend), url, settings.config, **options)
+    byte_range = {} if part.start == 0 and part.end is None else {"start": part.start, "end": part.end}
+    return open_cached(url, settings.config, open_range, settings.cache_dir, settings.cache_limit_bytes, **byte_range)
 
-    Memory stays bounded whatever the shard size (except on the ``s3fileloader`` backend, which downloads
-    each object whole): ``boto3``/``auto``, ``fsspec`` and ``iopath`` read ``part_size`` ranges, ``concurrency``
-    in flight, into ``(concurrency + 1) * part_size`` bytes of buffers (16 MiB and 6 by default), plus, with
-    ``prefetch``, the next shard's first ``concurrency`` parts: ``(2 * concurrency + 1) * part_size`` in all
-    (208 MiB by default), whatever the shard size, and their
-    streams are seekable, so ``load_from_tar()`` reads each member in one read and skips unread members
-    without downloading them; the other backends stream forward in large buffered reads. Each process
-    (DataLoader worker included) makes its own client on first use; the pipe itself holds none, so it
-    pickles under both ``fork`` and ``spawn``.
 
-    Each stream carries a ``shard_cursor`` (:mod:`.positions`) that the tar readers and the grouping move, so that
-    every sample knows where it lies (``sample.position``), for checkpoints. A URL that is a
-    :class:`~torchdata_s3ext.samples.positions.ShardSlice` (a resumed shard) is opened at its byte range.
+class ShardOpener(Stage[Shard]):
+    """The ``open`` stage: the shard URLs (or :class:`~.positions.ShardSlice`) of its source, opened.
 
-    Args:
-        source_datapipe: URLs: ``s3://bucket/key``; with ``backend="local"``, local paths / ``file://`` URLs;
-            with ``"auto"`` or ``"pipe"``, webdataset's ``pipe:COMMAND`` (the command's stdout, run through the
-            shell as written; never retried)
-        backend: ``"auto"`` (today ``"boto3"``, and ``"pipe"`` for ``pipe:`` URLs), ``"boto3"``, ``"fsspec"``,
-            ``"iopath"``, ``"s3fileloader"``, ``"awscli"``, ``"s3torchconnector"``, ``"local"`` or ``"pipe"``
-        endpoint_url: an S3-compatible endpoint; ``None`` reads ``AWS_ENDPOINT_URL``, then uses AWS
-        region: the bucket's region; ``None`` reads ``AWS_REGION`` / ``AWS_DEFAULT_REGION``
-        config: a full :class:`S3Config` (profile, credentials, anonymous access, timeouts, attempts)
-        stats: the counters to add this pipe's requests to (to share them with other pipes, e.g. a listing);
-            new ones by default
-        cache_dir: a local folder to cache ``s3://`` shards in, shared by every process of the machine: each shard
-            is read from S3 once (streamed while it is written), then from disk; one HEAD per open checks the
-            copy is the object's current version. See ``docs/cache.md``. ``None`` (default): no cache
-        cache_limit_bytes: the most the cache's files take on disk, partial ones included (least recently used
-            shards evicted; a larger shard is streamed uncached); ``None`` (default): no limit
-        prefetch: open the next shard on a thread of its own once the current one has requested its last part
-            (at once for a stream that reads no parts ahead), so that its first parts are on the wire when it is
-            reached; at most one shard ahead. Its errors are raised when its shard is reached; a shard opened
-            ahead and never handed out is closed. Default ``True``
-        settings: any :class:`S3Config` field (``anonymous=True``, ``profile=...``, ``max_attempts=...``), laid
-            over ``config`` where not ``None``; and the backend's options (``part_size`` and ``concurrency``
-            for the ranged backends, ``verify_etag`` for ``boto3``, ``aws_command`` for ``awscli``,
-            ``request_timeout_ms`` for ``s3fileloader``, ``buffer_size`` for ``pipe``). Any other keyword raises
-            ``TypeError`` here, naming it. With ``"auto"``, the options are ``boto3``'s; ``pipe:`` URLs then
-            open with the ``pipe`` backend's defaults
+    With ``settings.prefetch``, the next shard is opened on a thread of its own once the current one has
+    requested its last part (at once for a stream that reads no parts ahead), at most one shard ahead; its
+    errors, and those of the source met while looking ahead, are raised when its shard is reached; a shard
+    opened ahead and never handed out is closed. No thread exists before the first shard is handed out.
 
-    Note:
-        A URL that is not ``s3://`` on an S3 backend, a missing bucket or key, denied access or an
-        unreachable endpoint raise ``ValueError`` / ``FileNotFoundError`` / ``PermissionError`` /
-        ``ConnectionError`` naming the URL. Credentials never appear in messages or ``repr``. A ``pipe:``
-        command that ends with a non-zero status or by a signal raises ``OSError`` naming the command, the
-        status and the tail of its stderr, also after some bytes, so its shard never ends short in silence.
+    Its state goes on after the last shard handed out: the source's state then, and ``"reopen"``: slices to
+    open before the source's next ones (how the ``tar`` stage goes on inside a shard)."""
 
-    Note:
-        ``stats`` counts the S3 requests (GET/HEAD/LIST/PUT), our retries and the body bytes received of the
-        processes that read the pipe, with their cost (``stats.cost_usd()``): read in the main process, it
-        includes what the DataLoader workers did, each worker's counts added as it starts a shard and when its
-        pass ends (``stats.over_ranks()`` adds up the ranks too). A process counts all its requests, so
-        pipes read by the same processes see the same requests.
+    kind = "open"
 
-    Example:
-        >>> import torchdata_s3ext
-        >>> from torchdata.datapipes.iter import IterableWrapper
-        >>> dp = IterableWrapper(["s3://bucket/train/shard-000000.tar"]).open_s3(backend="boto3")
-        >>> samples = dp.load_from_tar().group_wds_samples()  # doctest: +SKIP
-    """
+    def __init__(self, source: Stage[Any], settings: OpenSettings, stats: Optional[PipeStats] = None) -> None:
+        super().__init__(source)
+        self.settings = settings
+        self.stats = stats if stats is not None else PipeStats()
+        self._reopen: Deque[ShardSlice] = collections.deque()
+        self._handed: Optional[Dict[str, Any]] = None
+        self._ahead: Optional[Tuple[Any, OpenAhead]] = None
 
-    def __init__(
-        self,
-        source_datapipe: IterDataPipe[str],
-        backend: str = "auto",
-        endpoint_url: Optional[str] = None,
-        region: Optional[str] = None,
-        config: Optional[S3Config] = None,
-        stats: Optional[PipeStats] = None,
-        cache_dir: Optional[str] = None,
-        cache_limit_bytes: Optional[int] = None,
-        prefetch: bool = True,
-        **settings: Any,
-    ) -> None:
-        self.source_datapipe = source_datapipe
-        self.requested_backend: str = backend  # "auto" chooses per URL (backend_for_url)
-        self.backend: str = check_backend_name(backend)
-        config_fields, options = split_s3_settings(self.backend, settings)
-        self.config: S3Config = S3Config.merged(config, endpoint_url=endpoint_url, region=region, **config_fields).resolved()
-        self.backend_kwargs: Dict[str, Any] = options
-        self._stats = stats if stats is not None else PipeStats()
-        if cache_limit_bytes is not None and (cache_dir is None or cache_limit_bytes < 0):
-            raise ValueError(f"cache_limit_bytes needs a cache_dir and must be 0 or more, got {cache_limit_bytes!r}")
-        self.cache_dir: Optional[str] = None if cache_dir is None else str(cache_dir)
-        self.cache_limit_bytes = cache_limit_bytes
-        self.prefetch = bool(prefetch)
+    def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
+        self._discard_ahead()
+        self._reopen = collections.deque(ShardSlice.from_state(part) for part in (state or {}).get("reopen", ()))
+        super().reset(state)
+        self._handed = None
 
-    def __iter__(self) -> Iterator[Tuple[str, StreamWrapper]]:
+    def next(self) -> Shard:
+        if self._ahead is not None:
+            following, ahead = self._ahead
+            self._ahead = None
+            stream = ahead.result()  # the error of opening it, or of the source while looking ahead
+            part, after = following
+        else:
+            part, after = self._pull()  # StopIteration: the epoch's end
+            stream = open_shard(part, self.settings)
+        self._handed = after
+        if self.settings.prefetch:
+            self._open_ahead(stream)
+        self.stats.add_this_process()  # the previous shard's requests, for the main process to see
+        return Shard(part, stream)
+
+    def state(self) -> Dict[str, Any]:
+        if self._handed is None:
+            self._handed = self._now()
+        source, reopen = self._handed
+        return {"stage": self.kind, SOURCE: source, "reopen": reopen}
+
+    def close(self) -> None:
+        self._discard_ahead()
+        self.stats.add_this_process()
+        super().close()
+
+    def reading_of(self, items: Iterable[Any]) -> "ShardOpener":
+        return ShardOpener(IterableStage(list(items)), self.settings, self.stats)
+
+    def _now(self) -> Tuple[Dict[str, Any], List[Any]]:
+        return self.source.state(), [part.to_state() for part in self._reopen]  # type: ignore[union-attr]
+
+    def _pull(self) -> Tuple[ShardSlice, Tuple[Dict[str, Any], List[Any]]]:
+        """The next slice to open, and the state after it."""
+        if self._reopen:
+            part = self._reopen.popleft()
+        else:
+            item = self.source.next()  # type: ignore[union-attr]
+            part = ShardSlice.of(item if isinstance(item, str) else str(item))
+        return part, self._now()
+
+    def _open_ahead(self, current: Any) -> None:
         try:
-            openings = (functools.partial(self._open, url) for url in self.source_datapipe)
-            for url, stream in prefetched(openings, ahead=self.prefetch):  # its threads start here, after any fork
-                self._last_url = url  # names the shard to group_wds_samples when load_from_tar() fails on it
-                self._stats.add_this_process()  # the previous shard's requests, for the main process to see
-                yield url, stream
-        finally:
-            self._stats.add_this_process()
+            following = self._pull()
+        except StopIteration:
+            return
+        except Exception as error:  # the source's failure: raised when the shard it would have given is reached
+            following, ahead = None, OpenAhead(functools.partial(_raise, error))
+        else:
+            ahead = OpenAhead(functools.partial(open_shard, following[0], self.settings))
+        self._ahead = (following, ahead)
+        start_after_last_request(current, ahead.start)
 
-    def _open(self, url: str) -> Tuple[str, StreamWrapper]:
-        part = ShardSlice.of(url, getattr(url, "item", None))
-        backend = backend_for_url(self.requested_backend, url)
-        _check_url(backend, url)
-        # The options were checked against self.backend; a pipe: URL under "auto" takes the defaults.
-        options = self.backend_kwargs if backend == self.backend else {}
-        url = str(url)
-        open_range = functools.partial(get_opener(backend), url, self.config, **options)
-        stream = StreamWrapper(open_cached(url, self.config, open_range, self.cache_dir, self.cache_limit_bytes,
-                                           **_byte_range(part)), name=url)
-        stream.shard_cursor = ShardCursor(part)  # the tar readers and the grouping move it
-        return url, stream
+    def _discard_ahead(self) -> None:
+        if self._ahead is not None:
+            _, ahead = self._ahead
+            self._ahead = None
+            ahead.discard()
 
-    @property
-    def stats(self) -> PipeStats:
-        """The live request counters of the processes reading this pipe (see the Note above)."""
-        return self._stats
 
-    def __len__(self) -> int:
-        return len(self.source_datapipe)
+def _raise(error: BaseException) -> Any:
+    raise error

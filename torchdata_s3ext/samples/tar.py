@@ -1,73 +1,267 @@
-"""Tar reading: the members of tar shards as ``(shard_url, member_name, data)``, one member in memory.
+"""Tar reading: the one reader of shards, and the ``tar`` stage.
 
-Members come either from torchdata's ``load_from_tar()`` (:func:`read_members`, whose paths are split back
-into shard URL and member name by :func:`split_inner_path`) or straight from a shard's stream
-(:func:`tar_members`, read forward in mode ``r|*``). Either way a member name is what ``load_from_tar()``
-gives: normalised (``./a.png`` is ``a.png``), and a member outside the shard (``../a.png``, ``/a.png``) is
+:func:`tar_members` reads one shard's stream forward (seekable or not, plain or compressed) into its regular
+members, one in memory at a time, each with the bytes it spans in the object. Member names are normalised as
+``load_from_tar()`` does (``./a.png`` is ``a.png``); a member outside the shard (``../a.png``, ``/a.png``) is
 bad data naming it.
 
-A damaged shard is not raised but passed on, in member order, as a :class:`DamagedShard` item, so that the
-grouping can keep the samples before the damage and the bad-data policy can skip it. Both readers check
-what ``tarfile`` lets through in silence: it ends an archive at the first header it cannot parse (a bad
-checksum, a garbage size, a cut header), so what follows the last member's data must be one whole zero
-block and then zeros only, up to the end of the stream; and a member whose data does not lie after the
-previous member's (a negative, base-256 size) sends ``tarfile`` back to a header it has read already.
+What ``tarfile`` lets through in silence is checked: it ends an archive at the first header it cannot parse
+(a bad checksum, a garbage size, a cut header), so here a damaged header is reported where it lies; the
+end-of-archive marker must be followed by zeros only, or by another archive (``cat a.tar b.tar``, read on as
+``tar --ignore-zeros`` and webdataset do); a negative size, a sparse member, or a size past the end of the
+stream is bad data, found without reading or allocating what the header claims. A damaged shard is not
+raised but passed on as a :class:`DamagedShard`, after the members before the damage, so that the grouping
+keeps the samples before it and the bad-data policy decides.
 """
+import bz2
 import dataclasses
-import os
+import gzip
+import lzma
+import posixpath
 import re
 import tarfile
 import zlib
-from io import BufferedIOBase
-from typing import IO, Any, Callable, Iterable, Iterator, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
-from .positions import ShardCursor
+from ..stage import SOURCE, Stage, StateUnavailable
+from .positions import ShardSlice
+from .tar_format import BLOCK, HeaderProblem, TarInput, padded, read_header
 
-__all__ = ["DamagedShard", "Member", "end_of_archive_problem", "read_members", "split_inner_path", "tar_members"]
+__all__ = ["DamagedShard", "Member", "PairShards", "Shard", "ShardEnd", "TarMembers", "archive_members", "split_inner_path", "tar_members"]
 
-Member = Tuple[str, str, bytes]
 
-_SHARD_AND_MEMBER = re.compile(r"^(.*\.(?:tar|tar\.gz|tgz))/(.+)$", re.IGNORECASE)
-# What a damaged shard raises while it is read (tarfile reports bad gzip data as ReadError too); a store
-# failure (OSError) is not bad data and always propagates.
-_DAMAGED_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, ValueError)
-_BLOCK = tarfile.BLOCKSIZE
-_SCAN_CHUNK = 1 << 16
+class Member(NamedTuple):
+    """A regular member of a shard: its shard (the slice read, a ``str``: the URL), name and bytes, and the
+    bytes it spans in the object: ``start``, its first header, ``end``, the next header (``None`` when the
+    shard is compressed)."""
+
+    shard: str
+    name: str
+    data: bytes
+    start: Optional[int] = None
+    end: Optional[int] = None
 
 
 @dataclasses.dataclass
 class DamagedShard:
-    """A damaged shard, as an item among its members: ``error`` says how (its message names the byte).
-
-    ``member_name`` is the member whose data broke, when known (a sample of another key before it is
-    complete); ``fatal`` means the reader cannot go past this shard (torchdata's ``load_from_tar()`` raised or
-    would loop), so the damage raises whatever the policy.
-    """
+    """A damaged shard, as an item after its members before the damage: ``error`` says how (its message
+    names the byte); ``member_name`` is the member whose data broke, when known (a sample of another key
+    before it is then complete)."""
 
     shard_url: str
     error: Exception
     member_name: Optional[str] = None
-    fatal: bool = False
+
+
+class ShardEnd(NamedTuple):
+    """The end of one shard's members (after a damage too), so that the grouping ends the sample it holds
+    before the next shard is opened."""
+
+    shard: str
+
+
+class Shard(NamedTuple):
+    """An opened shard: the slice asked for, and its stream (bytes ``slice.start ..`` of the object)."""
+
+    slice: ShardSlice
+    stream: IO[bytes]
+
+
+_COMPRESSIONS = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+_DECOMPRESSORS = {"gzip": gzip.GzipFile, "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}
+# What a decompressor raises on bad data (the store's own failures reach us as _StoreFailure).
+_BAD_COMPRESSED_DATA = (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
+_SHARD_AND_MEMBER = re.compile(r"^(.*\.(?:tar|tar\.gz|tgz))/(.+)$", re.IGNORECASE)
+
+
+class _StoreFailure(Exception):
+    """A failure of the store under a decompressor, kept apart from bad compressed data."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _StoreReads:
+    """A stream whose read failures come out as :class:`_StoreFailure`, so that a decompressor's ``OSError``
+    (bad data) and the store's (a lost connection) are never confused."""
+
+    def __init__(self, stream: IO[bytes], prefix: bytes) -> None:
+        self._stream, self._prefix = stream, prefix
+
+    def read(self, size: int = -1) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data
+        try:
+            return self._stream.read(size)
+        except Exception as error:
+            raise _StoreFailure(error) from error
+
+    def readable(self) -> bool:
+        return True
+
+
+def _first_block(stream: IO[bytes]) -> bytes:
+    pieces: List[bytes] = []
+    size = 0
+    while size < BLOCK:
+        piece = stream.read(BLOCK - size)
+        if not piece:
+            break
+        pieces.append(piece)
+        size += len(piece)
+    return b"".join(pieces)
+
+
+def _damage(shard_url: str, message: str, member_name: Optional[str] = None, kind: type = tarfile.ReadError) -> DamagedShard:
+    return DamagedShard(shard_url, kind(message), member_name)
+
+
+def _member_name(shard_url: str, name: str) -> str:
+    normalised = posixpath.normpath(name)
+    if normalised.startswith("/") or normalised == ".." or normalised.startswith("../"):
+        raise ValueError(f"tar member {name!r} is outside shard {shard_url!r} (absolute or '..' member name)")
+    return normalised
+
+
+def tar_members(shard_url: str, stream: IO[bytes], *, base: int = 0, bounded: bool = False) -> Iterator[Union[Member, DamagedShard]]:
+    """The regular members of the tar (or compressed tar) in ``stream``, then a :class:`DamagedShard` if it is
+    damaged. ``base``: the byte of the object the stream starts at (offsets are the object's). ``bounded``: the
+    stream ends before the shard does (a slice), at a member header, with no end-of-archive marker to check.
+    The store's failures (``OSError`` from the stream) propagate: they are not bad data."""
+    first = _first_block(stream)
+    if not first:
+        yield _damage(shard_url, "not a tar archive: empty file")
+        return
+    compression = next((name for magic, name in _COMPRESSIONS if first.startswith(magic)), None)
+    if compression is None:
+        yield from archive_members(shard_url, TarInput(stream, first), base=base, bounded=bounded)
+        return
+    if compression not in _DECOMPRESSORS:
+        yield _damage(shard_url, f"a {compression}-compressed shard, which is not read: write tar, gzip, bzip2 or xz")
+        return
+    decompressed = _DECOMPRESSORS[compression](fileobj=_StoreReads(stream, first), mode="rb")
+    try:
+        for item in archive_members(shard_url, TarInput(decompressed), base=None, bounded=bounded):
+            yield item
+    except _StoreFailure as failure:
+        raise failure.error from None
+    except _BAD_COMPRESSED_DATA as error:
+        yield DamagedShard(shard_url, tarfile.ReadError(f"bad {compression} data: {error}"))
+
+
+def archive_members(
+    shard_url: str, tar: TarInput, *, base: Optional[int] = 0, bounded: bool = False, single: bool = False,
+) -> Iterator[Union[Member, DamagedShard]]:
+    """The members of the uncompressed archives read from ``tar``, back to back, then a :class:`DamagedShard`
+    if one is damaged. ``base``: the object's byte at the stream's start (``None``: offsets unknown);
+    ``bounded`` as for :func:`tar_members`; ``single``: stop after the first archive's end-of-archive marker
+    and the zeros after it, the next archive (or whatever follows) left unread in ``tar``."""
+    global_pax: Dict[str, str] = {}
+
+    def absolute(offset: int) -> Optional[int]:
+        return None if base is None else base + offset
+
+    def shown(offset: int) -> int:  # as messages give it: the object's byte where known, else the stream's
+        return offset if base is None else base + offset
+
+    while True:
+        at = tar.offset
+        try:
+            header = read_header(tar, global_pax)
+        except HeaderProblem as problem:
+            if problem.at == 0 and not base:
+                yield _damage(shard_url, f"not a tar archive: its first block is no tar header ({problem})")
+            else:
+                yield _damage(shard_url, f"damaged member header at byte {shown(problem.at)}: {problem}")
+            return
+        except EOFError as ended:
+            if bounded and tar.offset == at:
+                return  # a slice ends at a member header
+            where = "inside a member header" if ended.args[0] != at else "before the end-of-archive marker"
+            yield _damage(shard_url, f"cut at byte {shown(tar.offset)}, {where}")
+            return
+        if header is None:
+            problem = _after_the_end(tar, at, shown, single)
+            if problem == "":
+                if single:
+                    return
+                continue  # another archive follows
+            if problem is not None:
+                yield _damage(shard_url, problem)
+            return
+        if not header.regular:
+            if tar.skip(padded(header.size)) < padded(header.size):
+                yield _damage(shard_url, f"cut at byte {shown(tar.offset)}, inside member {header.name!r}")
+                return
+            continue
+        try:
+            name = _member_name(shard_url, header.name)
+        except ValueError as error:
+            yield DamagedShard(shard_url, error)
+            return
+        data = tar.read(header.size)
+        padding = padded(header.size) - header.size
+        if len(data) < header.size or tar.skip(padding) < padding:
+            yield _damage(
+                shard_url,
+                f"unexpected end of data: member {name!r} (header at byte {shown(header.start)}) holds "
+                f"{header.size} bytes, the shard ends at byte {shown(tar.offset)}",
+                member_name=name,
+            )
+            return
+        yield Member(shard_url, name, data, absolute(header.start), absolute(tar.offset))
+
+
+def _after_the_end(tar: TarInput, marker_at: int, shown: Callable[[int], int], single: bool = False) -> Optional[str]:
+    """What follows a zero block at ``marker_at``: ``None`` for zeros to the end of the stream; ``""`` when
+    another archive follows two zero blocks or more (the reader is then at its first header; with ``single``,
+    whatever follows them); else what is wrong."""
+    zero_blocks = 1
+    while True:
+        at = tar.offset
+        block = tar.read(BLOCK)
+        if not block:
+            return None
+        rest = block.lstrip(b"\0")
+        if not rest:
+            zero_blocks += 1
+            continue
+        if zero_blocks >= 2 and (single or len(block) == BLOCK and _is_header(block)):
+            tar.unread(block)
+            return ""
+        if zero_blocks == 1:
+            nonzero = at + len(block) - len(rest)
+            return (f"damaged member header at byte {shown(marker_at)}: the archive ends there, but byte "
+                    f"{shown(nonzero)} is not zero")
+        return f"damaged member header at byte {shown(at)}: neither zeros nor another archive after the end-of-archive marker"
+
+
+def _is_header(block: bytes) -> bool:
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def split_inner_path(inner_pathname: str, shard_name: Optional[str]) -> Tuple[str, str]:
-    """Split a path from ``load_from_tar()`` into ``(shard_url, member_name)``.
+    """Split a path as ``load_from_tar()`` names members into ``(shard_url, member_name)``.
 
     ``load_from_tar()`` names a member ``os.path.normpath(os.path.join(shard_url, member_name))``, which
-    turns ``s3://b/k.tar`` into ``s3:/b/k.tar``, so the URL is taken from the tar stream's name
-    (``shard_name``, set by ``open_s3``) and the member name is what follows it. A stream without a name
-    (torchdata's ``FileOpener`` gives none) is split after the *last* ``.tar/``, ``.tar.gz/`` or
-    ``.tgz/`` in the path, and the shard URL is then that normalised path.
+    turns ``s3://b/k.tar`` into ``s3:/b/k.tar``, so the URL is taken from ``shard_name`` where it is known and
+    the member name is what follows it; without it, the path is split after the *last* ``.tar/``,
+    ``.tar.gz/`` or ``.tgz/``, and the shard URL is then that normalised path.
 
     Raises:
-        ValueError: the member lies outside the shard (an absolute or ``..`` member name), or the
-            stream has no name and the path no ``.tar/``
+        ValueError: the member lies outside the shard, or there is no shard name and no ``.tar/`` in the path
 
     >>> split_inner_path("s3:/bucket/shard-000000.tar/train/0001.png", "s3://bucket/shard-000000.tar")
     ('s3://bucket/shard-000000.tar', 'train/0001.png')
     """
     if shard_name:
-        shard_prefix = os.path.join(os.path.normpath(shard_name), "")
+        shard_prefix = posixpath.join(posixpath.normpath(shard_name), "")
         if not inner_pathname.startswith(shard_prefix):
             raise ValueError(
                 f"tar member {inner_pathname!r} is outside shard {shard_name!r} (absolute or '..' member name?)"
@@ -82,249 +276,92 @@ def split_inner_path(inner_pathname: str, shard_name: Optional[str]) -> Tuple[st
     return match.group(1), match.group(2)
 
 
-def _member_extent(member_stream: Any) -> Optional[Tuple[int, int, Any]]:
-    """``(data offset, size, tar stream)`` of a member stream from ``TarFile.extractfile()``, or ``None``.
-
-    Our one use of tarfile's private parts: an ``ExFileObject`` reads through a ``_FileInFile`` (its
-    ``raw``) whose ``offset`` and ``size`` are the member's ``TarInfo.offset_data`` and ``size``, and whose
-    ``fileobj`` is the stream the ``TarFile`` reads (the shard's own, or tarfile's decompressing or
-    forward-only wrapper). A stream of any other kind (not from tarfile) is not checked.
-    """
-    raw = getattr(getattr(member_stream, "file_obj", member_stream), "raw", None)
-    if not all(hasattr(raw, name) for name in ("offset", "size", "fileobj")):
-        return None
-    return raw.offset, raw.size, raw.fileobj  # type: ignore[union-attr]
+TarItem = Union[Member, DamagedShard, ShardEnd]
 
 
-def _note_member(cursor: Optional[ShardCursor], data_offset: int, size: int, tar_stream: Any, shard_stream: Any) -> None:
-    """Move ``cursor`` past a member: its offsets are the object's when tarfile reads the shard's own stream
-    (random access), the stream's when it reads it forward through a plain ``_Stream``, unknown when the
-    shard is compressed."""
-    if cursor is None:
-        return
-    if tar_stream is shard_stream:
-        cursor.member_read(data_offset, size, relative=False)
-    elif getattr(tar_stream, "comptype", None) == "tar":
-        cursor.member_read(data_offset, size, relative=True)
-    else:
-        cursor.member_read(None, size, relative=True)
+class TarMembers(Stage[TarItem]):
+    """The ``tar`` stage: the shards its source opens (:class:`Shard` items) read into their members, each
+    shard's followed by a :class:`ShardEnd`.
+
+    Its state goes on after the last member given: the source's state with the shard being read opened again
+    from the next member header (a shard source takes ``"reopen"``: slices to open before the rest)."""
+
+    kind = "tar"
+
+    def __init__(self, source: Stage[Shard]) -> None:
+        super().__init__(source)
+        self._shard: Optional[Shard] = None
+        self._members: Optional[Iterator[Union[Member, DamagedShard]]] = None
+        self._after_open: Optional[Dict[str, Any]] = None
+        self._next_header: Optional[int] = None
+        self._damaged = False
+
+    def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
+        self._finish_shard()
+        super().reset(state)
+
+    def next(self) -> TarItem:
+        if self._members is None:
+            self._shard = self.source.next()  # type: ignore[union-attr]  # StopIteration: the epoch's end
+            self._after_open = self.source.state()  # type: ignore[union-attr]
+            part = self._shard.slice
+            self._next_header = part.start
+            self._members = tar_members(part, self._shard.stream, base=part.start, bounded=part.end is not None)
+        item = next(self._members, None)
+        if item is None:
+            shard = self._shard.slice  # type: ignore[union-attr]
+            self._finish_shard()
+            return ShardEnd(shard)
+        if isinstance(item, Member):
+            self._next_header = item.end
+        else:
+            self._members, self._damaged = iter(()), True  # a damaged shard ends there
+        return item
+
+    def state(self) -> Dict[str, Any]:
+        if self._members is None or self._damaged:
+            return {"stage": self.kind, SOURCE: self.source.state()}  # type: ignore[union-attr]
+        source = dict(self._after_open)  # type: ignore[arg-type]
+        part = self._shard.slice  # type: ignore[union-attr]
+        if self._next_header is None:  # compressed: offsets unknown, read again from where the slice starts
+            again = part
+        else:
+            again = ShardSlice(part.url, part.shard, self._next_header, part.end, part.first_index, part.from_index, part.wanted)
+        source["reopen"] = [again.to_state()] + list(source.get("reopen", ()))
+        return {"stage": self.kind, SOURCE: source}
+
+    def close(self) -> None:
+        self._finish_shard()
+        super().close()
+
+    def reading_of(self, items: Any) -> "TarMembers":
+        return TarMembers(self.source.reading_of(items))  # type: ignore[union-attr]
+
+    def _finish_shard(self) -> None:
+        if self._members is not None:
+            close = getattr(self._members, "close", None)
+            if close is not None:
+                close()
+        if self._shard is not None:
+            self._shard.stream.close()
+        self._shard = self._members = self._after_open = None
+        self._damaged = False
 
 
-def _bounded(cursor: Optional[ShardCursor]) -> bool:
-    """The shard is read up to a byte before its end: there is no end-of-archive marker to check."""
-    return cursor is not None and cursor.slice.end is not None
+class PairShards(Stage[Shard]):
+    """A shard source over ``(url, stream)`` pairs from anywhere (a foreign datapipe): each pair a shard.
+    Its streams cannot be opened again, so its state cannot go on mid-shard."""
 
+    kind = "pairs"
 
-def _extent_problem(data_offset: int, size: int, previous_data_end: int) -> Optional[str]:
-    if size < 0:
-        return f"damaged member header at byte {data_offset - _BLOCK}: negative size {size}"
-    if data_offset < previous_data_end + _BLOCK:
-        return (
-            f"damaged member header at byte {data_offset - _BLOCK}: its data does not follow the previous "
-            f"member's, which ends at byte {previous_data_end}"
-        )
-    return None
+    def next(self) -> Shard:
+        url, stream = self.source.next()  # type: ignore[union-attr]
+        return Shard(ShardSlice.of(str(url)), stream)
 
+    def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
+        if state is not None and state.get("reopen"):
+            raise StateUnavailable("the shards came as (url, stream) pairs, which cannot be opened again mid-shard")
+        super().reset(state)
 
-def _first_nonzero_byte(stream: Any) -> Optional[int]:
-    """How many bytes from the stream's position to its first non-zero byte; reads no further than that."""
-    scanned = 0
-    while True:
-        chunk = stream.read(_SCAN_CHUNK)
-        if not chunk:
-            return None
-        rest = chunk.lstrip(b"\0")
-        if rest:
-            return scanned + len(chunk) - len(rest)
-        scanned += len(chunk)
-
-
-def end_of_archive_problem(tar_stream: Any, data_end: int, rewind: bool) -> Optional[str]:
-    """What is wrong after the last member of a tar that ``tarfile`` has read to its end, or ``None``.
-
-    ``tar_stream`` is the ``TarFile``'s stream, just after the block ``tarfile`` took for the end of the
-    archive; ``data_end`` is where the last regular member's data ends. What follows must be one whole zero
-    block, then zeros only. ``rewind``: the stream seeks cheaply (the shard's own, uncompressed), so that
-    block is read again; a forward-only stream is checked from where it stands, which misses a damaged last
-    header followed by zeros only (an empty last member).
-    """
-    position = tar_stream.tell()
-    if position % _BLOCK or position < -(-data_end // _BLOCK) * _BLOCK + _BLOCK:
-        return f"cut at byte {position}, inside a member header or before the end-of-archive marker"
-    header_offset = position - _BLOCK
-    if rewind:
-        tar_stream.seek(header_offset)
-    nonzero = _first_nonzero_byte(tar_stream)
-    if nonzero is None:
-        return None
-    nonzero_offset = (header_offset if rewind else position) + nonzero
-    if nonzero_offset == header_offset:
-        return f"damaged member header at byte {header_offset}"
-    return f"damaged member header at byte {header_offset}: the archive ends there, but byte {nonzero_offset} is not zero"
-
-
-def _damage(shard_url: str, problem: str, cause: Optional[BaseException] = None, **details: Any) -> DamagedShard:
-    error = tarfile.ReadError(problem)
-    error.__cause__ = cause
-    return DamagedShard(shard_url, error, **details)
-
-
-def _tail_damage(shard_url: str, member_stream: Any, data_end: int, shard_stream: Any) -> Optional[DamagedShard]:
-    """The damage after a shard's last member (read through ``member_stream``), if any."""
-    extent = _member_extent(member_stream)
-    if extent is None or _bounded(getattr(shard_stream, "shard_cursor", None)):
-        return None
-    tar_stream = extent[2]
-    try:
-        seekable = tar_stream is shard_stream and tar_stream.seekable()
-        problem = end_of_archive_problem(tar_stream, data_end, rewind=seekable)
-    except _DAMAGED_TAR_ERRORS as error:
-        return DamagedShard(shard_url, error)
-    return _damage(shard_url, problem) if problem else None
-
-
-@dataclasses.dataclass
-class _Latest:
-    """The latest member of a shard, kept open so that torchdata does not close the shard before its tail is
-    checked; or, after its data broke, the damage (reported once the next shard shows the reader goes on)."""
-
-    shard_stream: Any
-    shard_url: str
-    member_stream: Any
-    data_end: int
-    damage: Optional[DamagedShard] = None
-
-    def finish(self) -> Optional[DamagedShard]:
-        try:
-            if self.damage is None:
-                self.damage = _tail_damage(self.shard_url, self.member_stream, self.data_end, self.shard_stream)
-            return self.damage
-        finally:
-            if self.member_stream is not None:
-                self.member_stream.close()
-
-
-def _no_url() -> Optional[str]:
-    return None
-
-
-def read_members(
-    pairs: Iterable[Tuple[str, BufferedIOBase]], opened_url: Callable[[], Optional[str]] = _no_url
-) -> Iterator[Tuple[Any, Union[Member, DamagedShard]]]:
-    """Turn ``load_from_tar()`` pairs into ``(shard stream, member)`` with members ``(shard_url, member_name,
-    data)``, or ``(shard stream, DamagedShard)``, reading each member whole before the next one.
-
-    The latest member stays open until the next pair arrives (closing a shard's last member lets
-    ``load_from_tar()`` close the shard), so that the shard's tail can then be checked. An error of
-    ``load_from_tar()`` ends it: it is passed on as a fatal :class:`DamagedShard` of the latest shard if that
-    one's tail is damaged, else of the next shard, whose URL is ``opened_url()`` (what ``open_s3`` opened last).
-    """
-    latest: Optional[_Latest] = None
-    source = iter(pairs)
-    while True:
-        try:
-            inner_pathname, member_stream = next(source)
-        except StopIteration:
-            break
-        except _DAMAGED_TAR_ERRORS as error:
-            damage = latest.finish() if latest is not None else None
-            if damage is None:
-                after = f"<unknown: the shard after {latest.shard_url}>" if latest is not None else "<unknown>"
-                yield object(), DamagedShard(opened_url() or after, error, fatal=True)
-            else:
-                damage.fatal = True
-                yield latest.shard_stream, damage  # type: ignore[union-attr]
-            return
-        shard_stream = getattr(member_stream, "parent_stream", None)
-        if latest is not None and latest.shard_stream is not shard_stream:
-            damage = latest.finish()
-            if damage is not None:
-                yield latest.shard_stream, damage
-            latest = None
-        if latest is not None and latest.damage is not None:
-            member_stream.close()  # the rest of a damaged shard
-            continue
-        shard_name = getattr(shard_stream, "name", None)
-        extent = _member_extent(member_stream)
-        data_end = latest.data_end if latest is not None else 0
-        if latest is not None:
-            latest.member_stream.close()
-        try:
-            shard_url, member_name = split_inner_path(inner_pathname, shard_name)
-        except ValueError as error:
-            if not shard_name:
-                member_stream.close()
-                raise
-            latest = _Latest(shard_stream, shard_name, member_stream, data_end, DamagedShard(shard_name, error))
-            continue
-        problem = extent and _extent_problem(extent[0], extent[1], data_end)
-        if problem:
-            member_stream.close()
-            yield shard_stream, _damage(shard_url, problem, fatal=True)  # tarfile would loop over it
-            return
-        latest = _Latest(shard_stream, shard_url, member_stream, extent[0] + extent[1] if extent else 0)
-        try:
-            data = member_stream.read()
-        except _DAMAGED_TAR_ERRORS as error:
-            latest.damage = DamagedShard(shard_url, error, member_name=member_name)
-            continue
-        if extent:
-            _note_member(getattr(shard_stream, "shard_cursor", None), extent[0], extent[1], extent[2], shard_stream)
-        yield shard_stream, (shard_url, member_name, data)
-    if latest is not None:
-        damage = latest.finish()
-        if damage is not None:
-            yield latest.shard_stream, damage
-
-
-def tar_members(
-    shard_url: str, tar_stream: IO[bytes], archive_end: Optional[Callable[[int, int], Optional[str]]] = None,
-    cursor: Optional[ShardCursor] = None,
-) -> Iterator[Union[Member, DamagedShard]]:
-    """Expand one tar (or compressed tar) stream into ``(shard_url, member_name, data)``, regular files only,
-    then a :class:`DamagedShard` if the shard is damaged (not a tar, cut short, a damaged header, a member
-    outside the shard), after the members before the damage.
-
-    The stream is read forward only (mode ``r|*``), each member whole before the next header, and finished
-    members are forgotten, so memory holds one member. Member names are normalised as ``load_from_tar()``
-    does (``./a.png`` is ``a.png``).
-
-    ``archive_end``: more archives follow in the same stream (``concatenated``). The stream is then read in
-    blocks, never past the block ``tarfile`` took for the end, and ``archive_end(position after that block,
-    last member's data end)`` says what is wrong there instead of the check for zeros up to the end.
-
-    ``cursor``: moved past each member (see :mod:`.positions`); a slice that ends before the shard's end
-    has no end-of-archive marker, and none is looked for.
-    """
-    member_name: Optional[str] = None  # the member whose data is being read
-    try:
-        bufsize = tarfile.RECORDSIZE if archive_end is None else _BLOCK
-        with tarfile.open(fileobj=tar_stream, mode="r|*", bufsize=bufsize) as tar:
-            data_end = 0
-            for member in tar:
-                if member.isfile():
-                    inner_pathname = os.path.normpath(os.path.join(shard_url, member.name))
-                    _, name = split_inner_path(inner_pathname, shard_url)
-                    member_name = name
-                    member_stream = tar.extractfile(member)
-                    extent = _member_extent(member_stream)
-                    problem = extent and _extent_problem(extent[0], extent[1], data_end)
-                    if problem:
-                        yield _damage(shard_url, problem)
-                        return
-                    data = member_stream.read()  # type: ignore[union-attr]
-                    data_end, member_name = member.offset_data + member.size, None
-                    _note_member(cursor, member.offset_data, member.size, tar.fileobj, tar_stream)
-                    yield shard_url, name, data
-                tar.members = []  # a streaming TarFile keeps every header it has read otherwise
-            if _bounded(cursor):
-                problem = None
-            elif archive_end is None:
-                problem = end_of_archive_problem(tar.fileobj, data_end, rewind=False)
-            else:
-                problem = archive_end(tar.fileobj.tell(), data_end)
-    except _DAMAGED_TAR_ERRORS as error:
-        yield DamagedShard(shard_url, error, member_name=member_name)
-        return
-    if problem:
-        yield _damage(shard_url, problem)
+    def state(self) -> Dict[str, Any]:
+        return {"stage": self.kind, SOURCE: self.source.state(), "reopen": []}  # type: ignore[union-attr]

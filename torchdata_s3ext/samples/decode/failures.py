@@ -16,11 +16,11 @@ Only counts and messages are kept per shard (not the errors, whose tracebacks ho
 each sample costs a set insertion.
 """
 import warnings
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set
+from typing import Dict, List, Optional, Set
 
-from ..policy import DataErrorWarning, ErrorCounts, handle_data_error, logger
+from ..policy import DataErrorWarning, logger
 
-__all__ = ["GIVE_UP_AFTER", "FailureWatch", "check_give_up_after"]
+__all__ = ["GIVE_UP_AFTER", "BadSample", "FailureWatch", "check_give_up_after"]
 
 #: The default ``give_up_after``: a hundred samples is more than a shuffle buffer needs to mix two shards,
 #: and little time lost before saying that nothing decodes.
@@ -97,30 +97,3 @@ class BadSample(Exception):
         super().__init__(error)
         self.error = error
         self.kind = kind
-
-
-def decoded_under_policy(
-    samples: Iterable[Dict[str, Any]],
-    decode: Callable[[Dict[str, Any]], Dict[str, Any]],
-    on_error: str,
-    error_counts: ErrorCounts,
-    give_up_after: Optional[int],
-    pipe_name: str,
-) -> Iterator[Dict[str, Any]]:
-    """Each sample as ``decode`` gives it; one that raises :class:`BadSample` is handled by ``on_error`` and
-    counted, and under ``"skip"``/``"warn"`` a :class:`FailureWatch` warns of (or raises on) shards and passes
-    in which nothing decodes. What the decode pipes share."""
-    watch = FailureWatch(give_up_after, pipe_name) if on_error != "raise" else None
-    for sample in samples:
-        try:
-            decoded = decode(sample)
-        except BadSample as bad:
-            handle_data_error(bad.error, kind=bad.kind, on_error=on_error, error_counts=error_counts)
-            assert watch is not None  # "raise" raised above
-            watch.failed(sample.get("__url__"), bad.error)
-            continue
-        if watch is not None:
-            watch.decoded(sample.get("__url__"))
-        yield decoded
-    if watch is not None:
-        watch.end()

@@ -1,0 +1,185 @@
+"""The tar format, read forward from a byte stream: exact reads that count the offset, and member headers.
+
+:class:`TarInput` reads a shard's bytes forward in large reads and never asks the stream for more than it
+holds a use for: a member's data comes in pieces of at most :data:`PIECE` bytes, so a header that claims more
+than the shard holds costs only the bytes that are really there. :func:`read_header` reads one member's
+headers: the 512-byte block (parsed and checksummed by ``tarfile.TarInfo.frombuf``, the standard library's
+public parser), and before it the extensions that name the member or change its size: GNU long names
+(``L``, ``K``) and pax records (``x``, and ``g`` for all members after it). Sparse members (GNU ``S``, pax
+``GNU.sparse.*``) are refused: their data is a map of holes that ``tarfile`` would fill with zeros, which a
+header can make gigabytes long.
+"""
+import tarfile
+from typing import IO, Dict, List, NamedTuple, Optional
+
+__all__ = ["BLOCK", "PIECE", "HeaderProblem", "MemberHeader", "TarInput", "padded", "read_header"]
+
+BLOCK = tarfile.BLOCKSIZE
+#: the most bytes asked of the stream at once for a member's data
+PIECE = 16 << 20
+_READ_AHEAD = 64 << 10
+_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_EXTENSIONS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+#: the most bytes of extension headers (long names, pax records) one member may have
+_MAX_EXTENSION = 1 << 20
+
+
+class HeaderProblem(Exception):
+    """A header that cannot be read as one: ``str()`` says why, ``at`` is the byte it starts at."""
+
+    def __init__(self, message: str, at: int) -> None:
+        super().__init__(message)
+        self.at = at
+
+
+class TarInput:
+    """The bytes of ``stream`` read forward, with the offset reached (``offset``, from the stream's start)."""
+
+    def __init__(self, stream: IO[bytes], prefix: bytes = b"") -> None:
+        self._stream = stream
+        self._buffer = prefix
+        self._position = 0  # in _buffer
+        self.offset = 0
+
+    def read(self, size: int) -> bytes:
+        """``size`` bytes, fewer only where the stream ends."""
+        buffered = len(self._buffer) - self._position
+        if size <= buffered:
+            data = self._buffer[self._position:self._position + size]
+            self._position += size
+            self.offset += size
+            return data
+        head = self._buffer[self._position:]
+        self._buffer, self._position = b"", 0
+        wanted = size - buffered
+        if wanted >= _READ_AHEAD:
+            pieces = self._pieces(wanted, wanted)
+            data = b"".join([head] + pieces) if head or len(pieces) != 1 else pieces[0]
+        else:  # a small read: take more, for the headers and members that follow
+            chunk = b"".join(self._pieces(wanted, _READ_AHEAD))
+            data = head + chunk[:wanted]
+            self._buffer, self._position = chunk, min(wanted, len(chunk))
+        self.offset += len(data)
+        return data
+
+    def unread(self, data: bytes) -> None:
+        """Put ``data``, just read, back in front of what comes next."""
+        self._buffer = data + self._buffer[self._position:]
+        self._position = 0
+        self.offset -= len(data)
+
+    def skip(self, size: int) -> int:
+        """Read past ``size`` bytes; how many there were."""
+        skipped = 0
+        while skipped < size:
+            piece = self.read(min(PIECE, size - skipped))
+            if not piece:
+                break
+            skipped += len(piece)
+        return skipped
+
+    def _pieces(self, wanted: int, ask: int) -> List[bytes]:
+        """At least ``wanted`` bytes of the stream (fewer where it ends), asking for ``ask`` at a time (at most
+        :data:`PIECE`)."""
+        pieces: List[bytes] = []
+        while wanted > 0:
+            piece = self._stream.read(min(max(ask, wanted), PIECE))
+            if not piece:
+                break
+            pieces.append(piece)
+            wanted -= len(piece)
+        return pieces
+
+
+def padded(size: int) -> int:
+    """``size`` rounded up to whole blocks: what a member's data takes in the archive."""
+    return -(-size // BLOCK) * BLOCK
+
+
+class MemberHeader(NamedTuple):
+    """One member: its name, type, data size, and the byte its first header starts at (extensions included)."""
+
+    name: str
+    type: bytes
+    size: int
+    start: int
+
+    @property
+    def regular(self) -> bool:
+        return self.type in _REGULAR
+
+
+def _parse_block(block: bytes, at: int) -> tarfile.TarInfo:
+    try:
+        return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError as error:
+        raise HeaderProblem(str(error) or type(error).__name__, at) from error
+
+
+def parse_pax(data: bytes, at: int) -> Dict[str, str]:
+    """The records of a pax extended header (``"%d %s=%s\\n"`` each)."""
+    records: Dict[str, str] = {}
+    position = 0
+    while position < len(data) and data[position:position + 1] not in (b"\0", b""):
+        space = data.find(b" ", position)
+        try:
+            length = int(data[position:space])
+        except ValueError:
+            raise HeaderProblem("a pax header record without a length", at) from None
+        record = data[position:position + length]
+        if space < 0 or length < 5 or position + length > len(data) or not record.endswith(b"\n") or b"=" not in record:
+            raise HeaderProblem("a damaged pax header record", at)
+        key, value = record[space - position + 1:-1].split(b"=", 1)
+        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        position += length
+    return records
+
+
+def read_header(tar: TarInput, global_pax: Dict[str, str]) -> Optional[MemberHeader]:
+    """The next member's headers, or ``None`` at a zero block (the end-of-archive marker; ``tar.offset`` is
+    then just after it). Raises :class:`HeaderProblem` for a damaged header, ``EOFError`` where the stream ends
+    inside or right before a header (``tar.offset`` says where)."""
+    start = tar.offset
+    long_name: Optional[str] = None
+    pax: Dict[str, str] = {}
+    extensions = 0
+    while True:
+        at = tar.offset
+        block = tar.read(BLOCK)
+        if len(block) < BLOCK:
+            raise EOFError(at if not block else tar.offset)
+        if not block.strip(b"\0"):
+            if at != start:
+                raise HeaderProblem("a zero block after an extended header", at)
+            return None
+        info = _parse_block(block, at)
+        if info.type not in _EXTENSIONS:
+            return _member(info, start, at, long_name, {**global_pax, **pax})
+        if info.size < 0 or info.size > _MAX_EXTENSION - extensions:
+            raise HeaderProblem(f"an extended header of {info.size} bytes", at)
+        extensions += info.size
+        data = tar.read(padded(info.size))
+        if len(data) < padded(info.size):
+            raise EOFError(tar.offset)
+        data = data[:info.size]
+        if info.type == tarfile.GNUTYPE_LONGNAME:
+            long_name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+        elif info.type == tarfile.XGLTYPE:
+            global_pax.update(parse_pax(data, at))
+        elif info.type != tarfile.GNUTYPE_LONGLINK:
+            pax.update(parse_pax(data, at))
+
+
+def _member(info: tarfile.TarInfo, start: int, at: int, long_name: Optional[str], pax: Dict[str, str]) -> MemberHeader:
+    if info.type == tarfile.GNUTYPE_SPARSE or any(key.startswith("GNU.sparse.") for key in pax):
+        raise HeaderProblem(f"member {info.name!r} is a sparse file, which shards do not hold", at)
+    name = pax.get("path", long_name if long_name is not None else info.name)
+    size = info.size
+    if "size" in pax:
+        try:
+            size = int(pax["size"])
+        except ValueError:
+            raise HeaderProblem(f"member {name!r}: pax size {pax['size']!r} is not a number", at) from None
+    if size < 0:
+        raise HeaderProblem(f"negative size {size}", at)
+    return MemberHeader(name, info.type, size, start)
