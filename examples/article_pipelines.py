@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torchdata_s3ext  # noqa: I001  (registers open_s3, group_wds_samples, decode_png_pair)
 
 import torch
-from torchdata.datapipes.iter import IterableWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 
 def _samples(urls: List[str], backend: str, **open_kwargs):

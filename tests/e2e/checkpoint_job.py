@@ -25,7 +25,7 @@ import sys
 from typing import Any, Dict, List
 
 import torch
-from torchdata.datapipes.iter import IterableWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from torchdata_s3ext import wds_pipe  # (importing the package registers the pipes of the hand-written chain)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 from torchdata.dataloader2 import DataLoader2
-from torchdata.datapipes.iter import IterableWrapper, IterDataPipe
+from torch.utils.data.datapipes.datapipe import IterDataPipe
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 import torchdata_s3ext  # noqa: F401  (registers open_s3)
 from torchdata_s3ext import epochs as _sharding

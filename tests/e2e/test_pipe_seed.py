@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 from torchdata.dataloader2 import DataLoader2, InProcessReadingService
-from torchdata.datapipes.iter import IterableWrapper, IterDataPipe
+from torch.utils.data.datapipes.datapipe import IterDataPipe
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 from torchdata_s3ext import reading_service, wds_pipe
 

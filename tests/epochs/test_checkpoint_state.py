@@ -308,7 +308,7 @@ def test_a_loader_state_survives_torch_save_and_load(shards):
 
 
 def test_a_pipe_that_cannot_be_checkpointed_runs_under_a_stateful_loader_and_says_why_when_loaded():
-    from torchdata.datapipes.iter import IterableWrapper
+    from torch.utils.data.datapipes.iter import IterableWrapper
 
     def numbers():
         return IterableWrapper(range(20)).shard_across_readers().shuffle_samples(buffer_size=4, seed=0)

@@ -4,7 +4,8 @@ import pickle
 from typing import Callable, List
 
 import pytest
-from torchdata.datapipes.iter import IterableWrapper, IterDataPipe
+from torch.utils.data.datapipes.datapipe import IterDataPipe
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 from torchdata_s3ext.epochs.readers import split_over_workers_only
 

@@ -7,7 +7,8 @@ from typing import List, Tuple
 
 import pytest
 from torch.utils.data import DataLoader
-from torchdata.datapipes.iter import IterableWrapper, IterDataPipe
+from torch.utils.data.datapipes.datapipe import IterDataPipe
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 import torchdata_s3ext  # noqa: F401  (registers shuffle_shards, shuffle_samples)
 from torchdata_s3ext.epochs import seeding

@@ -14,7 +14,7 @@ import warnings
 
 import boto3
 import pytest
-from torchdata.datapipes.iter import IterableWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 from torchdata_s3ext import wds_pipe
 from torchdata_s3ext._config import S3Config

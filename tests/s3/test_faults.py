@@ -1,6 +1,6 @@
 """Through a proxy that injects S3's faults, every backend we drive still delivers every byte exactly once."""
 import pytest
-from torchdata.datapipes.iter import IterableWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 import torchdata_s3ext  # noqa: F401
 from torchdata_s3ext import S3Config

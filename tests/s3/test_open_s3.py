@@ -7,7 +7,7 @@ import tarfile
 import pytest
 from torch.utils.data import DataLoader
 from torchdata.dataloader2 import DataLoader2
-from torchdata.datapipes.iter import IterableWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 import torchdata_s3ext
 from torchdata_s3ext import S3Config

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from torchdata.datapipes.iter import IterableWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 import torchdata_s3ext  # noqa: F401  (registers open_s3 and the sample pipes)
 from torchdata_s3ext import S3Config, list_shards, wds_pipe

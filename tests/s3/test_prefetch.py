@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from torchdata.datapipes.iter import IterableWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 from torchdata_s3ext import wds_pipe
 from torchdata_s3ext.s3.prefetch import prefetched

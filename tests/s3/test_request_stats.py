@@ -6,7 +6,7 @@ import threading
 
 import boto3
 import pytest
-from torchdata.datapipes.iter import IterableWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 import torchdata_s3ext  # noqa: F401  (registers open_s3)
 from torchdata_s3ext import S3Config

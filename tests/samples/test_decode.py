@@ -12,16 +12,14 @@ import pytest
 import torch
 import webdataset
 from PIL import Image
-from torchdata.datapipes.iter import IterableWrapper
-from torchdata.datapipes.utils import StreamWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 import torchdata_s3ext.samples.decode.optional as optional_libraries
 import torchdata_s3ext.samples.decode.png as png_format
 import torchdata_s3ext.samples.decode.png_decoders as png_decoders
 import torchdata_s3ext.samples.decode.png_stored as png_stored
-import torchdata_s3ext.samples.grouping  # noqa: F401  (registers group_wds_samples)
+from torchdata_s3ext import PngPairDecoderIterDataPipe
 from torchdata_s3ext.samples.decode import (
-    PngPairDecoderIterDataPipe,
     decode_png,
     decode_png_pair,
     fields_matching,
@@ -426,7 +424,7 @@ def article_shard(count: int) -> bytes:
 
 
 def _open_shard(shard: bytes, url: str):
-    return url, StreamWrapper(io.BytesIO(shard), name=url)
+    return url, io.BytesIO(shard)
 
 
 def decoded_pipe(shard: bytes, **kwargs) -> PngPairDecoderIterDataPipe:

@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
-from torchdata.datapipes.iter import IterableWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 import torchdata_s3ext.samples.decode.optional as optional_libraries
 import torchdata_s3ext.samples.decode.png_decoders as png_decoders

@@ -7,12 +7,13 @@ import struct
 import numpy as np
 import pytest
 import torch
-from torchdata.datapipes.iter import IterableWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 from PIL import Image
 
 import torchdata_s3ext.samples.decode.optional as optional_libraries
 from torchdata_s3ext import wds_pipe
-from torchdata_s3ext.samples.decode import SampleDecoderIterDataPipe, decode_jpeg, decode_sample, read_jpeg_header
+from torchdata_s3ext import SampleDecoderIterDataPipe
+from torchdata_s3ext.samples.decode import decode_jpeg, decode_sample, read_jpeg_header
 from torchdata_s3ext.samples.policy import DataErrorWarning, ErrorCounts
 from torchdata_s3ext.testing import tar_bytes
 

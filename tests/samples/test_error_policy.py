@@ -10,16 +10,14 @@ import boto3
 import numpy as np
 import pytest
 from PIL import Image
-from torchdata.datapipes.iter import IterableWrapper
-from torchdata.datapipes.utils import StreamWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 
 import torchdata_s3ext  # noqa: F401  (registers open_s3, group_wds_samples, decode_png_pair)
-import torchdata_s3ext.samples.shards  # noqa: F401  (registers load_wds_shards)
 from torchdata_s3ext.samples.decode import decode_png_pair
 from torchdata_s3ext.pipeline import wds_pipe
 from torchdata_s3ext.samples.policy import DataErrorWarning, ErrorCounts, check_on_error
 from torchdata_s3ext.samples.grouping import group_by_keys
-from torchdata_s3ext.samples.shards import shard_samples
+from torchdata_s3ext.samples.grouping import shard_samples
 from torchdata_s3ext.testing import seed_samples, tar_bytes
 
 URL = "s3://bucket/train/shard-000000.tar"
@@ -185,7 +183,7 @@ def test_incomplete_sample_raises_by_default_and_is_counted():
 def test_group_wds_samples_skips_incomplete_samples_and_exposes_counts():
     shard = tar_bytes([("a", {"png": b"A", "cls": b"1"}), ("b", {"png": b"B"}), ("c", {"png": b"C", "cls": b"3"})])
     pipe = (
-        IterableWrapper([(URL, StreamWrapper(io.BytesIO(shard), name=URL))], deepcopy=False)
+        IterableWrapper([(URL, io.BytesIO(shard))], deepcopy=False)
         .load_from_tar()
         .group_wds_samples(required_fields=["cls"], on_error="skip")
     )
@@ -315,9 +313,9 @@ def test_load_wds_shards_gives_the_samples_load_from_tar_and_group_wds_samples_g
             info = tarfile.TarInfo(member_name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    pairs = [(URL, StreamWrapper(io.BytesIO(shard.getvalue()), name=URL))]
+    pairs = [(URL, io.BytesIO(shard.getvalue()))]
     theirs = list(IterableWrapper(pairs, deepcopy=False).load_from_tar().group_wds_samples())
-    pairs = [(URL, StreamWrapper(io.BytesIO(shard.getvalue()), name=URL))]
+    pairs = [(URL, io.BytesIO(shard.getvalue()))]
     ours = list(IterableWrapper(pairs, deepcopy=False).load_wds_shards())
     assert ours == theirs == [
         {"__key__": "a", "__url__": URL, "png": b"A"},

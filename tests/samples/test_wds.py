@@ -9,12 +9,12 @@ import pytest
 import webdataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torchdata.datapipes.iter import FileOpener, IterableWrapper
-from torchdata.datapipes.utils import StreamWrapper
+from torch.utils.data.datapipes.iter import IterableWrapper
 from webdataset import tariterators
 
 import torchdata_s3ext.samples.grouping  # noqa: F401  (registers group_wds_samples)
-from torchdata_s3ext.samples.grouping import WdsSampleGrouperIterDataPipe, group_by_keys, split_member_name
+from torchdata_s3ext import WdsSampleGrouperIterDataPipe
+from torchdata_s3ext.samples.grouping import group_by_keys, split_member_name
 from torchdata_s3ext.samples.tar import split_inner_path
 
 URL = "s3://bucket/train/shard-000000.tar"
@@ -38,8 +38,8 @@ def webdataset_tar_bytes(samples: Sequence[Dict[str, object]]) -> bytes:
     return shard.getvalue()
 
 
-def _open_shard(shards: Dict[str, bytes], url: str) -> Tuple[str, StreamWrapper]:
-    return url, StreamWrapper(io.BytesIO(shards[url]), name=url)
+def _open_shard(shards: Dict[str, bytes], url: str) -> Tuple[str, io.BytesIO]:
+    return url, io.BytesIO(shards[url])
 
 
 def grouped(shards: Dict[str, bytes], urls: Sequence[str] = (), **kwargs) -> WdsSampleGrouperIterDataPipe:
@@ -254,15 +254,25 @@ def test_group_wds_samples_reads_shards_written_by_webdataset_tarwriter():
 
 def test_group_wds_samples_accepts_streams_built_as_in_the_readme():
     shard = tar_bytes([("a.png", b"1")])
-    dp = IterableWrapper([(URL, StreamWrapper(io.BytesIO(shard), name=URL))], deepcopy=False)
+    dp = IterableWrapper([(URL, io.BytesIO(shard))], deepcopy=False)
     assert list(dp.load_from_tar().group_wds_samples()) == [{"__key__": "a", "__url__": URL, "png": b"1"}]
 
 
-def test_group_wds_samples_without_stream_name_takes_url_from_tar_path(tmp_path):
+def _open_file(path: str) -> Tuple[str, io.BufferedReader]:
+    return path, open(path, "rb")
+
+
+def test_group_wds_samples_over_an_opener_of_our_own_takes_url_from_its_pairs(tmp_path):
     path = tmp_path / "shard-000000.tar"
     path.write_bytes(tar_bytes([("d.v2/a.png", b"1"), ("d.v2/a.cls", b"2")]))
-    dp = FileOpener(IterableWrapper([str(path)]), mode="b").load_from_tar().group_wds_samples()
+    dp = IterableWrapper([str(path)]).map(_open_file).load_from_tar().group_wds_samples()
     assert list(dp) == [{"__key__": "d.v2/a", "__url__": str(path), "png": b"1", "cls": b"2"}]
+
+
+def test_group_wds_samples_over_foreign_members_takes_url_from_the_tar_path():
+    members = [("/data/shard-000000.tar/d.v2/a.png", io.BytesIO(b"1")), ("/data/shard-000000.tar/d.v2/a.cls", io.BytesIO(b"2"))]
+    dp = IterableWrapper(members, deepcopy=False).group_wds_samples()
+    assert list(dp) == [{"__key__": "d.v2/a", "__url__": "/data/shard-000000.tar", "png": b"1", "cls": b"2"}]
 
 
 def test_group_wds_samples_separates_two_passes_over_a_one_sample_shard():
@@ -270,14 +280,11 @@ def test_group_wds_samples_separates_two_passes_over_a_one_sample_shard():
     assert list(grouped({URL: shard}, urls=[URL, URL])) == [{"__key__": "a", "__url__": URL, "png": b"1"}] * 2
 
 
-def test_group_wds_samples_keeps_only_the_latest_member_open_and_closes_the_shard_at_its_end():
-    # The latest member stays open until the next one arrives, so that torchdata does not close the shard
-    # before its tail is checked for a damaged header.
-    shard_stream = StreamWrapper(io.BytesIO(tar_bytes([("a.png", b"1"), ("b.png", b"2")])), name=URL)
+def test_group_wds_samples_closes_the_shard_at_its_end():
+    shard_stream = io.BytesIO(tar_bytes([("a.png", b"1"), ("b.png", b"2")]))
     samples = IterableWrapper([(URL, shard_stream)], deepcopy=False).load_from_tar().group_wds_samples()
-    for _ in samples:
-        assert shard_stream.child_counter <= 1
-    assert shard_stream.child_counter == 0 and shard_stream.closed
+    assert [sample["__key__"] for sample in samples] == ["a", "b"]
+    assert shard_stream.closed
 
 
 def test_group_wds_samples_raises_on_duplicate_field_naming_url_and_key():

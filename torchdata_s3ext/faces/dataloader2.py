@@ -1,4 +1,4 @@
-"""The ``DataLoader2`` face (torchdata 0.9 only): :func:`reading_service` runs a pipe on
+r"""The ``DataLoader2`` face (torchdata 0.9 only): :func:`reading_service` runs a pipe on
 ``StatefulDataLoader``'s workers (so ``DataLoader2.state_dict()`` checkpoints it), shards it over the ranks of a
 process group, and equalizes the ranks' counts if asked; and, where torchdata 0.9 is installed, its datapipes
 are imported so that ``load_from_tar`` is torchdata's. No other module imports ``torchdata.datapipes`` or

@@ -1,4 +1,4 @@
-"""The datapipe face: our pipes chain with torch's datapipes both ways, and are plain ``IterableDataset``\\ s.
+r"""The datapipe face: our pipes chain with torch's datapipes both ways, and are plain ``IterableDataset``\\ s.
 
 ``import torchdata_s3ext`` registers our functional forms (``open_s3``, ``group_wds_samples``, ...) on torch's
 own ``IterDataPipe`` (``torch.utils.data.datapipes``, which torchdata 0.9's datapipes are too), so

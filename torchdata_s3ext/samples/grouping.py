@@ -32,9 +32,9 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 from ..stage import SOURCE, Stage
 from .policy import ErrorCounts, check_on_error, handle_data_error, with_message
 from .positions import Position, PositionedSample, ShardSlice
-from .tar import DamagedShard, Member, ShardEnd, split_inner_path
+from .tar import DamagedShard, Member, ShardEnd, split_inner_path, tar_members
 
-__all__ = ["ForeignMembers", "Grouper", "SampleGrouper", "group_by_keys", "split_member_name"]
+__all__ = ["ForeignMembers", "Grouper", "SampleGrouper", "group_by_keys", "shard_samples", "split_member_name"]
 
 # Both are webdataset's own expressions (tariterators.base_plus_ext and tar_file_iterator's skip_meta).
 _KEY_AND_FIELD = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
@@ -347,3 +347,16 @@ class ForeignMembers(Stage[Item]):
             return ShardEnd(ended[0])
         self._shard = (shard_url, parent)
         return member
+
+
+def shard_samples(
+    shard_url: str,
+    tar_stream: Any,
+    required_fields: Sequence[str] = (),
+    on_error: str = "raise",
+    error_counts: Optional[ErrorCounts] = None,
+) -> Iterator[Dict[str, Any]]:
+    """The WebDataset samples of one tar stream, read by the one tar reader (``tar.tar_members``) and grouped by
+    :func:`group_by_keys`, member by member: a damaged shard is bad data, ``bad_shards`` (see
+    ``load_wds_shards``). The stream is read forward and not closed."""
+    return group_by_keys(tar_members(shard_url, tar_stream), required_fields, on_error, error_counts)

@@ -29,7 +29,8 @@ def _pair_fields(sample: Dict[str, Any], image_key: str, label_key: str) -> Tupl
 
 
 def pair_decoded(
-    sample: Dict[str, Any], image_key: str, label_key: str, decoder: str, max_pixels: Optional[int]
+    sample: Dict[str, Any], image_key: str = "image", label_key: str = "label", decoder: str = "auto",
+    max_pixels: Optional[int] = MAX_PIXELS,
 ) -> Dict[str, Any]:
     """The decoded copy of ``sample``; raises :class:`BadSample` for bad data, the errors of
     :func:`decode_png_pair` for the rest."""
