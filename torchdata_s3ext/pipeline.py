@@ -7,8 +7,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._config import S3Config
 from .epochs.clock import EpochClock
-from .epochs.order import ShardOrder
-from .epochs.readers import ReaderSplit
+from .epochs.checkpoint import stage_states
+from .epochs.order import ShardOrder, check_order_state
+from .epochs.readers import Ranks, ReaderSplit, check_ranks
 from .epochs.seeds import pipe_seed
 from .epochs.shuffling import SampleShuffler
 from .faces.datapipes import Pipe
@@ -26,7 +27,7 @@ from .stage import Stage
 __all__ = ["WDS_OPTIONS", "WdsPipe", "wds_node", "wds_pipe"]
 
 #: ``wds_pipe``'s and ``wds_node``'s own keywords (besides the S3Config fields and the backend's options)
-WDS_OPTIONS = ("backend", "shuffle", "shuffle_buffer", "decode", "seed", "suffix", "on_error", "config")
+WDS_OPTIONS = ("backend", "shuffle", "shuffle_buffer", "decode", "seed", "suffix", "on_error", "config", "rank", "world_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,12 +42,15 @@ class WdsSettings:
     seed: int
     seed_chosen: bool
     on_error: str
+    ranks: Ranks
 
     @classmethod
     def of(cls, shards: ShardSpec, *, backend: str = "auto", shuffle: bool = True, shuffle_buffer: int = 1000,
            decode: Union[bool, str] = True, seed: Optional[int] = None, suffix: Optional[Union[str, Sequence[str]]] = None,
-           on_error: str = "raise", config: Optional[S3Config] = None, **open_s3_kwargs: Any) -> "WdsSettings":
+           on_error: str = "raise", config: Optional[S3Config] = None, rank: Optional[int] = None,
+           world_size: Optional[int] = None, **open_s3_kwargs: Any) -> "WdsSettings":
         check_on_error(on_error)
+        ranks = check_ranks(rank, world_size)
         if decode not in (True, False, "samples"):
             raise ValueError(f"decode must be True (the PNG pair), 'samples' (every field) or False, not {decode!r}")
         if not isinstance(shuffle_buffer, int) or isinstance(shuffle_buffer, bool) or shuffle_buffer < 1:
@@ -55,7 +59,7 @@ class WdsSettings:
         opening = OpenSettings.from_keywords(backend, config, others={"wds_pipe options": WDS_OPTIONS}, **open_s3_kwargs)
         chosen_seed, seed_chosen = pipe_seed(seed)
         shard_urls = list_shards(shards, suffix=suffix, config=opening.config)
-        return cls(shard_urls, opening, bool(shuffle), shuffle_buffer, decode, chosen_seed, seed_chosen, on_error)
+        return cls(shard_urls, opening, bool(shuffle), shuffle_buffer, decode, chosen_seed, seed_chosen, on_error, ranks)
 
     def decoder(self) -> Tuple[Optional[Callable[[Dict[str, Any]], Dict[str, Any]]], str]:
         """``(what decodes a sample, the name its messages start with)``; ``None`` when samples stay raw."""
@@ -66,9 +70,10 @@ class WdsSettings:
     def chain(self, clock: EpochClock, error_counts: ErrorCounts, stats: PipeStats, decoded: bool = True) -> Stage[Any]:
         """The stages of one reader, from the shard order to the (``decoded``) samples."""
         order = ShardOrder(self.shard_urls, self.seed, self.shuffle, clock, self.seed_chosen)
-        samples = SampleGrouper(TarMembers(ShardOpener(ReaderSplit(order), self.opening, stats)),
+        samples = SampleGrouper(TarMembers(ShardOpener(ReaderSplit(order, self.ranks), self.opening, stats)),
                                 Grouper((), self.on_error, error_counts))
-        chain: Stage[Any] = SampleShuffler(samples, self.shuffle_buffer, self.seed, self.shuffle, clock, self.seed_chosen)
+        chain: Stage[Any] = SampleShuffler(samples, self.shuffle_buffer, self.seed, self.shuffle, clock, self.seed_chosen,
+                                           self.ranks)
         decode, name = self.decoder()
         if decoded and decode is not None:
             chain = Decoder(chain, decode, self.on_error, error_counts, GIVE_UP_AFTER, name)
@@ -85,9 +90,16 @@ class WdsPipe(Pipe):
         self.stats = stats
         self.error_counts = ErrorCounts()
         self.decoded = decoded
+        self.ranks = settings.ranks
 
     def _stage(self, clock: EpochClock) -> Stage[Any]:
         return self.settings.chain(clock, self.error_counts, self.stats, self.decoded)
+
+    def _check_loaded(self, state: Dict[str, Any]) -> None:
+        order = state["merged"]["order"] if state.get("merged") else stage_states(state.get("stages")).get("order")
+        if order is None or "seed" not in order:
+            return
+        check_order_state(order, self.settings.seed, self.settings.seed_chosen, self.settings.shard_urls)
 
     def __repr__(self) -> str:
         return f"WdsPipe({len(self.settings.shard_urls)} shards, backend={self.settings.opening.backend!r})"
@@ -126,6 +138,9 @@ def wds_pipe(shards: ShardSpec, **options: Any) -> WdsPipe:
             the same after a ``DataErrorWarning`` and a log record on logger ``"torchdata_s3ext"``. The
             returned pipe's ``error_counts`` counts by kind, added up over the DataLoader workers
         config: a full :class:`S3Config`, for listing and reading
+        rank, world_size: this process's rank and the number of ranks, when another launcher than
+            ``torch.distributed`` runs them (default: the initialised process group's, if any); DataLoader
+            workers split each rank's share as ever
         open_s3_kwargs: any :class:`S3Config` field (``endpoint_url``, ``anonymous``, ``max_attempts``, ...),
             ``open_s3``'s ``cache_dir``, ``cache_limit_bytes``, ``prefetch`` and the backend's options; the
             configuration also serves to list a prefix. An unknown keyword raises ``TypeError`` before anything

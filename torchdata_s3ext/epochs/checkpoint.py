@@ -165,6 +165,7 @@ def merge_states(states: Iterable[Any]) -> Dict[str, Any]:
     shares: List[Dict[str, Any]] = []
     items: List[Any] = []
     order: Optional[Dict[str, Any]] = None
+    untouched = True  # every reader is yet to begin the job's epoch
     for state in sorted(readers, key=lambda state: state["reader"][0]):
         if state["stages"] is None and state["epoch"] == epoch:
             shares.append({"reader": state["reader"], "taken": 0})
@@ -173,14 +174,18 @@ def merge_states(states: Iterable[Any]) -> Dict[str, Any]:
             order = _same_order(order, left["order"])
             shares.append(left["share"])
             items.extend(left["items"])
-        elif not (state["stages"] is None and state["epoch"] == epoch + 1):
+            untouched = False
+        elif state["stages"] is None and state["epoch"] == epoch + 1:
+            untouched = False  # done with the job's epoch: nothing of it left
+        else:
             raise CheckpointMismatch(
                 f"reader {state['reader'][0]} is at epoch {state['epoch']} while the job is at epoch {epoch}: "
                 "the states were not taken at one checkpoint"
             )
     merged = None
-    if order is not None:
-        merged = {"order": {key: order[key] for key in ("stage", "epoch", "seed", "shards")}, "items": items, "shares": shares}
+    if not untouched:
+        known = {key: order[key] for key in ("seed", "shards")} if order is not None else {}
+        merged = {"order": {"stage": "order", "epoch": epoch, **known}, "items": items, "shares": shares}
     return {"format": FORMAT, "version": VERSION, "package": __version__, "epoch": epoch, "reader": None, "merged": merged}
 
 
@@ -230,7 +235,8 @@ def _worker_state(snapshot: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def _before_next(state: Dict[str, Any]) -> Dict[str, Any]:
-    """A reader's state of an epoch it has ended, as the state before the next one."""
-    if state.get("ended"):
+    """The state of a reader whose loader has ended the epoch (its last snapshot may be from before it found
+    nothing was left), as the state before the next one."""
+    if state.get("stages") is not None:
         return dict(state, epoch=state["epoch"] + 1, stages=None, ended=False)
     return state

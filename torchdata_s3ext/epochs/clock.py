@@ -72,7 +72,7 @@ class EpochClock:
             self._values[:] = values
 
     def _attach(self) -> None:
-        self._owner_pid = os.getpid() if getattr(self, "_finalizer", None) is not None else None
+        self._current = 0
         with open(self.path, "r+b") as file:
             self._map = mmap.mmap(file.fileno(), 0)
         self._values = np.frombuffer(self._map, dtype=np.int64, count=_FIELDS)
@@ -97,6 +97,11 @@ class EpochClock:
     def begin(self, resume: Optional[Resume] = None) -> Tuple[int, bool]:
         """Begin (or join) the iteration this process is reading: ``(its epoch, whether it goes on from
         ``resume``)``."""
+        epoch, resumed = self._begin(resume)
+        self._current = epoch
+        return epoch, resumed
+
+    def _begin(self, resume: Optional[Resume]) -> Tuple[int, bool]:
         worker = get_worker_info()
         token = 0 if worker is None else (worker.seed - worker.id) & 0x3FFFFFFFFFFFFFFF or 1
         if worker is not None and worker.id >= MAX_WORKERS:
@@ -133,5 +138,10 @@ class EpochClock:
 
     @property
     def epoch(self) -> int:
-        """The latest epoch begun (0 before the first)."""
-        return int(self._values[_EPOCH])
+        """The epoch of the iteration this process is reading (0 before the first): what the stages order by."""
+        return self._current
+
+    def look_at(self, epoch: int) -> None:
+        """Make ``epoch`` this process's for a look at a state (nothing is begun: another iteration's count is
+        not changed)."""
+        self._current = epoch

@@ -11,7 +11,7 @@ from .checkpoint import CheckpointMismatch
 from .clock import EpochClock
 from .seeds import epoch_seed
 
-__all__ = ["ShardOrder", "shards_digest"]
+__all__ = ["ShardOrder", "check_order_state", "shards_digest"]
 
 
 def shards_digest(shard_urls: Iterable[str]) -> str:
@@ -29,9 +29,24 @@ def epoch_order(count: int, seed: int, epoch: int, shuffle: bool) -> Sequence[in
     return np.random.default_rng(epoch_seed("shards", seed, epoch)).permutation(count).tolist()
 
 
+def check_order_state(state: Dict[str, Any], seed: int, seed_chosen: bool, shards: Sequence[Any],
+                      digest: Optional[str] = None) -> None:
+    """``CheckpointMismatch`` unless an ``order`` stage's ``state`` fits a pipe with ``seed`` (unless drawn, not
+    ``seed_chosen``: then the state's goes on) over ``shards`` (whose ``digest`` may be given)."""
+    if state["seed"] != seed and seed_chosen:
+        raise CheckpointMismatch(f"the checkpoint was taken with seed={state['seed']!r}, this pipe has seed={seed!r}")
+    listed = [len(shards), digest if digest is not None else shards_digest(shards)]
+    if listed != list(state["shards"]):
+        raise CheckpointMismatch(
+            f"the checkpoint was taken over {state['shards'][0]} shards (digest {state['shards'][1]}), this pipe "
+            f"lists {listed[0]} (digest {listed[1]}): other shards, or shards added or removed since"
+        )
+
+
 class ShardOrder(Stage[ShardSlice]):
     """The ``order`` stage over a list of shard URLs (or any iterable of them, read whole each epoch): each
-    shard as a :class:`~torchdata_s3ext.samples.positions.ShardSlice` that knows its number in the list.
+    shard as a :class:`~torchdata_s3ext.samples.positions.ShardSlice` that knows its number in the list (items
+    that are not strings pass as they are).
 
     Its state is the epoch, the seed, the list's length and digest (a state of other shards is refused with
     :class:`~.checkpoint.CheckpointMismatch`) and the position reached: a few numbers, whatever the list's
@@ -48,7 +63,7 @@ class ShardOrder(Stage[ShardSlice]):
         self.clock = clock
         self.epoch = 0
         self.count = 0
-        self._urls: List[str] = []
+        self._items: List[Any] = []
         self._listed: Optional[Any] = None
         self._digest = ""
         self._order: Sequence[int] = ()
@@ -56,39 +71,32 @@ class ShardOrder(Stage[ShardSlice]):
 
     def _list(self) -> None:
         if self._listed is not self.shards or not isinstance(self.shards, (list, tuple)):
-            self._urls = [str(url) for url in self.shards]
-            self._digest = shards_digest(self._urls)
+            self._items = list(self.shards)
+            self._digest = shards_digest(self._items)
             self._listed = self.shards
-        self.count = len(self._urls)
+        self.count = len(self._items)
 
     def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
         self._list()
         if state is None:
             self.epoch, self._next = self.clock.epoch, 0
         else:
-            self._check(state)
+            if "seed" in state:  # (a state merged from readers that had not begun knows no more than the epoch)
+                self._check(state)
             self.epoch, self._next = int(state["epoch"]), int(state["next"])
         self._order = epoch_order(self.count, self.seed, self.epoch, self.shuffle)
 
     def _check(self, state: Dict[str, Any]) -> None:
-        if state["seed"] != self.seed:
-            if self.seed_chosen:
-                raise CheckpointMismatch(
-                    f"the checkpoint was taken with seed={state['seed']!r}, this pipe has seed={self.seed!r}"
-                )
-            self.seed = state["seed"]  # drawn for a pipe made with seed=None: the checkpoint's goes on
-        if [self.count, self._digest] != list(state["shards"]):
-            raise CheckpointMismatch(
-                f"the checkpoint was taken over {state['shards'][0]} shards (digest {state['shards'][1]}), this pipe "
-                f"lists {self.count} (digest {self._digest}): other shards, or shards added or removed since"
-            )
+        check_order_state(state, self.seed, self.seed_chosen, self._items, self._digest)
+        self.seed = state["seed"]  # the same, or, for a pipe made with seed=None, the checkpoint's goes on
 
     def next(self) -> ShardSlice:
         if self._next >= len(self._order):
             raise StopIteration
         number = self._order[self._next]
         self._next += 1
-        return ShardSlice(self._urls[number], number)
+        item = self._items[number]
+        return ShardSlice(item, number) if isinstance(item, str) else item  # anything else passes as it is
 
     def state(self) -> Dict[str, Any]:
         return {"stage": self.kind, "epoch": self.epoch, "seed": self.seed, "shards": [self.count, self._digest],

@@ -3,7 +3,8 @@ each reader its round-robin share of the epoch's shards.
 
 A reader is numbered ``worker * world_size + rank`` of ``num_workers * world_size`` (consecutive shards go to
 different ranks first), read where the pipe is iterated: ``torch.utils.data.get_worker_info()`` and the
-initialised ``torch.distributed`` process group, if any.
+initialised ``torch.distributed`` process group, if any, or the ``(rank, world_size)`` a pipe was given (ranks
+of another launcher).
 """
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
@@ -15,7 +16,7 @@ from ..samples.positions import ShardSlice
 from ..stage import SOURCE, Stage
 from .checkpoint import CheckpointMismatch, merged_work
 
-__all__ = ["ReaderSplit", "current_reader", "preflight_warning", "split_over_ranks"]
+__all__ = ["ReaderSplit", "check_ranks", "current_reader", "preflight_warning", "split_over_ranks"]
 
 _over_ranks = True
 
@@ -28,12 +29,28 @@ def split_over_ranks(enabled: bool) -> None:
     _over_ranks = bool(enabled)
 
 
-def current_reader() -> Tuple[int, int]:
-    """``(reader, readers)``: this process's reader number and the number of readers (see the module docstring)."""
+Ranks = Optional[Tuple[int, int]]
+
+
+def check_ranks(rank: Optional[int], world_size: Optional[int]) -> Ranks:
+    """``(rank, world_size)`` as given to a pipe, checked; ``None`` when neither is (the process group decides)."""
+    if rank is None and world_size is None:
+        return None
+    if not (isinstance(rank, int) and isinstance(world_size, int) and 0 <= rank < world_size):
+        raise ValueError(f"rank and world_size go together, with 0 <= rank < world_size; got rank={rank!r}, "
+                         f"world_size={world_size!r}")
+    return rank, world_size
+
+
+def current_reader(ranks: Ranks = None) -> Tuple[int, int]:
+    """``(reader, readers)``: this process's reader number and the number of readers (see the module docstring);
+    ``ranks``: the ``(rank, world_size)`` given instead of the process group's."""
     worker = get_worker_info()
     worker_id, workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
     rank, world_size = 0, 1
-    if _over_ranks and dist.is_available() and dist.is_initialized():
+    if ranks is not None:
+        rank, world_size = ranks
+    elif _over_ranks and dist.is_available() and dist.is_initialized():
         rank, world_size = dist.get_rank(), dist.get_world_size()
     return worker_id * world_size + rank, workers * world_size
 
@@ -64,8 +81,9 @@ class ReaderSplit(Stage[ShardSlice]):
 
     kind = "split"
 
-    def __init__(self, source: Stage[ShardSlice]) -> None:
+    def __init__(self, source: Stage[ShardSlice], ranks: Ranks = None) -> None:
         super().__init__(source)
+        self.ranks = ranks
         self.reader = (0, 1)
         self._taken = 0
         self._merged: Optional[Dict[str, Any]] = None
@@ -74,7 +92,7 @@ class ReaderSplit(Stage[ShardSlice]):
         self._source_at_start: Optional[Dict[str, Any]] = None
 
     def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
-        self.reader = current_reader()
+        self.reader = current_reader(self.ranks)
         self._merged, self._work, self._next = None, [], 0
         if state is not None and state.get("merged") is not None:
             self._take_up_merged(state)

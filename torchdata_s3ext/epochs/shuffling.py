@@ -12,7 +12,7 @@ from ..samples.positions import Position
 from ..stage import SOURCE, Stage, StateUnavailable
 from .checkpoint import CheckpointMismatch, refetch_slices
 from .clock import EpochClock
-from .readers import current_reader
+from .readers import Ranks, current_reader
 from .seeds import Draws, epoch_seed
 
 __all__ = ["SampleShuffler"]
@@ -31,8 +31,9 @@ class SampleShuffler(Stage[Any]):
     kind = "shuffle"
 
     def __init__(self, source: Stage[Any], buffer_size: int, seed: int, shuffle: bool, clock: EpochClock,
-                 seed_chosen: bool = True) -> None:
+                 seed_chosen: bool = True, ranks: Ranks = None) -> None:
         super().__init__(source)
+        self.ranks = ranks
         self.size = buffer_size if shuffle else 1
         self.seed = seed
         self.seed_chosen = seed_chosen
@@ -61,7 +62,7 @@ class SampleShuffler(Stage[Any]):
             self.epoch = int(state["epoch"])
         else:
             self.epoch = self.clock.epoch
-        self._draws = Draws(epoch_seed("samples", self.seed, self.epoch, current_reader()), self.size,
+        self._draws = Draws(epoch_seed("samples", self.seed, self.epoch, current_reader(self.ranks)), self.size,
                             0 if state is None else int(state.get("draws", 0)))
         if state is not None and state.get("buffer"):
             self._refill(state)

@@ -15,24 +15,26 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..epochs.checkpoint import check_state, dataset_states, reader_state, unavailable_state
 from ..epochs.clock import EpochClock, Resume
-from ..epochs.readers import current_reader
+from ..epochs.readers import Ranks, current_reader
 from ..stage import Stage, StateUnavailable
 
 __all__ = ["StageDataset"]
 
 
 class _Reading:
-    """One iteration in this process: its epoch, and whether it has given anything or ended."""
+    """One iteration in this process: its epoch, and whether it has ended."""
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
-        self.given = 0
         self.ended = False
 
 
 class StageDataset(IterableDataset):
     """A plain ``IterableDataset`` over a chain of stages (see the module docstring). Subclasses build the chain
     (:meth:`_build`) and may shape each item (:meth:`_output`)."""
+
+    #: the ``(rank, world_size)`` the pipe was given, instead of the process group's
+    ranks: Ranks = None
 
     def __init__(self) -> None:
         self._clock = EpochClock()
@@ -62,6 +64,10 @@ class StageDataset(IterableDataset):
     def _output(self, item: Any) -> Any:
         return item
 
+    def _check_loaded(self, state: Dict[str, Any]) -> None:
+        """Raises ``CheckpointMismatch`` at once for a state that cannot fit this pipe, where the pipe can tell
+        without reading (the chain checks the rest when it takes the state up)."""
+
     # --- iterating -------------------------------------------------------------------------------------
 
     def _process_chain(self) -> Stage[Any]:
@@ -69,10 +75,9 @@ class StageDataset(IterableDataset):
             self._chain, self._chain_pid = self._build(self._clock), os.getpid()
         return self._chain
 
-    def _begin(self, loaded: Optional[Tuple[Resume, Dict[str, Any]]] = None, again: Optional[_Reading] = None) -> _Reading:
+    def _begin(self, loaded: Optional[Tuple[Resume, Dict[str, Any]]] = None) -> _Reading:
         """Begin (or join, in a DataLoader worker) the next iteration: its epoch from the clock, its chain reset
-        from ``loaded`` (or the state loaded before) if the iteration goes on from it. ``again``: an iteration
-        begun that has given nothing yet, begun anew."""
+        from ``loaded`` (or the state loaded before) if the iteration goes on from it."""
         chain = self._process_chain()
         loaded = loaded if loaded is not None else self._loaded
         epoch, resumed = self._clock.begin(loaded[0] if loaded is not None else None)
@@ -81,9 +86,7 @@ class StageDataset(IterableDataset):
             stages = self._stages_of(chain, loaded[1])  # type: ignore[index]
             if loaded[0].local:  # type: ignore[index]
                 self._loaded = None  # a worker's own state: this iteration's alone
-        if again is not None:
-            again.epoch = epoch
-        self._reading = again if again is not None else _Reading(epoch)
+        self._reading = _Reading(epoch)
         chain.reset(stages)
         return self._reading
 
@@ -102,14 +105,16 @@ class StageDataset(IterableDataset):
         except StopIteration:
             reading.ended = True  # type: ignore[union-attr]
             raise
-        reading.given += 1  # type: ignore[union-attr]
         return self._output(item)
 
     def __iter__(self) -> Iterator[Any]:
-        reading = self._begin()
-        return self._items(reading)
+        return self._items()
 
-    def _items(self, reading: _Reading) -> Iterator[Any]:
+    def _items(self) -> Iterator[Any]:
+        # A generator: the iteration begins at its first item, so that a state loaded after iter()
+        # (StatefulDataLoader loads it into the iterator it has just made) is the one it goes on from, and an
+        # iterator made and dropped unread (as StatefulDataLoader does at an epoch's end) begins no epoch.
+        reading = self._begin()
         try:
             while True:
                 if self._reading is not reading:
@@ -128,11 +133,9 @@ class StageDataset(IterableDataset):
         """What this reader has delivered of the epoch under way, or, between epochs, that the next one is to
         come: a few kilobytes of numbers, never sample bytes (see ``docs/checkpoint.md``). Taken between two
         items, in the process that iterates the pipe (``StatefulDataLoader`` asks each of its workers)."""
-        reading, reader = self._reading, current_reader()
+        reading, reader = self._reading, current_reader(self.ranks)
         if reading is None:
-            if self._loaded is not None:
-                return dict(self._loaded[1])
-            return reader_state(self._clock.next_epoch(), reader, None)
+            return self._state_before_reading(reader)
         if reading.ended and get_worker_info() is None:
             return reader_state(reading.epoch + 1, reader, None)
         try:
@@ -155,9 +158,21 @@ class StageDataset(IterableDataset):
                 "does), or merge them with merge_states() first"
             )
         state = check_state(states[0])
+        self._check_loaded(state)
         self._loaded = (Resume.loaded(state["epoch"]), state)
-        if self._reading is not None and self._reading.given == 0 and not self._reading.ended:
-            self._begin(again=self._reading)  # begun, nothing given (StatefulDataLoader loads after iter()): anew
+
+    def _state_before_reading(self, reader: Tuple[int, int]) -> Dict[str, Any]:
+        """The state of a reader that has not begun reading in this process: the state loaded, as this reader's
+        own (of a merged one, its share), or, without one, that the next epoch is to come."""
+        if self._loaded is None:
+            return reader_state(self._clock.next_epoch(), reader, None)
+        state = self._loaded[1]
+        if state.get("reader") is not None or not state.get("merged"):
+            return dict(state, reader=list(reader)) if state.get("reader") is None else dict(state)
+        chain = self._process_chain()
+        self._clock.look_at(state["epoch"])
+        chain.reset(self._stages_of(chain, state))
+        return reader_state(state["epoch"], reader, chain.state())
 
 
 def _unavailable(stages: Dict[str, Any]) -> Optional[str]:

@@ -4,7 +4,7 @@ from typing import Any, Optional
 
 from ..epochs.clock import EpochClock
 from ..epochs.order import ShardOrder
-from ..epochs.readers import ReaderSplit
+from ..epochs.readers import ReaderSplit, check_ranks
 from ..epochs.seeds import pipe_seed
 from ..epochs.shuffling import SampleShuffler
 from ..stage import Stage
@@ -71,6 +71,8 @@ class ReaderShardingIterDataPipe(Pipe):
 
     Args:
         source_datapipe: shard URLs, the same list in the same order in every reader (``shuffle_shards()``)
+        rank, world_size: this process's rank and the number of ranks, when another launcher than
+            ``torch.distributed`` runs them (default: the initialised process group's, if any)
 
     Example:
         >>> from torch.utils.data.datapipes.iter import IterableWrapper
@@ -79,13 +81,17 @@ class ReaderShardingIterDataPipe(Pipe):
         ['a.tar', 'b.tar', 'c.tar']
     """
 
+    def __init__(self, source_datapipe: Any, rank: Optional[int] = None, world_size: Optional[int] = None) -> None:
+        super().__init__(source_datapipe)
+        self.ranks = check_ranks(rank, world_size)
+
     def _stage(self, clock: EpochClock) -> Stage[Any]:
         source = self.source_datapipe
         if isinstance(source, ShardShufflerIterDataPipe):
             order = source._stage(clock)
         else:
             order = ShardOrder(source, 0, False, clock)
-        return ReaderSplit(order)
+        return ReaderSplit(order, self.ranks)
 
 
 @functional("shuffle_samples")
