@@ -22,3 +22,23 @@ def _files_bytes(folder) -> int:
 def files_bytes() -> Callable[[object], int]:
     """How many bytes the files under a folder take (for checks of the shard cache's limit)."""
     return _files_bytes
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "dataloader2: needs torchdata 0.9's DataLoader2 (skipped with torchdata 0.10 and later)")
+    config.addinivalue_line("markers", "nodes: needs torchdata.nodes (torchdata 0.10 and later)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    import importlib.util
+
+    from torchdata_s3ext.faces.dataloader2 import has_torchdata_datapipes
+
+    skips = {
+        "dataloader2": (not has_torchdata_datapipes(), "needs torchdata 0.9's DataLoader2"),
+        "nodes": (importlib.util.find_spec("torchdata.nodes") is None, "needs torchdata.nodes (torchdata >= 0.10)"),
+    }
+    for item in items:
+        for marker, (skip, reason) in skips.items():
+            if skip and item.get_closest_marker(marker) is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))

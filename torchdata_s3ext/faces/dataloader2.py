@@ -59,6 +59,11 @@ def _needs_torchdata_09() -> ModuleNotFoundError:
     )
 
 
+def _keep_sample(sample: T) -> T:
+    """``collate_fn`` that leaves samples as the pipe made them (the default would turn arrays into tensors)."""
+    return sample
+
+
 def _split_over_workers_only(worker_init_fn: Optional[Callable[[int], None]], worker_id: int) -> None:
     split_over_ranks(False)
     if worker_init_fn is not None:

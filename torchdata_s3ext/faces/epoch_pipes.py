@@ -111,6 +111,7 @@ class SampleShufflerIterDataPipe(Pipe):
         buffer_size: samples held at once; memory grows with it. ``1`` keeps the order
         seed: SEED
         shuffle: ``False`` keeps the order
+        rank, world_size: as for ``shard_across_readers`` (the reader number seeds the buffer's draws)
 
     Note:
         Epochs are counted by the pipe that is iterated, as in ``shuffle_shards``.
@@ -122,16 +123,19 @@ class SampleShufflerIterDataPipe(Pipe):
         True
     """
 
-    def __init__(self, source_datapipe: Any, buffer_size: int = 1000, seed: Optional[int] = None, shuffle: bool = True) -> None:
+    def __init__(self, source_datapipe: Any, buffer_size: int = 1000, seed: Optional[int] = None, shuffle: bool = True,
+                 rank: Optional[int] = None, world_size: Optional[int] = None) -> None:
         if not isinstance(buffer_size, int) or buffer_size < 1:
             raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
         super().__init__(source_datapipe)
         self.buffer_size = buffer_size
         self.seed, self.seed_chosen = pipe_seed(seed)
         self.shuffle = bool(shuffle)
+        self.ranks = check_ranks(rank, world_size)
 
     def _stage(self, clock: EpochClock) -> Stage[Any]:
-        return SampleShuffler(self._source_stage(clock), self.buffer_size, self.seed, self.shuffle, clock, self.seed_chosen)
+        return SampleShuffler(self._source_stage(clock), self.buffer_size, self.seed, self.shuffle, clock,
+                              self.seed_chosen, self.ranks)
 
 
 for _pipe in (ShardShufflerIterDataPipe, SampleShufflerIterDataPipe):

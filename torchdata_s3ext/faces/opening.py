@@ -4,6 +4,8 @@ import posixpath
 from typing import Any, Dict, Optional, Tuple
 
 from .._config import S3Config
+from torch.utils.data.datapipes.utils.common import StreamWrapper
+
 from ..epochs.clock import EpochClock
 from ..s3.stats import PipeStats
 from ..samples.opener import OpenSettings, ShardOpener
@@ -107,7 +109,8 @@ class S3OpenerIterDataPipe(Pipe):
         return ShardOpener(self._source_stage(clock), self.settings, self._stats)
 
     def _output(self, shard: Any) -> Tuple[str, Any]:
-        return shard.slice, shard.stream
+        # torch's StreamWrapper, which torch's datapipes (and torchdata 0.9's load_from_tar) expect of a stream
+        return shard.slice, StreamWrapper(shard.stream, name=str(shard.slice))
 
     @property
     def stats(self) -> PipeStats:
