@@ -4,7 +4,8 @@ as an uninterrupted run's; ``merge_states`` takes its state too; a service that 
 import os
 
 import pytest
-from torchdata.dataloader2 import DataLoader2
+
+DataLoader2 = pytest.importorskip("torchdata.dataloader2", reason="DataLoader2 needs torchdata 0.9").DataLoader2
 
 from torchdata_s3ext import merge_states, reading_service, wds_pipe
 from torchdata_s3ext.testing import write_tar

@@ -148,5 +148,7 @@ def test_elastic_two_by_two_then_one_by_three_then_two_by_one_delivers_every_sam
     # the merged states name no reader and hold no sample bytes
     for state in merged.values():
         assert state["reader"] is None and b"t" * 200 not in repr(state).encode()
-    assert merged["merged1"]["layout"] == 4 and merged["merged2"]["layout"] == 3
+    # ... and say what each reader of the job they merge had left: 4 readers, then 3 (each resumed from the first)
+    assert [share["reader"] for share in merged["merged1"]["merged"]["shares"]] == [[index, 4] for index in range(4)]
+    assert [share["reader"] for share in merged["merged2"]["merged"]["shares"]] == [[index, 3] for index in range(3)]
 

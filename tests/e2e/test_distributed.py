@@ -1,5 +1,6 @@
 """Two ranks (torch.distributed, gloo on loopback) x two DataLoader workers each, over uneven shards on the
-local S3 server: every sample exactly once across ranks, and equal counts per rank with ``equalize``."""
+local S3 server: every sample exactly once across ranks, and equal counts per rank with ``equalize``; under
+``DataLoader`` and, where torchdata 0.9 is installed, ``DataLoader2`` with our reading service."""
 import collections
 import json
 import multiprocessing
@@ -11,14 +12,12 @@ from typing import Any, Dict, List
 
 import boto3
 import pytest
-import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
-from torchdata.dataloader2 import DataLoader2
 
 from test_exactly_once import SHARD_SIZES, sample_key_pipe
-from torchdata_s3ext.epochs.equalizer import RankEqualizer
-from torchdata_s3ext.epochs.service import reading_service
+from torchdata_s3ext import RankEqualizer, reading_service
+from torchdata_s3ext.faces.dataloader2 import has_torchdata_datapipes
 from torchdata_s3ext.testing import seed_samples, tar_bytes
 
 WORLD_SIZE = 2
@@ -33,11 +32,12 @@ def _free_port() -> int:
 
 
 def _epochs_on_reading_service(shard_urls: List[str], equalize: Any, distributed: Any = None) -> Dict[str, Any]:
+    from torchdata.dataloader2 import DataLoader2
+
     service = reading_service(
         WORKERS_PER_RANK, distributed, equalize=equalize, multiprocessing_context="fork", timeout=60
     )
     with DataLoader2(sample_key_pipe(shard_urls), reading_service=service) as loader:
-        loader.seed(11)
         epochs, dropped, repeated = [], [], []
         for _ in range(2):
             epochs.append(list(loader))
@@ -47,26 +47,34 @@ def _epochs_on_reading_service(shard_urls: List[str], equalize: Any, distributed
 
 
 def _epochs_on_dataloader(shard_urls: List[str], equalize: Any, distributed: Any = None) -> Dict[str, Any]:
+    ranks = {} if distributed is not False else {"rank": 0, "world_size": 1}  # every rank one of one: reads all
     loader = DataLoader(
-        sample_key_pipe(shard_urls), batch_size=None, num_workers=WORKERS_PER_RANK, multiprocessing_context="fork",
-        generator=torch.Generator().manual_seed(11), timeout=60,
+        sample_key_pipe(shard_urls, **ranks), batch_size=None, num_workers=WORKERS_PER_RANK,
+        multiprocessing_context="fork", timeout=60,
     )
     samples = RankEqualizer(loader, equalize) if equalize else loader
-    epochs, dropped = [], []
+    epochs, dropped, repeated = [], [], []
     for _ in range(2):
         epochs.append(list(samples))
         dropped.append(getattr(samples, "samples_dropped", 0))
-    return {"epochs": epochs, "dropped": dropped, "repeated": [0, 0]}
+        repeated.append(getattr(samples, "samples_repeated", 0))
+    return {"epochs": epochs, "dropped": dropped, "repeated": repeated}
 
 
 SCENARIOS = {
-    "reading_service": (_epochs_on_reading_service, None, None),
-    "reading_service_drop": (_epochs_on_reading_service, "drop", None),
-    "reading_service_pad": (_epochs_on_reading_service, "pad", None),
-    "reading_service_not_distributed": (_epochs_on_reading_service, None, False),
     "dataloader": (_epochs_on_dataloader, None, None),
     "dataloader_drop": (_epochs_on_dataloader, "drop", None),
+    "dataloader_pad": (_epochs_on_dataloader, "pad", None),
+    "dataloader_not_distributed": (_epochs_on_dataloader, None, False),
 }
+if has_torchdata_datapipes():
+    SCENARIOS.update({
+        "reading_service": (_epochs_on_reading_service, None, None),
+        "reading_service_drop": (_epochs_on_reading_service, "drop", None),
+        "reading_service_pad": (_epochs_on_reading_service, "pad", None),
+        "reading_service_not_distributed": (_epochs_on_reading_service, None, False),
+    })
+READING_SERVICE = pytest.mark.dataloader2
 
 
 def _rank_main(rank: int, port: int, shard_urls: List[str], results_path: str) -> None:
@@ -78,7 +86,7 @@ def _rank_main(rank: int, port: int, shard_urls: List[str], results_path: str) -
         for name, (run, equalize, distributed) in SCENARIOS.items():
             outcome[name] = run(shard_urls, equalize, distributed)
         try:
-            _epochs_on_reading_service(shard_urls[:1], "pad")
+            _epochs_on_dataloader(shard_urls[:1], "pad")
         except RuntimeError as error:
             outcome["pad_without_samples_on_a_rank"] = str(error)
         dist.destroy_process_group()
@@ -124,7 +132,7 @@ def distributed_run(s3_server, tmp_path_factory):
     return keys, results
 
 
-@pytest.mark.parametrize("scenario", ["reading_service", "dataloader"])
+@pytest.mark.parametrize("scenario", [pytest.param("reading_service", marks=READING_SERVICE), "dataloader"])
 def test_two_ranks_two_workers_deliver_every_sample_once(distributed_run, scenario):
     keys, results = distributed_run
     for epoch in range(2):
@@ -133,7 +141,7 @@ def test_two_ranks_two_workers_deliver_every_sample_once(distributed_run, scenar
     assert results[0][scenario]["epochs"][0] != results[0][scenario]["epochs"][1]
 
 
-@pytest.mark.parametrize("scenario", ["reading_service_drop", "dataloader_drop"])
+@pytest.mark.parametrize("scenario", [pytest.param("reading_service_drop", marks=READING_SERVICE), "dataloader_drop"])
 def test_equalize_drop_gives_every_rank_the_same_count_and_reports_the_rest(distributed_run, scenario):
     keys, results = distributed_run
     for epoch in range(2):
@@ -145,21 +153,24 @@ def test_equalize_drop_gives_every_rank_the_same_count_and_reports_the_rest(dist
         assert len(delivered) + dropped == len(keys)
 
 
-def test_equalize_pad_gives_every_rank_the_same_count_and_reports_repeats(distributed_run):
+@pytest.mark.parametrize("scenario", [pytest.param("reading_service_pad", marks=READING_SERVICE), "dataloader_pad"])
+def test_equalize_pad_gives_every_rank_the_same_count_and_reports_repeats(distributed_run, scenario):
     keys, results = distributed_run
     for epoch in range(2):
-        per_rank = [outcome["reading_service_pad"]["epochs"][epoch] for outcome in results]
+        per_rank = [outcome[scenario]["epochs"][epoch] for outcome in results]
         assert len({len(samples) for samples in per_rank}) == 1, [len(samples) for samples in per_rank]
         counts = collections.Counter(key for samples in per_rank for key in samples)
         assert set(counts) == set(keys), "a sample was never delivered"
-        repeated = sum(outcome["reading_service_pad"]["repeated"][epoch] for outcome in results)
+        repeated = sum(outcome[scenario]["repeated"][epoch] for outcome in results)
         assert sum(counts.values()) - len(keys) == repeated
 
 
-def test_distributed_false_makes_every_rank_read_everything(distributed_run):
+@pytest.mark.parametrize(
+    "scenario", [pytest.param("reading_service_not_distributed", marks=READING_SERVICE), "dataloader_not_distributed"])
+def test_every_rank_reads_everything_when_not_split_over_ranks(distributed_run, scenario):
     keys, results = distributed_run
     for outcome in results:
-        for samples in outcome["reading_service_not_distributed"]["epochs"]:
+        for samples in outcome[scenario]["epochs"]:
             assert sorted(samples) == sorted(keys)
 
 

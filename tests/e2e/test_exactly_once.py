@@ -33,12 +33,12 @@ def _sample_key(member: Tuple[str, object]) -> str:
     return os.path.basename(name).rsplit(".", 1)[0]
 
 
-def sample_key_pipe(shard_urls: List[str], seed: Optional[int] = None, buffer_size: int = 3) -> Any:
-    """Our shuffling and sharding around open_s3 + load_from_tar, one sample key per sample (no _wds needed)."""
+def sample_key_pipe(shard_urls: List[str], seed: Optional[int] = None, buffer_size: int = 3, **ranks: int) -> Any:
+    """Our shuffling and sharding around open_s3 + load_from_tar, one sample key per sample (no grouping)."""
     return (
         IterableWrapper(shard_urls)
         .shuffle_shards(seed=seed)
-        .shard_across_readers()
+        .shard_across_readers(**ranks)
         .open_s3()
         .load_from_tar()
         .filter(_is_image_member)
