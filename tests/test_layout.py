@@ -1,5 +1,6 @@
-"""The package's layers hold: URL -> bytes (s3) -> samples -> epochs, with testing and tools beside them and
-never imported by the library; every module keeps to one job (under 400 lines)."""
+"""The package's layers hold: URL -> bytes (s3) -> samples -> epochs -> faces, the stage contract beneath them
+all, with testing and tools beside them and never imported by the library; every module keeps to one job
+(under 400 lines); only the DataLoader2 face imports torchdata's datapipes or DataLoader2."""
 import ast
 import pathlib
 from typing import Iterator, Tuple
@@ -9,19 +10,21 @@ import pytest
 import torchdata_s3ext
 
 PACKAGE = pathlib.Path(torchdata_s3ext.__file__).parent
-#: what each part of the package may import of the package (besides _config and _version)
+#: what each part of the package may import of the package (besides _config, _version and stage)
 ALLOWED = {
     "s3": {"s3"},
     "samples": {"s3", "samples"},
     "epochs": {"s3", "samples", "epochs"},
-    "pipeline": {"s3", "samples", "epochs"},
-    "sagemaker": {"s3", "samples", "epochs", "pipeline"},
-    "__init__": {"s3", "samples", "epochs", "pipeline", "sagemaker"},
-    "testing": {"s3", "samples", "epochs", "pipeline", "testing"},
-    "tools": {"s3", "samples", "epochs", "pipeline", "testing", "tools"},
+    "faces": {"s3", "samples", "epochs", "faces"},
+    "pipeline": {"s3", "samples", "epochs", "faces"},
+    "sagemaker": {"s3", "samples", "epochs", "faces", "pipeline"},
+    "__init__": {"s3", "samples", "epochs", "faces", "pipeline", "sagemaker"},
+    "testing": {"s3", "samples", "epochs", "faces", "pipeline", "testing"},
+    "tools": {"s3", "samples", "epochs", "faces", "pipeline", "testing", "tools"},
     "__main__": {"tools"},
     "_config": set(),
     "_version": set(),
+    "stage": set(),
 }
 
 
@@ -49,7 +52,7 @@ def _imported(path: pathlib.Path, parts: Tuple[str, ...]) -> Iterator[Tuple[str,
 
 @pytest.mark.parametrize("path, parts", list(_modules()), ids=[str(path.relative_to(PACKAGE)) for path, _ in _modules()])
 def test_each_module_imports_only_its_own_layer_and_those_before_it(path, parts):
-    allowed = ALLOWED[parts[0]] | {"_config", "_version"}
+    allowed = ALLOWED[parts[0]] | {"_config", "_version", "stage"}
     for target in _imported(path, parts):
         assert target and target[0] in allowed, f"{'/'.join(parts)} imports torchdata_s3ext.{'.'.join(target)}"
 
@@ -57,3 +60,14 @@ def test_each_module_imports_only_its_own_layer_and_those_before_it(path, parts)
 @pytest.mark.parametrize("path", [path for path, _ in _modules()], ids=lambda path: str(path.relative_to(PACKAGE)))
 def test_every_module_stays_under_400_lines(path):
     assert len(path.read_text().splitlines()) < 400
+
+
+@pytest.mark.parametrize("path, parts", list(_modules()), ids=[str(path.relative_to(PACKAGE)) for path, _ in _modules()])
+def test_only_the_dataloader2_face_imports_torchdata_datapipes_or_dataloader2(path, parts):
+    if parts[:2] in (("faces", "dataloader2"), ("tools", "bench")):  # the bench measures torchdata 0.9's openers too
+        return
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        assert not any(name.startswith(("torchdata.datapipes", "torchdata.dataloader2")) for name in names), \
+            f"{'/'.join(parts)} imports {names}"

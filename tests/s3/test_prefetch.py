@@ -7,10 +7,11 @@ import pytest
 from torch.utils.data.datapipes.iter import IterableWrapper
 
 from torchdata_s3ext import wds_pipe
-from torchdata_s3ext.s3.prefetch import prefetched
 from torchdata_s3ext.s3.stats import process_stats
-from torchdata_s3ext.samples.opener import S3OpenerIterDataPipe
+from torchdata_s3ext.samples import opener
+from torchdata_s3ext.samples.opener import OpenSettings, ShardOpener
 from torchdata_s3ext.samples.positions import ShardSlice
+from torchdata_s3ext.stage import IterableStage, Stage
 from torchdata_s3ext.testing import seed_samples, tar_bytes
 
 PART = 1024
@@ -99,8 +100,8 @@ def test_an_error_opening_the_next_shard_is_raised_at_that_shard_naming_its_url(
 def test_closing_early_closes_the_stream_opened_ahead_and_leaves_no_thread(wds_shards, monkeypatch):
     shards = wds_shards(num_shards=3, samples_per_shard=3, image_size=16)
     opened = []
-    open_shard = S3OpenerIterDataPipe._open
-    monkeypatch.setattr(S3OpenerIterDataPipe, "_open", lambda self, url: opened.append(open_shard(self, url)) or opened[-1])
+    open_shard = opener.open_shard
+    monkeypatch.setattr(opener, "open_shard", lambda part, settings: opened.append(open_shard(part, settings)) or opened[-1])
     baseline = len(_prefetch_threads())
     for _ in range(3):  # the same every time: nothing piles up
         iterator = iter(_opener(shards.urls))
@@ -109,27 +110,58 @@ def test_closing_early_closes_the_stream_opened_ahead_and_leaves_no_thread(wds_s
         assert _wait_until(lambda: len(opened) % 3 == 2)  # the second shard opened ahead
         iterator.close()
         stream.close()
-        assert opened[-1][1].closed  # never handed out: closed by the pipe
+        assert opened[-1].closed  # never handed out: closed by the pipe
         assert _wait_until(lambda: len(_prefetch_threads()) <= baseline), _prefetch_threads()
         opened.clear()
 
 
-def test_prefetched_raises_the_error_of_the_opening_ahead_only_when_it_is_reached():
-    def fails():
-        raise OSError("s3://bucket/bad.tar: no")
+class _Opened:
+    """What a stand-in ``open_shard`` gives: no parts fetched ahead, so the next shard is opened at once."""
 
-    results = prefetched(iter([lambda: "first", fails, lambda: "never"]))
-    assert next(results) == "first"
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def close(self) -> None:
+        pass
+
+
+def _stand_in_open(part, settings):
+    if part.url.endswith("bad.tar"):
+        raise OSError(f"{part.url}: no")
+    return _Opened(part.url)
+
+
+def test_the_opener_raises_the_error_of_the_opening_ahead_only_when_its_shard_is_reached(monkeypatch):
+    monkeypatch.setattr(opener, "open_shard", _stand_in_open)
+    stage = ShardOpener(IterableStage(["s3://b/first.tar", "s3://b/bad.tar", "s3://b/never.tar"]), OpenSettings())
+    stage.reset()
+    assert stage.next().stream.name == "s3://b/first.tar"
     with pytest.raises(OSError, match="bad.tar"):
-        next(results)
+        stage.next()
+    stage.close()
 
 
-def test_prefetched_hands_out_the_shard_before_a_failure_of_its_source():
-    def openings():
-        yield lambda: "first"
-        raise ValueError("the shard list ended badly")
+class _FailingSource(Stage):
+    """Gives one shard URL, then fails."""
 
-    results = prefetched(openings())
-    assert next(results) == "first"
+    def reset(self, state=None):
+        self._given = 0
+
+    def next(self):
+        self._given += 1
+        if self._given > 1:
+            raise ValueError("the shard list ended badly")
+        return "s3://b/first.tar"
+
+    def state(self):
+        return {"given": self._given}
+
+
+def test_the_opener_hands_out_the_shard_before_a_failure_of_its_source(monkeypatch):
+    monkeypatch.setattr(opener, "open_shard", _stand_in_open)
+    stage = ShardOpener(_FailingSource(), OpenSettings())
+    stage.reset()
+    assert stage.next().stream.name == "s3://b/first.tar"
     with pytest.raises(ValueError, match="ended badly"):
-        next(results)
+        stage.next()
+    stage.close()
