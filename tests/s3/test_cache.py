@@ -341,7 +341,7 @@ def test_cache_options_pass_through_wds_pipe_and_the_pipe_pickles(tmp_path):
         {"region": "x"}, {"cache_dir": "/c", "cache_limit_bytes": 5})
     pipe = IterableWrapper(["s3://bkt/a.tar"]).open_s3(cache_dir=tmp_path, cache_limit_bytes=1 << 30)
     copy = pickle.loads(pickle.dumps(pipe))
-    assert (copy.cache_dir, copy.cache_limit_bytes) == (str(tmp_path), 1 << 30)
+    assert (copy.settings.cache_dir, copy.settings.cache_limit_bytes) == (str(tmp_path), 1 << 30)
     with pytest.raises(ValueError, match="cache_limit_bytes needs a cache_dir"):
         IterableWrapper([]).open_s3(cache_limit_bytes=10)
     with pytest.raises(TypeError, match="did you mean 'cache_dir'"):

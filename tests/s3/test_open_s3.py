@@ -266,7 +266,7 @@ def test_open_s3_config_keywords_are_laid_over_config_where_not_none():
     dp = IterableWrapper([]).open_s3(config=base, max_attempts=2, region=None, verify_ssl=False, profile="team")
     assert (dp.config.region, dp.config.max_attempts, dp.config.read_timeout) == ("eu-west-1", 2, 30.0)
     assert (dp.config.verify_ssl, dp.config.profile) == (False, "team")
-    assert dp.backend_kwargs == {}
+    assert dp.settings.options == {}
 
 
 @pytest.mark.parametrize("backend, options", [
@@ -295,7 +295,7 @@ def test_open_s3_rejects_an_unknown_backend_option_at_construction():
 def test_open_s3_passes_backend_options_through_beside_config_fields(backend, options, wds_shards):
     shards = wds_shards(num_shards=1)
     dp = IterableWrapper(shards.urls).open_s3(backend=backend, max_attempts=4, **options)
-    assert dp.backend_kwargs == options and dp.config.max_attempts == 4
+    assert dp.settings.options == options and dp.config.max_attempts == 4
     if backend != "s3fileloader":  # its native extension may be missing; construction is what is checked
         assert read_members(dp) == expected_members(shards)
 

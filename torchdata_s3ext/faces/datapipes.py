@@ -18,11 +18,14 @@ from typing import Any, Optional, Type
 
 from torch.utils.data.datapipes.datapipe import IterDataPipe
 
+from torch.utils.data.graph_settings import apply_sharding
+
 from ..epochs.clock import EpochClock
+from ..epochs.readers import Ranks, current_reader
 from ..stage import IterableStage, Stage
 from .dataset import StageDataset
 
-__all__ = ["Pipe", "functional", "registered_class"]
+__all__ = ["Pipe", "functional", "registered_class", "sharded", "stage_of"]
 
 
 def registered_class(name: str) -> Optional[Type[Any]]:
@@ -45,6 +48,21 @@ def functional(name: str, *, unless_taken: bool = False) -> Any:
     return register
 
 
+def sharded(source: Any, ranks: Ranks = None) -> Any:
+    """``source``, with torch's ``sharding_filter`` in it (if any) told which reader this process is, as
+    ``DataLoader`` does for a dataset that is an ``IterDataPipe``: it does not for ours, which a datapipe of
+    torch's before them would then give every reader whole."""
+    if isinstance(source, IterDataPipe):
+        reader, readers = current_reader(ranks)
+        apply_sharding(source, readers, reader)
+    return source
+
+
+def stage_of(source: Any, clock: EpochClock, ranks: Ranks = None) -> Stage[Any]:
+    """The stage of ``source``: its own, if it is one of our pipes, else the first stage over it (sharded)."""
+    return source._stage(clock) if isinstance(source, Pipe) else IterableStage(sharded(source, ranks))
+
+
 class Pipe(StageDataset):
     """Our datapipe (see the module docstring): a face over one stage, whose source is another pipe (ours or
     torch's) or any iterable."""
@@ -58,8 +76,7 @@ class Pipe(StageDataset):
         raise NotImplementedError(type(self).__name__)
 
     def _source_stage(self, clock: EpochClock) -> Stage[Any]:
-        source = self.source_datapipe
-        return source._stage(clock) if isinstance(source, Pipe) else IterableStage(source)
+        return stage_of(self.source_datapipe, clock, self.ranks)
 
     def _build(self, clock: EpochClock) -> Stage[Any]:
         return self._stage(clock)

@@ -6,8 +6,8 @@ from ..epochs.clock import EpochClock
 from ..samples.grouping import ForeignMembers, Grouper, SampleGrouper, check_required_fields
 from ..samples.policy import ErrorCounts, check_on_error
 from ..samples.tar import TarMembers
-from ..stage import IterableStage, Stage
-from .datapipes import Pipe, functional
+from ..stage import Stage
+from .datapipes import Pipe, functional, stage_of
 from .opening import shard_stage, tar_loader_source
 
 __all__ = ["WdsSampleGrouperIterDataPipe", "WdsShardLoaderIterDataPipe"]
@@ -91,9 +91,8 @@ class WdsSampleGrouperIterDataPipe(_SamplePipe):
     def _stage(self, clock: EpochClock) -> Stage[Any]:
         pairs = tar_loader_source(self.source_datapipe)
         if pairs is not None:
-            return self._grouped(TarMembers(shard_stage(pairs, clock)))
-        source = self.source_datapipe
-        return self._grouped(ForeignMembers(source._stage(clock) if isinstance(source, Pipe) else IterableStage(source)))
+            return self._grouped(TarMembers(shard_stage(pairs, clock, self.ranks)))
+        return self._grouped(ForeignMembers(stage_of(self.source_datapipe, clock, self.ranks)))
 
 
 @functional("load_wds_shards")
@@ -141,4 +140,4 @@ class WdsShardLoaderIterDataPipe(_SamplePipe):
 
 
     def _stage(self, clock: EpochClock) -> Stage[Any]:
-        return self._grouped(TarMembers(shard_stage(self.source_datapipe, clock)))
+        return self._grouped(TarMembers(shard_stage(self.source_datapipe, clock, self.ranks)))

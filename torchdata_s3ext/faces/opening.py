@@ -10,8 +10,9 @@ from ..epochs.clock import EpochClock
 from ..s3.stats import PipeStats
 from ..samples.opener import OpenSettings, ShardOpener
 from ..samples.tar import DamagedShard, Member, PairShards, ShardEnd, TarMembers
-from ..stage import IterableStage, Stage
-from .datapipes import Pipe, functional, registered_class
+from ..epochs.readers import Ranks
+from ..stage import Stage
+from .datapipes import Pipe, functional, registered_class, stage_of
 
 __all__ = ["S3OpenerIterDataPipe", "TarLoaderIterDataPipe", "shard_stage"]
 
@@ -121,12 +122,12 @@ class S3OpenerIterDataPipe(Pipe):
         return len(self.source_datapipe)
 
 
-def shard_stage(pairs: Any, clock: EpochClock) -> Stage[Any]:
+def shard_stage(pairs: Any, clock: EpochClock, ranks: Ranks = None) -> Stage[Any]:
     """Opened shards from what a tar reader is given: our ``open_s3``'s stage, or ``(url, stream)`` pairs from
     anywhere (a foreign opener), each one shard."""
     if isinstance(pairs, S3OpenerIterDataPipe):
         return pairs._stage(clock)
-    return PairShards(pairs._stage(clock) if isinstance(pairs, Pipe) else IterableStage(pairs))
+    return PairShards(stage_of(pairs, clock, ranks))
 
 
 def tar_loader_source(pipe: Any) -> Optional[Any]:
@@ -194,7 +195,7 @@ class TarLoaderIterDataPipe(Pipe):
         self.length = length
 
     def _stage(self, clock: EpochClock) -> Stage[Any]:
-        return _MemberPairs(TarMembers(shard_stage(self.source_datapipe, clock)))
+        return _MemberPairs(TarMembers(shard_stage(self.source_datapipe, clock, self.ranks)))
 
     def __len__(self) -> int:
         if self.length < 0:
