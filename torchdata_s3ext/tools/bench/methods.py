@@ -4,7 +4,8 @@ the same shards, the URL list read ``repeats`` times over, for a DataLoader to b
 Every ``open_s3`` backend is a method; so are the peers they are judged against (the article's compositions
 of torchdata's built-in openers and of the webdataset library, boto3 into ``BytesIO``, s3torchconnector into
 ``tarfile``), and ``raw`` (one streamed GET per shard, nothing parsed: the single-stream ceiling) and ``raw-parallel``
-(``auto``'s ranged GETs, bodies discarded: what any client reaches here), which the runner drives itself. ``with_decode`` adds ``decode_png_pair`` (or ``decode_samples``) to any dataset.
+(``auto``'s ranged GETs, bodies discarded: what any client reaches here), which the runner drives itself.
+``with_decode`` adds ``decode_png_pair`` (or ``decode_samples``) to any dataset.
 
 Only the four methods built on torchdata 0.9's openers (:data:`NEEDS_TORCHDATA_DATAPIPES`) import
 ``torchdata.datapipes``, which torchdata 0.10 and later lack; every other method is made of torch's own
@@ -15,7 +16,7 @@ import functools
 import importlib.util
 import io
 import os
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ...s3.backends import BACKENDS
 
@@ -100,6 +101,13 @@ def _aws_cp_pipes(urls: Sequence[str], context: MethodContext) -> List[str]:
     return [f"pipe:{shlex.quote(find_aws_command())} s3 cp{endpoint} {shlex.quote(url)} -" for url in urls]
 
 
+def _samples(tar_streams):
+    """``(url, stream)`` pairs to samples with our ``load_wds_shards``, the tar reader of every method but torchdata's."""
+    from ...samples import shards  # noqa: F401  (registers load_wds_shards)
+
+    return tar_streams.load_wds_shards()
+
+
 def _article_samples(tar_streams):
     """torchdata's ``load_from_tar`` then ``group_wds_samples``, as the article composes torchdata's openers."""
     from ...samples import grouping  # noqa: F401  (registers group_wds_samples)
@@ -118,7 +126,7 @@ def _open_s3_method(backend: str) -> Callable[[MethodContext], Iterable]:
             backend=backend, config=context.s3_config(), stats=stats, cache_dir=context.cache_dir,
             cache_limit_bytes=context.cache_limit_bytes, **context.ranged_options(backend)
         )
-        return streams.load_wds_shards()
+        return _samples(streams)
 
     return build
 
@@ -157,30 +165,28 @@ def _file_opener(context: MethodContext) -> Iterable:
     return _article_samples(FileOpener(_url_pipe(context.mount_paths, context), mode="b"))
 
 
-def _whole_object_samples(config: Any, url: str) -> Iterator[Dict[str, Any]]:
+def _whole_object(config: Any, url: str) -> Tuple[str, io.BytesIO]:
     from ...s3.clients import boto3_client
     from ...s3.url import parse_s3_url
-    from ...samples.shards import shard_samples
 
     location = parse_s3_url(url)
     body = boto3_client(config).get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
-    yield from shard_samples(url, io.BytesIO(body))
+    return url, io.BytesIO(body)
 
 
 def _boto3_bytesio(context: MethodContext) -> Iterable:
-    # The article's boto3: the whole object read into memory, then a tar reader over it (ours: torchdata's
-    # load_from_tar is gone from torchdata 0.10).
+    # The article's boto3: the whole object read into memory, then a tar reader over it (ours, load_wds_shards:
+    # torchdata's load_from_tar is gone from torchdata 0.10).
     config = context.s3_config()
-    return _url_pipe(context.urls, context).flatmap(functools.partial(_whole_object_samples, config))
+    return _samples(_url_pipe(context.urls, context).map(functools.partial(_whole_object, config)))
 
 
-def _s3torchconnector_tar_samples(endpoint_url: Optional[str], region: Optional[str], url: str) -> Iterator[Dict[str, Any]]:
+def _s3torchconnector_reader(endpoint_url: Optional[str], region: Optional[str], url: str) -> Tuple[str, Any]:
     from s3torchconnector import S3ClientConfig
 
     from ...s3.clients import process_client
     from ...s3.compat import crt_s3_client_class
     from ...s3.url import parse_s3_url
-    from ...samples.shards import shard_samples
 
     def make_client() -> Any:
         config = S3ClientConfig(force_path_style=endpoint_url is not None)
@@ -188,15 +194,13 @@ def _s3torchconnector_tar_samples(endpoint_url: Optional[str], region: Optional[
 
     location = parse_s3_url(url)
     client = process_client("bench-s3torchconnector", (endpoint_url, region), make_client)
-    reader = client.get_object(location.bucket, location.key)
-    # s3torchconnector's sequential reader, read forward by tarfile in stream mode (r|*).
-    yield from shard_samples(url, reader)
+    return url, client.get_object(location.bucket, location.key)
 
 
 def _s3torchconnector_tarfile(context: MethodContext) -> Iterable:
-    return _url_pipe(context.urls, context).flatmap(
-        functools.partial(_s3torchconnector_tar_samples, context.endpoint_url, context.region)
-    )
+    # s3torchconnector's sequential reader, read forward by tarfile in stream mode (r|*) in load_wds_shards.
+    reader = functools.partial(_s3torchconnector_reader, context.endpoint_url, context.region)
+    return _samples(_url_pipe(context.urls, context).map(reader))
 
 
 def _webdataset_pipe(context: MethodContext) -> Iterable:
