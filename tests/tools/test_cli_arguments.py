@@ -88,6 +88,8 @@ BENCH = ["bench", "s3://bucket/train", "--methods", "raw"]
     ([*BENCH, "--link", "s3like", "--link-mbps", "0"], "--link-mbps must be more than 0, got 0"),
     ([*BENCH, "--link", "s3like", "--link-latency-ms", "-5"], "--link-latency-ms must not be negative, got -5"),
     ([*BENCH, "--cache-dir", "/tmp/c", "--cache-limit", "-1"], "--cache-limit must not be negative, got -1"),
+    ([*BENCH, "--link", "s3like", "--endpoint-url", "https://s3.example.com"],
+     "--link s3like needs an http:// endpoint .*, got https://s3.example.com"),
     ([*BENCH, "--cache-limit", "100"], r"--cache-limit needs --cache-dir \(the cache it limits\)"),
     ([*BENCH, "--train-step", "steps.decode"], "--train-step must be MODULE:FUNCTION"),
     ([*BENCH, "--server-cpus", "0"], "--server-cpus pins the server the bench starts: give --server too"),

@@ -96,10 +96,15 @@ def _machine() -> str:
     return f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
+def _pinning(args: argparse.Namespace) -> str:
+    """The pinning in words (``server on CPUs 1, client on CPUs 0``), empty without it."""
+    pinned = (("server", args.server_cpus), ("client", args.client_cpus))
+    return ", ".join(f"{who} on CPUs {format_cpus(cpus)}" for who, cpus in pinned if cpus)
+
+
 def _cpus_label(args: argparse.Namespace) -> str:
     """The pinning, for the table's title and the chart's: empty without it."""
-    parts = [f"{who} on CPUs {format_cpus(cpus)}" for who, cpus in (("server", args.server_cpus), ("client", args.client_cpus)) if cpus]
-    return f"; {', '.join(parts)}" if parts else ""
+    return f"; {_pinning(args)}" if _pinning(args) else ""
 
 
 def _print_progress(result: Dict[str, Any]) -> None:
@@ -153,7 +158,7 @@ def _measure(args: argparse.Namespace, methods: Sequence[str]) -> Tuple[List[Dic
         decoders = _measure_decoders(args, context, env) if args.decoders else None
         jobs = _bench_jobs(args, methods, context)
         print(f"measuring {len(methods)} methods over {len(context.urls or context.mount_paths or ())} shards, "
-              f"each at each worker count in its own process{_cpus_label(args).replace(';', ',')}", flush=True)
+              f"each at each worker count in its own process{', ' + _pinning(args) if _pinning(args) else ''}", flush=True)
         rows = with_ratios(run_methods(jobs, env=env, on_result=_print_progress, show_progress=True, cpus=args.client_cpus))
     return rows, decoders, sources._replace(context=context)
 

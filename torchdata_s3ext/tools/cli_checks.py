@@ -128,10 +128,21 @@ def _number_problems(args: argparse.Namespace) -> Iterator[str]:
         yield f"--part-size must be at least one byte ({1 / (1 << 20):.1e} MiB), got {part_size:g}"
 
 
+def _endpoint_url(args: argparse.Namespace) -> Optional[str]:
+    """The endpoint ``bench`` reaches without ``--server``: ``--endpoint-url``, else the variables'."""
+    from .._config import S3Config
+
+    return S3Config(endpoint_url=args.endpoint_url).resolved().endpoint_url
+
+
 def _bench_problems(args: argparse.Namespace) -> Iterator[str]:
     """What is wrong with ``bench``'s (and ``demo``'s) other options: missing companions, paths, CPU lists."""
     if not args.src and not args.server:
         yield "give SRC (s3://bucket/prefix or a folder), or --server to make one"
+    endpoint = _endpoint_url(args)
+    if args.link != "none" and not args.server and not (endpoint or "").startswith("http://"):
+        yield (f"--link {args.link} needs an http:// endpoint (--server, or --endpoint-url http://...), "
+               f"got {endpoint or 'AWS S3'}")
     if args.cache_limit is not None and not args.cache_dir:
         yield "--cache-limit needs --cache-dir (the cache it limits)"
     if args.train_step is not None and not re.fullmatch(r"[\w.]+:\w+", args.train_step):

@@ -17,14 +17,12 @@ LINKS = ("none", "s3like")
 def through_link(
     args: argparse.Namespace, context: MethodContext, env: Dict[str, str], stack: contextlib.ExitStack
 ) -> Tuple[MethodContext, Dict[str, str]]:
-    """``context`` and ``env`` pointed at an S3-like link to their endpoint when ``--link s3like``, else as given;
+    """``context`` and ``env`` pointed at an S3-like link to their ``http://`` endpoint (``cli_checks`` made sure
+    of it) when ``--link s3like``, else as given;
     the proxy (threads of this process) runs on ``--server-cpus``, as the server does, and stops when ``stack``
     closes."""
     if args.link == "none":
         return context, env
-    if not (context.endpoint_url or "").startswith("http://"):
-        raise SystemExit(f"{args.command}: --link s3like needs an http:// endpoint (--server, or --endpoint-url http://...), "
-                         f"got {context.endpoint_url or 'AWS S3'}")
     from ...testing import FaultPlan, S3Proxy
 
     plan = FaultPlan(bandwidth_bytes_per_s=args.link_mbps * 1e6, first_byte_latency_s=args.link_latency_ms / 1000)
