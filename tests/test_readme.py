@@ -1,29 +1,26 @@
 """README.md runs as shown: every ```python block against the local S3 server, its cheap ```sh commands.
 
 The snippets name ``s3://my-bucket/train/shard-{000000..000003}.tar`` (4 shards x 8 samples) and
-``s3://my-bucket/damaged/`` (a good shard of 4 samples, then one cut inside its third sample); ``readme_dataset`` writes them first, as the
-``wds_shards`` fixture does. A block that defines ``test_*`` functions is run as those tests, with their
-fixtures, and must be part of the example file it stands for.
+``s3://my-bucket/damaged/`` (a good shard of 4 samples, then one cut inside its third sample); ``readme_dataset``
+writes them first with ``put_example_dataset``, which ``torchdata-s3ext serve --example`` serves too. A block that
+defines ``test_*`` functions is run as those tests, with their fixtures, and must be part of the example file
+it stands for.
 """
 import inspect
-import io
 import os
 import re
 import shlex
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 from typing import List, NamedTuple
 
 import pytest
 
-from torchdata_s3ext.testing import seed_samples, tar_bytes
+from torchdata_s3ext.testing import put_example_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-BUCKET = "my-bucket"
-SHARDS, SAMPLES_PER_SHARD, IMAGE_SIZE = 4, 8, 16
 
 #: sh commands not run here, by how they start: they install, need real S3, or run for minutes
 SKIPPED = {
@@ -73,20 +70,7 @@ def skip_reason(command: str):
 def readme_dataset(s3_server):
     import boto3
 
-    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
-    try:
-        client.create_bucket(Bucket=BUCKET)
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
-    samples = list(seed_samples(SHARDS * SAMPLES_PER_SHARD, image_size=IMAGE_SIZE))
-    for index in range(SHARDS):
-        shard = samples[index * SAMPLES_PER_SHARD:(index + 1) * SAMPLES_PER_SHARD]
-        client.put_object(Bucket=BUCKET, Key=f"train/shard-{index:06d}.tar", Body=tar_bytes(shard))
-    client.put_object(Bucket=BUCKET, Key="damaged/shard-000000.tar", Body=tar_bytes(samples[:4]))
-    whole = tar_bytes(samples[4:8])
-    with tarfile.open(fileobj=io.BytesIO(whole)) as tar:  # cut inside the third sample's image
-        cut_at = tar.getmember(f"{samples[6][0]}.image").offset_data + 100
-    client.put_object(Bucket=BUCKET, Key="damaged/shard-000001.tar", Body=whole[:cut_at])
+    put_example_dataset(boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1"))
     return s3_server
 
 

@@ -2,17 +2,19 @@
 import importlib.util
 import inspect
 import io
+import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+from torch.utils.data.graph import traverse_dps
 
 from torchdata_s3ext.tools.bench.decoders import DecodeJob, first_samples, pil_pair
 from torchdata_s3ext.s3.backends import get_opener
-from torchdata_s3ext.tools.bench.methods import (ENCODED_BYTES, METHODS, PEERS, RANGED_BACKENDS, MethodContext, build_dataset,
-                                                 decoded_sample, unavailable_reason, with_decode)
+from torchdata_s3ext.tools.bench.methods import (ENCODED_BYTES, METHODS, NEEDS_TORCHDATA_DATAPIPES, PEERS, RANGED_BACKENDS,
+                                                 MethodContext, build_dataset, decoded_sample, unavailable_reason, with_decode)
 from torchdata_s3ext.tools.bench.runner import BenchJob, payload_bytes
 from torchdata_s3ext.testing import seed_samples
 
@@ -116,3 +118,39 @@ def test_s3torchconnector_tarfile_is_unavailable_without_s3torchconnector(monkey
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     context = MethodContext(urls=("s3://b/shard-000000.tar",))
     assert unavailable_reason("s3torchconnector-tarfile", context) == "s3torchconnector is not installed"
+
+
+def test_torchdata_openers_are_not_measured_without_torchdata_datapipes(monkeypatch):
+    from torchdata_s3ext.tools.bench.runner import run_methods
+
+    monkeypatch.setitem(sys.modules, "torchdata.datapipes", None)  # as on torchdata 0.10 and later: not importable
+    context = MethodContext(urls=("s3://b/shard-000000.tar",), mount_paths=("/data/shard-000000.tar",))
+    for method in NEEDS_TORCHDATA_DATAPIPES:
+        assert unavailable_reason(method, context) == "needs torchdata 0.9's datapipes"
+    assert unavailable_reason("boto3", context) is None and unavailable_reason("boto3-bytesio", context) is None
+    rows = run_methods([BenchJob(method=method, context=context) for method in NEEDS_TORCHDATA_DATAPIPES])
+    assert [(row["status"], row["error"]) for row in rows] == [("unavailable", "needs torchdata 0.9's datapipes")] * 4
+
+
+def _pipe_modules(dataset):
+    """The top-level package of every stage of a datapipe graph."""
+    graph = traverse_dps(dataset)
+    seen, pending = set(), list(graph.values())
+    while pending:
+        pipe, children = pending.pop()
+        seen.add(type(pipe).__module__.split(".")[0])
+        pending.extend(children.values())
+    return seen
+
+
+@pytest.mark.parametrize("method", [name for name, (_, builder, _) in METHODS.items()
+                                    if builder is not None and name not in NEEDS_TORCHDATA_DATAPIPES])
+def test_other_methods_are_made_of_torchs_datapipes_and_ours_only(method):
+    if unavailable_reason(method, MethodContext(urls=("s3://b/a.tar",), mount_paths=("/a.tar",))):
+        pytest.skip(f"{method} cannot run here")
+    dataset = build_dataset(method, MethodContext(urls=("s3://b/a.tar",), mount_paths=("/a.tar",),
+                                                  endpoint_url="http://127.0.0.1:9"))
+    if method == "webdataset-awscli":
+        assert type(dataset).__module__.split(".")[0] == "webdataset"
+        return
+    assert _pipe_modules(dataset) <= {"torch", "torchdata_s3ext"}

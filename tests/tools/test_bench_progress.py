@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from torchdata_s3ext.tools.bench.progress import PROGRESS_ENV, ProgressFile, read_progress
-from torchdata_s3ext.tools.bench.runner import ChildFailed, run_in_child
+from torchdata_s3ext.tools.bench.child import ChildFailed, run_in_child
 
 CHILD = textwrap.dedent("""
     import json, sys, time

@@ -420,11 +420,11 @@ def test_help_imports_neither_torch_nor_boto3_after_the_package():
 
 
 def test_s3_options_reach_the_config():
-    from torchdata_s3ext.tools.cli import _config
+    from torchdata_s3ext.tools.cli import s3_config
 
     for command in (["make-dataset", "s3://bkt/x"], ["bench", "s3://bkt/x"]):
         args = build_parser().parse_args([*command, "--anonymous", "--profile", "team", "--region", "eu-west-1"])
-        config = _config(args)
+        config = s3_config(args)
         assert (config.anonymous, config.profile, config.region) == (True, "team", "eu-west-1")
 
 

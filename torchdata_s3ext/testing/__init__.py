@@ -9,10 +9,13 @@ and pytest fixtures.
   cuts or stalls object bodies on a schedule, or gives each connection S3's bandwidth and latency.
 - :func:`seed_samples`, :func:`tar_bytes`, :func:`write_tar`, :func:`png_bytes`: the article's synthetic
   WebDataset samples and shards, built in memory.
+- :func:`put_example_dataset`: the bucket README's snippets read (``s3://my-bucket/train/``, ``damaged/``), in
+  any server (``torchdata-s3ext serve --example`` serves it).
 
 The fixtures (``s3_server``, ``s3_bucket``, ``wds_shards``) are registered automatically as a pytest
 plugin when the package is installed; importing this package itself does not need pytest.
 """
+from ._example import EXAMPLE_BUCKET, put_example_dataset
 from ._proxy import FaultPlan, S3Proxy
 from ._rclone import RcloneServer
 from ._s3rver import S3rverServer
@@ -21,6 +24,7 @@ from ._shards import ShardSet, png_bytes, seed_samples, tar_bytes, write_tar
 
 __all__ = [
     "DirectoryServer",
+    "EXAMPLE_BUCKET",
     "FaultPlan",
     "LocalS3Server",
     "RcloneServer",
@@ -30,6 +34,7 @@ __all__ = [
     "ShardSet",
     "TEST_CREDENTIALS",
     "png_bytes",
+    "put_example_dataset",
     "seed_samples",
     "tar_bytes",
     "write_tar",

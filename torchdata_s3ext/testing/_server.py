@@ -59,6 +59,11 @@ class ServerProcess:
             raise RuntimeError(f"the {self.label} is not started")
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> Optional[int]:
+        """The server process's id while it runs (to watch or pin it), else ``None``."""
+        return self._process.pid if self._process is not None else None
+
     def command(self) -> List[str]:
         raise NotImplementedError
 

@@ -1,6 +1,7 @@
 """The ``torchdata-s3ext`` command line: its commands, their options and the defaults ``--help`` shows.
 
-Imports nothing heavy (no torch, no boto3), so ``--help`` and a mistyped option answer at once."""
+Imports nothing heavy (no torch, no boto3), so ``--help``, ``--version`` and a mistyped option answer at once;
+``cli_checks.check_arguments`` then checks what parsing lets through."""
 import argparse
 import os
 from typing import Any
@@ -10,7 +11,7 @@ from ..s3.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 from .bench.decoders import JPEG_ROW
 from .bench.link import LINKS
 from .bench.methods import DECODE_SAMPLES, NO_DECODE, RANGED_BACKENDS
-from .cli_checks import bucket_name
+from .cli_checks import bucket_name, cpu_list, png_decoder_name
 
 __all__ = ["build_parser", "DEFAULT_OUT", "SERVERS"]
 
@@ -55,11 +56,9 @@ def _add_dataset_options(parser: argparse.ArgumentParser, shards: int, samples: 
 
 
 def _decoder_name(name: str, also: str = "") -> str:
-    """A ``decode_png_pair`` decoder named on the command line (importing the decoders, and torch, only then)."""
-    from ..samples.decode import check_decoder_name
-
+    """A ``decode_png_pair`` decoder named on the command line."""
     try:
-        return check_decoder_name(name)
+        return png_decoder_name(name)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"{error}{also}") from error
 
@@ -120,6 +119,11 @@ def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: in
                              "each with its requests and $")
     parser.add_argument("--cache-limit", type=int, metavar="BYTES",
                         help="--cache-dir: the most the cache may take on disk (default: no limit)")
+    parser.add_argument("--server-cpus", type=cpu_list, metavar="LIST",
+                        help="run the server the bench starts (and the --link proxy) on these CPUs, e.g. 1 or 2-3 "
+                             "(as taskset -c takes them); needs --server")
+    parser.add_argument("--client-cpus", type=cpu_list, metavar="LIST",
+                        help="run each measured process (and its DataLoader workers) on these CPUs, e.g. 0")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder for results.json and the chart (default {DEFAULT_OUT})")
 
 
@@ -153,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="the port to listen on (default: a free one)")
     serve.add_argument("--bucket", action="append", default=[], type=bucket_name, help="create this bucket (repeatable)")
     serve.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    serve.add_argument("--example", action="store_true",
+                       help="also make the bucket README's snippets read (s3://my-bucket/train/: 4 shards x 8 "
+                            "samples; s3://my-bucket/damaged/: a shard cut short) and print one export line to paste")
 
     demo = add_command("demo", "local server -> small dataset -> bench over every method -> table and chart")
     _add_bench_options(demo, batches=100, window=10, num_workers=2)

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 from ...s3.backends import BACKENDS, PIPE_BACKEND
 from ...s3.cache import join_finalizers
 from ...s3.stats import PipeStats
+from .cpus import affinity
 from .methods import METHODS, MethodContext, with_decode
 
 __all__ = ["CACHED_METHODS", "EPOCHS", "cached_epochs", "epoch_rows"]
@@ -89,7 +90,8 @@ def cached_epochs(job: Any) -> Dict[str, Any]:
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     return {"method": job.method, "description": METHODS[job.method][0], "num_workers": job.num_workers,
-            "decoder": job.decoder, "status": "ok", "cache_limit_bytes": context.cache_limit_bytes, "epochs": passes}
+            "decoder": job.decoder, "status": "ok", "cache_limit_bytes": context.cache_limit_bytes, "cpus": affinity(),
+            "epochs": passes}
 
 
 def epoch_rows(result: Dict[str, Any]) -> List[Dict[str, Any]]:

@@ -49,15 +49,12 @@ class DecodeJob:
 
 def first_samples(context: MethodContext, count: int) -> List[Dict[str, Any]]:
     """The first ``count`` samples of the first shard, read through ``open_s3`` (``auto``, or ``local`` when
-    there are only local paths) + ``load_from_tar`` + ``group_wds_samples``."""
-    import torchdata_s3ext  # noqa: F401  (registers open_s3 and group_wds_samples)
-    from torchdata.datapipes.iter import IterableWrapper
+    there are only local paths) + ``load_wds_shards``."""
+    import torchdata_s3ext  # noqa: F401  (registers open_s3 and load_wds_shards)
+    from torch.utils.data.datapipes.iter import IterableWrapper
 
     backend, urls = ("auto", context.urls) if context.urls else ("local", context.mount_paths or ())
-    pipe = (IterableWrapper(list(urls[:1]))
-            .open_s3(backend=backend, config=context.s3_config())
-            .load_from_tar()
-            .group_wds_samples())
+    pipe = IterableWrapper(list(urls[:1])).open_s3(backend=backend, config=context.s3_config()).load_wds_shards()
     return list(itertools.islice(pipe, count))
 
 
@@ -162,6 +159,6 @@ def measure_decoders(job: DecodeJob) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from .runner import child_main
+    from .child import child_main
 
     child_main(*sys.argv[1:3], measure=lambda job_json: measure_decoders(DecodeJob.from_json(job_json)))

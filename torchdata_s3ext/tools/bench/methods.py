@@ -4,19 +4,24 @@ the same shards, the URL list read ``repeats`` times over, for a DataLoader to b
 Every ``open_s3`` backend is a method; so are the peers they are judged against (the article's compositions
 of torchdata's built-in openers and of the webdataset library, boto3 into ``BytesIO``, s3torchconnector into
 ``tarfile``), and ``raw`` (one streamed GET per shard, nothing parsed: the single-stream ceiling) and ``raw-parallel``
-(``auto``'s ranged GETs, bodies discarded: what any client reaches here), which the runner drives itself. ``with_decode`` adds ``decode_png_pair`` (or ``decode_samples``) to any dataset.
+(``auto``'s ranged GETs, bodies discarded: what any client reaches here), which the runner drives itself.
+``with_decode`` adds ``decode_png_pair`` (or ``decode_samples``) to any dataset.
+
+Only the four methods built on torchdata 0.9's openers (:data:`NEEDS_TORCHDATA_DATAPIPES`) import
+``torchdata.datapipes``, which torchdata 0.10 and later lack; every other method is made of torch's own
+datapipes (``IterableWrapper``, ``sharding_filter``, ``map``) and ours, its tars read by ``load_wds_shards``.
 """
 import dataclasses
 import functools
 import importlib.util
 import io
 import os
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ...s3.backends import BACKENDS
 
 __all__ = ["MethodContext", "METHODS", "PEERS", "UNCOUNTED", "repeated", "RAW", "RAW_PARALLEL", "RAW_METHODS", "RANGED_BACKENDS", "NO_DECODE",
-           "DECODE_SAMPLES", "SAMPLES_HANDLERS", "ENCODED_BYTES", "check_method_names", "build_dataset", "with_decode", "decoded_sample", "unavailable_reason"]
+           "DECODE_SAMPLES", "SAMPLES_HANDLERS", "ENCODED_BYTES", "NEEDS_TORCHDATA_DATAPIPES", "check_method_names", "build_dataset", "with_decode", "decoded_sample", "unavailable_reason"]
 
 RAW = "raw"
 RAW_PARALLEL = "raw-parallel"
@@ -80,7 +85,7 @@ def repeated(urls: Sequence[str], repeats: int) -> List[str]:
 
 
 def _url_pipe(urls: Sequence[str], context: MethodContext):
-    from torchdata.datapipes.iter import IterableWrapper
+    from torch.utils.data.datapipes.iter import IterableWrapper
 
     # A finite list split over the DataLoader workers by sharding_filter(), like webdataset's split_by_worker.
     return IterableWrapper(repeated(urls, context.repeats)).sharding_filter()
@@ -96,7 +101,15 @@ def _aws_cp_pipes(urls: Sequence[str], context: MethodContext) -> List[str]:
     return [f"pipe:{shlex.quote(find_aws_command())} s3 cp{endpoint} {shlex.quote(url)} -" for url in urls]
 
 
-def _grouped(tar_streams):
+def _samples(tar_streams):
+    """``(url, stream)`` pairs to samples with our ``load_wds_shards``, the tar reader of every method but torchdata's."""
+    from ...samples import shards  # noqa: F401  (registers load_wds_shards)
+
+    return tar_streams.load_wds_shards()
+
+
+def _article_samples(tar_streams):
+    """torchdata's ``load_from_tar`` then ``group_wds_samples``, as the article composes torchdata's openers."""
     from ...samples import grouping  # noqa: F401  (registers group_wds_samples)
 
     return tar_streams.load_from_tar().group_wds_samples()
@@ -113,7 +126,7 @@ def _open_s3_method(backend: str) -> Callable[[MethodContext], Iterable]:
             backend=backend, config=context.s3_config(), stats=stats, cache_dir=context.cache_dir,
             cache_limit_bytes=context.cache_limit_bytes, **context.ranged_options(backend)
         )
-        return _grouped(streams)
+        return _samples(streams)
 
     return build
 
@@ -123,7 +136,7 @@ def _fsspec_file_opener(context: MethodContext) -> Iterable:
 
     given = {"endpoint_url": context.endpoint_url, "profile": context.profile, "anon": context.anonymous or None}
     connection = {name: value for name, value in given.items() if value is not None}
-    return _grouped(FSSpecFileOpener(_url_pipe(context.urls, context), mode="rb", **connection))
+    return _article_samples(FSSpecFileOpener(_url_pipe(context.urls, context), mode="rb", **connection))
 
 
 def _iopath_file_opener(context: MethodContext) -> Iterable:
@@ -133,7 +146,7 @@ def _iopath_file_opener(context: MethodContext) -> Iterable:
 
     # iopath's own S3 handler wants an AWS profile; ours hands it this endpoint's client.
     path_manager = iopath_path_manager(context.s3_config())
-    return _grouped(IoPathFileOpener(_url_pipe(context.urls, context), mode="rb", pathmgr=path_manager))
+    return _article_samples(IoPathFileOpener(_url_pipe(context.urls, context), mode="rb", pathmgr=path_manager))
 
 
 def _s3_file_loader(context: MethodContext) -> Iterable:
@@ -143,39 +156,37 @@ def _s3_file_loader(context: MethodContext) -> Iterable:
         # The native handler reads its endpoint from these variables; this process runs this method only.
         scheme, _, host = context.endpoint_url.partition("://")
         os.environ.update(S3_ENDPOINT_URL=host, S3_USE_HTTPS="1" if scheme == "https" else "0", S3_VERIFY_SSL="0")
-    return _grouped(S3FileLoader(_url_pipe(context.urls, context), region=context.region or "us-east-1"))
+    return _article_samples(S3FileLoader(_url_pipe(context.urls, context), region=context.region or "us-east-1"))
 
 
 def _file_opener(context: MethodContext) -> Iterable:
     from torchdata.datapipes.iter import FileOpener
 
-    return _grouped(FileOpener(_url_pipe(context.mount_paths, context), mode="b"))
+    return _article_samples(FileOpener(_url_pipe(context.mount_paths, context), mode="b"))
 
 
-def _whole_object(config: Any, url: str) -> Tuple[str, Any]:
-    from torchdata.datapipes.utils import StreamWrapper
-
+def _whole_object(config: Any, url: str) -> Tuple[str, io.BytesIO]:
     from ...s3.clients import boto3_client
     from ...s3.url import parse_s3_url
 
     location = parse_s3_url(url)
     body = boto3_client(config).get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
-    return url, StreamWrapper(io.BytesIO(body), name=url)
+    return url, io.BytesIO(body)
 
 
 def _boto3_bytesio(context: MethodContext) -> Iterable:
-    # The article's boto3: the whole object read into memory, then torchdata's tar loader over it.
+    # The article's boto3: the whole object read into memory, then a tar reader over it (ours, load_wds_shards:
+    # torchdata's load_from_tar is gone from torchdata 0.10).
     config = context.s3_config()
-    return _grouped(_url_pipe(context.urls, context).map(functools.partial(_whole_object, config)))
+    return _samples(_url_pipe(context.urls, context).map(functools.partial(_whole_object, config)))
 
 
-def _s3torchconnector_tar_samples(endpoint_url: Optional[str], region: Optional[str], url: str) -> Iterator[Dict[str, Any]]:
+def _s3torchconnector_reader(endpoint_url: Optional[str], region: Optional[str], url: str) -> Tuple[str, Any]:
     from s3torchconnector import S3ClientConfig
 
     from ...s3.clients import process_client
     from ...s3.compat import crt_s3_client_class
     from ...s3.url import parse_s3_url
-    from ...samples.shards import shard_samples
 
     def make_client() -> Any:
         config = S3ClientConfig(force_path_style=endpoint_url is not None)
@@ -183,15 +194,13 @@ def _s3torchconnector_tar_samples(endpoint_url: Optional[str], region: Optional[
 
     location = parse_s3_url(url)
     client = process_client("bench-s3torchconnector", (endpoint_url, region), make_client)
-    reader = client.get_object(location.bucket, location.key)
-    # s3torchconnector's sequential reader, read forward by tarfile in stream mode (r|*).
-    yield from shard_samples(url, reader)
+    return url, client.get_object(location.bucket, location.key)
 
 
 def _s3torchconnector_tarfile(context: MethodContext) -> Iterable:
-    return _url_pipe(context.urls, context).flatmap(
-        functools.partial(_s3torchconnector_tar_samples, context.endpoint_url, context.region)
-    )
+    # s3torchconnector's sequential reader, read forward by tarfile in stream mode (r|*) in load_wds_shards.
+    reader = functools.partial(_s3torchconnector_reader, context.endpoint_url, context.region)
+    return _samples(_url_pipe(context.urls, context).map(reader))
 
 
 def _webdataset_pipe(context: MethodContext) -> Iterable:
@@ -215,7 +224,7 @@ METHODS: Dict[str, Tuple[str, Optional[Callable[[MethodContext], Iterable]], str
     "torchdata-s3fileloader": ("torchdata S3FileLoader (article)", _s3_file_loader, "s3"),
     "torchdata-fileopener": ("torchdata FileOpener on a mounted path (article's FFM)", _file_opener, "mount"),
     "webdataset-awscli": ("webdataset with pipe:aws s3 cp URL - (article)", _webdataset_pipe, "s3"),
-    "boto3-bytesio": ("boto3 get_object -> BytesIO + load_from_tar (the article's boto3)", _boto3_bytesio, "s3"),
+    "boto3-bytesio": ("boto3 get_object -> BytesIO + tarfile stream (the article's boto3)", _boto3_bytesio, "s3"),
     "s3torchconnector-tarfile": ("s3torchconnector S3Client.get_object + tarfile stream (r|)", _s3torchconnector_tarfile, "s3"),
     RAW: ("one streamed GET per shard, nothing parsed (the ceiling)", None, "s3"),
     RAW_PARALLEL: ("auto's ranged GETs (part size, concurrency), bodies discarded, nothing parsed", None, "s3"),
@@ -241,11 +250,14 @@ UNCOUNTED: Dict[str, str] = {
     "s3torchconnector-tarfile": "the CRT sends its requests unseen",
 }
 
-#: the optional library each method needs, by import name
-_REQUIRES: Dict[str, str] = {
-    "s3torchconnector": "s3torchconnector",
-    "s3torchconnector-tarfile": "s3torchconnector",
-    "webdataset-awscli": "webdataset",
+#: the methods built on torchdata 0.9's openers and ``load_from_tar``, which later torchdata releases lack
+NEEDS_TORCHDATA_DATAPIPES = ("torchdata-fsspec", "torchdata-iopath", "torchdata-s3fileloader", "torchdata-fileopener")
+#: the optional module each method needs, by import name, and what the table says without it
+_REQUIRES: Dict[str, Tuple[str, str]] = {
+    "s3torchconnector": ("s3torchconnector", "s3torchconnector is not installed"),
+    "s3torchconnector-tarfile": ("s3torchconnector", "s3torchconnector is not installed"),
+    "webdataset-awscli": ("webdataset", "webdataset is not installed"),
+    **{name: ("torchdata.datapipes", "needs torchdata 0.9's datapipes") for name in NEEDS_TORCHDATA_DATAPIPES},
 }
 
 
@@ -269,10 +281,17 @@ def unavailable_reason(name: str, context: MethodContext) -> Optional[str]:
         return "needs the shards on a local path (--mount DIR, or a local SRC with --server)"
     if needs == "s3" and not context.urls:
         return "needs the shards in S3 (an s3:// SRC, or --server)"
-    module = _REQUIRES.get(name)
-    if module is not None and importlib.util.find_spec(module) is None:
-        return f"{module} is not installed"
+    module, missing = _REQUIRES.get(name, (None, None))
+    if module is not None and not _importable(module):
+        return missing
     return None
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing too
+        return False
 
 
 def build_dataset(name: str, context: MethodContext) -> Iterable:

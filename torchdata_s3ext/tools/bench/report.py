@@ -11,12 +11,13 @@ from ...s3.backends import AUTO_BACKEND
 from .decoders import PIL_BASELINE
 from .methods import NO_DECODE, PEERS, RAW, RAW_METHODS, RAW_PARALLEL
 
-__all__ = ["with_ratios", "row_label", "format_table", "format_decoder_table", "comparison_lines", "write_json", "write_chart"]
+__all__ = ["cpu_seconds_per_gb", "with_ratios", "row_label", "format_table", "format_decoder_table", "comparison_lines", "write_json", "write_chart"]
 
 COLUMNS = (
     ("method", "method", "{}"),
     ("workers", "num_workers", "{}"),
     ("samples/s", "samples_per_s", "{:.1f}"),
+    ("CPU s/GB", "cpu_s_per_gb", "{:.1f}"),
     ("x raw", "ratio_to_raw", "{:.2f}"),
     ("x raw-par", "ratio_to_raw_parallel", "{:.2f}"),
     ("x peer", "ratio_to_peer", "{:.2f}"),
@@ -34,7 +35,7 @@ COLUMNS = (
     ("status", "status", "{}"),
 )
 #: columns left out of the table when no row has a value for them
-OPTIONAL_COLUMNS = ("ratio_to_raw_parallel", "ratio_to_peer", "ratio_to_zero_workers", "stall_fraction", "first_batch_s", "cache_hits")
+OPTIONAL_COLUMNS = ("cpu_s_per_gb", "ratio_to_raw_parallel", "ratio_to_peer", "ratio_to_zero_workers", "stall_fraction", "first_batch_s", "cache_hits")
 
 DECODER_COLUMNS = (
     ("decoder", "decoder", "{}"),
@@ -48,11 +49,21 @@ def _ratio(rate: Optional[float], other: Optional[Dict[str, Any]]) -> Optional[f
     return rate / other_rate if rate is not None and other_rate else None
 
 
+def cpu_seconds_per_gb(row: Dict[str, Any]) -> Optional[float]:
+    """The CPU seconds the row's processes spent per GB (1e9 bytes) of sample bytes read, or ``None``.
+
+    >>> cpu_seconds_per_gb({"cpu_s": 3.0, "payload_bytes": 2_000_000_000})
+    1.5
+    """
+    cpu_s, payload = row.get("cpu_s"), row.get("payload_bytes")
+    return cpu_s / (payload / 1e9) if cpu_s is not None and payload else None
+
+
 def with_ratios(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The results, each with its samples/s over others' measured in the same run: ``ratio_to_raw`` (over
     ``raw``'s), ``ratio_to_raw_parallel`` (over ``raw-parallel``'s), ``ratio_to_peer`` (over its peer's in ``PEERS``, at the same workers and decoder) and
-    ``ratio_to_zero_workers`` (over its own at 0 workers, same decoder, when it ran at other counts too); and
-    ``stall_fraction`` lifted up."""
+    ``ratio_to_zero_workers`` (over its own at 0 workers, same decoder, when it ran at other counts too); its
+    ``cpu_s_per_gb``; and ``stall_fraction`` lifted up."""
     ceiling = next((r for r in results if r["method"] == RAW), None)
     parallel_ceiling = next((r for r in results if r["method"] == RAW_PARALLEL), None)
     by_setting = {(r["method"], r.get("num_workers"), r.get("decoder", NO_DECODE)): r for r in results}
@@ -73,6 +84,7 @@ def with_ratios(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
             "peer": peer,
             "ratio_to_peer": _ratio(rate, by_setting.get((peer, workers, decoder))),
             "ratio_to_zero_workers": _ratio(rate, zero_workers),
+            "cpu_s_per_gb": cpu_seconds_per_gb(result),
             "stall_fraction": train.get("stall_fraction"),
         })
     return rows
@@ -115,6 +127,9 @@ def format_table(rows: Sequence[Dict[str, Any]], title: Optional[str] = None) ->
         if column[1] not in OPTIONAL_COLUMNS or any(row.get(column[1]) is not None for row in rows)
     ]
     lines = ([title] if title else []) + _aligned(columns, rows)
+    if any(row.get("cpu_s_per_gb") is not None for row in rows):
+        lines += ["", "CPU s/GB: CPU seconds of the method's process and its workers per GB of sample bytes read "
+                      "(the server's not included)"]
     if any(row.get("ratio_to_peer") is not None for row in rows):
         lines += ["", "x peer: samples/s over the peer's (the library it wraps or replaces) at the same workers: "
                       + ", ".join(f"{ours} / {peer}" for ours, peer in PEERS.items())]

@@ -1,32 +1,31 @@
 """Run one benchmark method in a process of its own (so its memory and CPU are its own), or all of them.
 
 ``run_methods`` starts ``python -m torchdata_s3ext.tools.bench.runner JOB.json RESULT.json`` per method (and
-worker count); the child counts the S3 requests of one pass over the shards, runs the article's empty
-training loop (and, with a train step, its cached-vs-streamed measurement) and writes one result dictionary.
-``run_in_child`` is that protocol for any module with such a ``__main__`` (the decode measurement has one).
+worker count) through :func:`.child.run_in_child`; the child counts the S3 requests of one pass over the
+shards, runs the article's empty training loop (and, with a train step, its cached-vs-streamed measurement)
+and writes one result dictionary, or the error that stopped it.
 """
 import dataclasses
 import importlib
 import itertools
 import json
-import os
 import resource
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from ..._config import S3Config
 from ...s3.stats import process_stats
 from .methods import (ENCODED_BYTES, METHODS, NO_DECODE, RAW_METHODS, RAW_PARALLEL, UNCOUNTED, MethodContext, build_dataset, repeated,
                       unavailable_reason, with_decode)
 from .cached import CACHED_METHODS, cached_epochs, epoch_rows
-from .progress import PROGRESS_ENV, ProgressFile, progress_bar, read_progress
+from .child import ChildFailed, child_main, run_in_child
+from .cpus import affinity
+from .progress import ProgressFile, progress_bar
 from .stats import WindowClock, WindowStats, stall_fraction
 
-__all__ = ["BenchJob", "ChildFailed", "run_method", "run_methods", "run_in_child", "child_main", "load_train_step",
+__all__ = ["BenchJob", "run_method", "run_methods", "load_train_step",
            "payload_bytes", "epoch_requests", "ACCOUNTING_TIME_LIMIT"]
 
 #: seconds the request-counting pass over the shards may take before its counts are reported as unknown
@@ -256,6 +255,7 @@ def run_method(job: BenchJob) -> Dict[str, Any]:
     cpu_start = _cpu_seconds()
     with _PeakMemory() as memory:
         loop = _raw_loop(job, deadline) if job.method in RAW_METHODS else _empty_loop(job, deadline)
+        cpu_s = _cpu_seconds() - cpu_start  # the loop's alone: the train step's compute is not reading
         # raw yields bytes, not batches: there is nothing to train on
         train = _train_step_measurement(job, deadline) if job.train_step and job.method not in RAW_METHODS else None
     stats: WindowStats = loop["clock"].stats()
@@ -285,27 +285,27 @@ def run_method(job: BenchJob) -> Dict[str, Any]:
         # from the clock's start (the loader's iterator made, its workers started) to the first batch
         "first_batch_s": clock.stamps[0] - clock.start if clock.stamps else None,
         "peak_rss_mb": memory.peak_bytes / 1e6,
-        "cpu_s": _cpu_seconds() - cpu_start,
+        "cpu_s": cpu_s,
+        # the CPUs this process (and so its workers) could run on: --client-cpus, or all the machine lets it use
+        "cpus": affinity(),
         "train_step": train,
         **accounting,
     }
 
 
-def _failed(job: BenchJob, status: str, error: str) -> Dict[str, Any]:
-    return {"method": job.method, "description": METHODS[job.method][0], "num_workers": job.num_workers,
-            "decoder": job.decoder, "status": status, "error": error}
-
-
-def _last_lines(text: str, count: int = 6) -> str:
-    return "\n".join(text.strip().splitlines()[-count:])
+def _failed(job: BenchJob, status: str, error: str, detail: Optional[str] = None) -> Dict[str, Any]:
+    """A row for a method not measured: ``error`` one line for the table, ``detail`` (a traceback) for the JSON."""
+    row = {"method": job.method, "description": METHODS[job.method][0], "num_workers": job.num_workers,
+           "decoder": job.decoder, "status": status, "error": error}
+    return {**row, "error_detail": detail} if detail else row
 
 
 def run_methods(
     jobs: List[BenchJob], env: Optional[Dict[str, str]] = None, on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
-    show_progress: bool = False,
+    show_progress: bool = False, cpus: Optional[Sequence[int]] = None,
 ) -> List[Dict[str, Any]]:
-    """Each job in its own ``python`` process, one after the other; a failing method is a result, not an error.
-    ``show_progress``: a bar of each method's batches on stderr, on a terminal."""
+    """Each job in its own ``python`` process on ``cpus`` (``None``: any), one after the other; a failing
+    method is a result, not an error. ``show_progress``: a bar of each method's batches on stderr, on a terminal."""
     results = []
     for job in jobs:
         reason = unavailable_reason(job.method, job.context)
@@ -313,7 +313,7 @@ def run_methods(
             result = _failed(job, "unavailable", reason)
         else:
             bar = progress_bar(job.batches, f"{job.method}, {job.num_workers} workers", show_progress)
-            result = _run_in_child(job, env, bar)
+            result = _run_in_child(job, env, bar, cpus)
         for row in epoch_rows(result):  # a cached method's passes, a row each
             results.append(row)
             if on_result is not None:
@@ -321,64 +321,15 @@ def run_methods(
     return results
 
 
-class ChildFailed(Exception):
-    """A child measurement exited without a result; the message says why (the end of its stderr)."""
-
-
-def run_in_child(
-    module: str, job_json: str, timeout: float, env: Optional[Dict[str, str]] = None,
-    progress: Optional[Callable[[Optional[int]], None]] = None,
-) -> Dict[str, Any]:
-    """``python -m module JOB.json RESULT.json`` with ``job_json``; the dictionary it wrote, or ``ChildFailed``.
-    ``progress`` gets the child's count of batches as it grows, then ``None``."""
-    with tempfile.TemporaryDirectory(prefix="torchdata-s3ext-bench-") as workdir:
-        job_path, result_path = os.path.join(workdir, "job.json"), os.path.join(workdir, "result.json")
-        progress_path = os.path.join(workdir, "progress")
-        with open(job_path, "w") as job_file:
-            job_file.write(job_json)
-        command = [sys.executable, "-m", module, job_path, result_path]
-        child = subprocess.Popen(
-            command, env={**os.environ, **(env or {}), PROGRESS_ENV: progress_path}, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    _, stderr = child.communicate(timeout=0.25)  # keeps reading the pipes while it waits
-                    break
-                except subprocess.TimeoutExpired:
-                    if progress is not None:
-                        progress(read_progress(progress_path))
-                    if time.monotonic() > deadline:
-                        child.kill()
-                        child.communicate()
-                        raise ChildFailed(f"killed after {timeout:.0f} s") from None
-        finally:
-            if progress is not None:
-                progress(None)
-        if child.returncode != 0 or not os.path.exists(result_path):
-            raise ChildFailed(_last_lines(stderr) or f"exit status {child.returncode}")
-        with open(result_path) as result_file:
-            return json.load(result_file)
-
-
 def _run_in_child(
-    job: BenchJob, env: Optional[Dict[str, str]], progress: Optional[Callable[[Optional[int]], None]] = None
+    job: BenchJob, env: Optional[Dict[str, str]], progress: Optional[Callable[[Optional[int]], None]] = None,
+    cpus: Optional[Sequence[int]] = None,
 ) -> Dict[str, Any]:
     try:
         # The child stops itself at time_limit; the margin covers start-up and worker shutdown.
-        return run_in_child("torchdata_s3ext.tools.bench.runner", job.to_json(), job.time_limit + 120, env, progress)
+        return run_in_child("torchdata_s3ext.tools.bench.runner", job.to_json(), job.time_limit + 120, env, progress, cpus)
     except ChildFailed as error:
-        return _failed(job, "error", str(error))
-
-
-def child_main(job_path: str, result_path: str, measure: Callable[[str], Dict[str, Any]]) -> None:
-    """A child's whole work: the job file's text to ``measure``, its result to the result file."""
-    with open(job_path) as job_file:
-        result = measure(job_file.read())
-    with open(result_path, "w") as result_file:
-        json.dump(result, result_file)
+        return _failed(job, "error", str(error), error.detail)
 
 
 if __name__ == "__main__":
