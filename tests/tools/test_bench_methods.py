@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
-from torch.utils.data.graph import traverse_dps
 
 from torchdata_s3ext.tools.bench.decoders import DecodeJob, first_samples, pil_pair
 from torchdata_s3ext.s3.backends import get_opener
@@ -133,13 +132,14 @@ def test_torchdata_openers_are_not_measured_without_torchdata_datapipes(monkeypa
 
 
 def _pipe_modules(dataset):
-    """The top-level package of every stage of a datapipe graph."""
-    graph = traverse_dps(dataset)
-    seen, pending = set(), list(graph.values())
+    """The top-level package of every pipe of a chain (ours hold their source as ``source_datapipe``, torch's
+    as ``datapipe``)."""
+    seen, pending = set(), [dataset]
     while pending:
-        pipe, children = pending.pop()
+        pipe = pending.pop()
         seen.add(type(pipe).__module__.split(".")[0])
-        pending.extend(children.values())
+        pending.extend(source for source in (getattr(pipe, "source_datapipe", None), getattr(pipe, "datapipe", None))
+                       if source is not None)
     return seen
 
 

@@ -103,14 +103,14 @@ def _aws_cp_pipes(urls: Sequence[str], context: MethodContext) -> List[str]:
 
 def _samples(tar_streams):
     """``(url, stream)`` pairs to samples with our ``load_wds_shards``, the tar reader of every method but torchdata's."""
-    from ...samples import shards  # noqa: F401  (registers load_wds_shards)
+    import torchdata_s3ext  # noqa: F401  (registers load_wds_shards)
 
     return tar_streams.load_wds_shards()
 
 
 def _article_samples(tar_streams):
     """torchdata's ``load_from_tar`` then ``group_wds_samples``, as the article composes torchdata's openers."""
-    from ...samples import grouping  # noqa: F401  (registers group_wds_samples)
+    import torchdata_s3ext  # noqa: F401  (registers group_wds_samples)
 
     return tar_streams.load_from_tar().group_wds_samples()
 
