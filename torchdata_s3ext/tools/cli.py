@@ -15,6 +15,7 @@ from .bench.link import link_label, through_link
 from .bench.methods import NO_DECODE
 from .cli_checks import answering_mistakes
 from .cli_parser import build_parser
+from .writing_cli import WRITING_COMMANDS
 
 __all__ = ["main", "build_parser"]
 
@@ -277,7 +278,7 @@ def _demo(args: argparse.Namespace) -> int:
     return _run_bench(args)
 
 
-COMMANDS = {"make-dataset": _make_dataset, "bench": _bench, "serve": _serve, "demo": _demo}
+COMMANDS = {"make-dataset": _make_dataset, "bench": _bench, "serve": _serve, "demo": _demo, **WRITING_COMMANDS}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

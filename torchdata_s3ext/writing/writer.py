@@ -14,7 +14,7 @@ writer waits only when ``max_in_flight`` parts are in flight.
 import concurrent.futures
 import itertools
 import re
-from typing import Any, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 from .._config import S3Config
 from ..s3.url import is_pipe_url, is_s3_url, parse_s3_url
@@ -145,7 +145,7 @@ class ShardWriter:
         self._pool = UploadPool(max_in_flight) if is_s3_url(pattern) else None
         self._open: Optional[_OpenShard] = None
         self._closed: List[_ClosedShard] = []
-        self._records: List[Tuple[int, ShardRecord]] = []
+        self._records: Dict[int, ShardRecord] = {}
         self._last_key: Optional[str] = None
         self._state = "writing"
         self.index: Optional[ShardIndex] = None
@@ -158,7 +158,12 @@ class ShardWriter:
     @property
     def shards(self) -> List[ShardRecord]:
         """What the index says of each shard stored so far, in the order of their numbers."""
-        return [record for _, record in sorted(self._records, key=lambda numbered: numbered[0])]
+        return [self.shards_by_number[number] for number in sorted(self.shards_by_number)]
+
+    @property
+    def shards_by_number(self) -> Dict[int, ShardRecord]:
+        """The shards stored so far by number: what writers sharing ``shard_numbers`` merge into one index."""
+        return dict(self._records)
 
     def write(self, sample: Mapping[str, Any]) -> None:
         """Add one sample (encoded now; its bytes go out as parts fill)."""
@@ -251,8 +256,8 @@ class ShardWriter:
             stored = closed.stored.result()
             if stored.size != closed.size:
                 raise OSError(f"{stored.url}: stored {stored.size} bytes where the shard has {closed.size}")
-            self._records.append((closed.number, ShardRecord(
-                stored.url, closed.nsamples, stored.size, stored.etag, stored.md5sum, closed.fields)))
+            self._records[closed.number] = ShardRecord(
+                stored.url, closed.nsamples, stored.size, stored.etag, stored.md5sum, closed.fields)
         self._closed = pending
 
     def _abandon(self) -> None:
