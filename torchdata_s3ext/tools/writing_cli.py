@@ -36,7 +36,7 @@ def add_writing_commands(add_command: Callable[[str, str], argparse.ArgumentPars
     convert.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
                          help="writers at once, each with its own shards (default: min(4, CPUs))")
     convert.add_argument("--part-mib", type=_positive_mib, default=8 * _MIB, dest="part_size", metavar="MiB",
-                         help="MiB per uploaded part; memory is about jobs x 5 parts (default 8)")
+                         help="MiB per uploaded part; memory is at most jobs x 6 parts (default 8)")
     convert.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_s3_options(convert)
 

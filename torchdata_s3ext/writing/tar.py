@@ -76,13 +76,15 @@ def _check_member(key: str, field: str) -> str:
     """``KEY.FIELD``, once it is sure to read back as sample ``key``, field ``field`` (lower-cased)."""
     if not isinstance(field, str):
         raise TypeError(f"sample {key!r}: a field name must be a str, got {type(field).__name__}: {field!r}")
+    if not field or "\0" in field:
+        raise ValueError(f"sample {key!r}: a field name must be a non-empty string without NUL, got {field!r}")
     member_name = f"{key}.{field}"
-    if "\0" in field or split_member_name(member_name) != (key, field.lower()):
-        read_as = split_member_name(member_name.replace("\0", ""))
+    if split_member_name(member_name) != (key, field.lower()):
+        read_as = split_member_name(member_name)
         raise ValueError(
             f"sample {key!r}, field {field!r}: member {member_name!r} would be read as "
             + (f"sample {read_as[0]!r}, field {read_as[1]!r}" if read_as else "no sample at all")
-            + " (a key's file name must hold no dot; a field, no '/'; neither may be empty)"
+            + " (a key's file name must hold no dot, a field no '/')"
         )
     return member_name
 

@@ -8,8 +8,9 @@ whole: S3 shows a multipart upload's object once it is completed, and :meth:`S3S
 an interrupt) removes the parts uploaded so far. A process killed outright leaves its open upload behind,
 invisible but stored, until the bucket's ``AbortIncompleteMultipartUpload`` lifecycle rule ends it.
 
-Memory: the pool lets at most ``max_in_flight`` parts wait or travel at once (the writer blocks for a slot),
-plus the part being filled: ``(max_in_flight + 1) * part_size`` per writer.
+Memory: the pool lets at most ``max_in_flight`` parts travel at once; the writer blocks with the next part
+until a slot frees, while the samples of the part after it are still referenced: at most
+``(max_in_flight + 2) * part_size`` per writer (and a sample).
 
 Every request goes through the one retry loop (:func:`~torchdata_s3ext.s3.retry.call_with_retries`) with
 botocore's own retries off, and its errors are translated naming the shard's ``s3://`` URL. A complete whose

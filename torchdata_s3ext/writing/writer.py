@@ -2,7 +2,8 @@
 folder), and their index beside them.
 
 The shards are named by a pattern with one ``%d`` field (webdataset's ``ShardWriter`` convention:
-``s3://bkt/train/shard-%06d.tar``), numbered from ``start_shard``; brace patterns (``{000000..000099}``) are
+``s3://bkt/train/shard-%06d.tar``; a percent sign itself is ``%%``, also in a ``file://`` URL, whose other
+characters are written as they are, not ``%XX``-escaped), numbered from ``start_shard``; brace patterns (``{000000..000099}``) are
 refused, since they name a fixed set where a writer makes as many shards as its samples fill. The field must
 lie in the file name (every shard in one folder, where the index goes) and the name must end in ``.tar``.
 
@@ -28,7 +29,8 @@ __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_PART_SIZE", "ShardWriter", "check_patte
 DEFAULT_MAX_BYTES = 400 << 20
 DEFAULT_PART_SIZE = 8 << 20
 DEFAULT_MAX_IN_FLIGHT = 4
-_NUMBER_FIELD = re.compile(r"%(?:0?[1-9][0-9]*)?d")
+#: ``%d``, ``%6d``, ``%06d``: a width of two digits at most, so that ``%25`` (a file:// URL's escaped ``%``) is no field
+_NUMBER_FIELD = re.compile(r"%(?:0?[1-9][0-9]?)?d")
 
 
 def check_pattern(pattern: Any) -> str:
@@ -107,7 +109,7 @@ class ShardWriter:
         max_bytes: most bytes in a shard; a sample larger than this alone is written alone in a shard
         max_samples: most samples in a shard (``None``: no limit)
         part_size: bytes per UploadPart (5 MiB to 5 GiB)
-        max_in_flight: parts uploading at once; memory is about ``(max_in_flight + 1) * part_size``
+        max_in_flight: parts uploading at once; memory is at most ``(max_in_flight + 2) * part_size``
         start_shard: the first shard's number; ``shard_numbers``, an iterator of numbers shared by several
             writers (``itertools.count()``), replaces it so each takes numbers no other does
         mtime: the members' modification time (whole seconds; ``None``: when each is written)
