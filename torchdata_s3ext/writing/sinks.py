@@ -1,6 +1,8 @@
 """Where a shard's bytes go: an S3 object (:class:`~.upload.S3ShardUpload`) or a local file
 (:class:`LocalShardFile`), one interface (``write``, ``finish``, ``abort``), chosen by the URL.
 
+Both check as they go: ``check`` raises the error of a part that has failed while the shard is still written.
+
 A local shard is written under a hidden temporary name beside its final one (``.NAME.RANDOM.part``, which no
 shard listing takes for a shard), flushed to disk, and renamed once complete, so a reader never sees half a
 shard; a process killed outright leaves its temporary file behind, never a short shard.
@@ -36,6 +38,9 @@ class LocalShardFile:
         self._file.write(chunk)
         self._md5.update(chunk)
         self._size += memoryview(chunk).nbytes
+
+    def check(self) -> None:
+        """Nothing to raise: a local write fails in :meth:`write` itself."""
 
     def finish(self) -> "concurrent.futures.Future[StoredObject]":
         """Flush the file to disk and give it its name; the returned future is already done."""

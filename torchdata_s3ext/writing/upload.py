@@ -98,6 +98,7 @@ class S3ShardUpload:
         self._md5 = hashlib.md5()
         self._upload_id: Optional[str] = None
         self._parts: List["concurrent.futures.Future[Dict[str, Any]]"] = []
+        self._failure: Optional[BaseException] = None
 
     def write(self, chunk: Any) -> None:
         """Add ``chunk`` (bytes-like); each part that fills is handed to the pool (waiting for a slot)."""
@@ -109,6 +110,11 @@ class S3ShardUpload:
             view = view[taken.nbytes:]
             if self._buffered == self.part_size:
                 self._send_part()
+
+    def check(self) -> None:
+        """Raise the error of a part that failed (after its retries), while the shard is still being written."""
+        if self._failure is not None:
+            raise self._failure
 
     def finish(self) -> "concurrent.futures.Future[StoredObject]":
         """End the shard: its last bytes are sent and the object is made whole in the background."""
@@ -157,7 +163,13 @@ class S3ShardUpload:
         if number > MAX_PARTS:
             raise ValueError(f"{self.url}: a shard of more than {MAX_PARTS} parts of {self.part_size} bytes "
                              "(S3's limit): use a larger part_size or a smaller max_bytes")
-        self._parts.append(self.pool.submit_part(lambda: self._upload_part(number, data)))
+        part = self.pool.submit_part(lambda: self._upload_part(number, data))
+        part.add_done_callback(self._note_failure)
+        self._parts.append(part)
+
+    def _note_failure(self, part: "concurrent.futures.Future[Dict[str, Any]]") -> None:
+        if not part.cancelled() and part.exception() is not None and self._failure is None:
+            self._failure = part.exception()
 
     def _call(self, request: Callable[[], T]) -> T:
         """``request()``, retried through the one loop, its errors naming the shard's URL."""

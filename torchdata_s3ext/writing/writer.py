@@ -177,6 +177,8 @@ class ShardWriter:
             raise ValueError(f"sample key {encoded.key!r} twice in a row: readers would join the two into one sample")
         try:
             self._collect(wait=False)
+            if self._open is not None:
+                self._open.sink.check()
             self._add(encoded)
         except BaseException:
             self._abandon()
