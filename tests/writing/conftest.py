@@ -1,5 +1,4 @@
 """Fixtures of the writing tests: a client of the test server and what its bucket holds."""
-import hashlib
 from typing import List
 
 import boto3
@@ -21,9 +20,6 @@ def stored(s3_client, s3_bucket):
 
         def body(self, key: str) -> bytes:
             return s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
-
-        def md5(self, key: str) -> str:
-            return hashlib.md5(self.body(key)).hexdigest()
 
         def etag(self, key: str) -> str:
             return s3_client.head_object(Bucket=s3_bucket, Key=key)["ETag"]

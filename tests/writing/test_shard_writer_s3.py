@@ -54,7 +54,7 @@ def test_the_index_matches_what_s3_holds(written, stored, s3_bucket):
     assert index.sample_counts == [6, 6, 1] and index.num_samples == 13
     assert index.sizes == [len(stored.body(key)) for key in keys]
     assert index.etags == [stored.etag(key) for key in keys]
-    assert [shard.md5sum for shard in index.shards] == [stored.md5(key) for key in keys]
+    assert [shard.md5sum for shard in index.shards] == [None] * 3  # the ETag says which version: no MD5 spent
     assert index.shards == written.index.shards
 
 

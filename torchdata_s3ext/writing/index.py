@@ -6,13 +6,14 @@ reads), plus our extras per shard::
 
     {"__kind__": "wids-shard-index-v1", "wids_version": 1,
      "shardlist": [{"url": "shard-000000.tar", "nsamples": 100, "filesize": 419450880,
-                    "etag": "\\"9b2cf535f27731c974343645a3985328-50\\"", "md5sum": "...",
-                    "fields": ["image.png", "label.png"]}, ...]}
+                    "etag": "\\"9b2cf535f27731c974343645a3985328-50\\"", "fields": ["image.png", "label.png"]},
+                   ...]}
 
 ``url`` is relative to the index's folder for the shards in it or under it (as wids resolves it; the dataset
 can move as a whole), absolute otherwise; ``filesize`` is wids's name for the shard's bytes; ``etag`` is the
-object's ETag as S3 gave it (absent for local files), ``md5sum`` the MD5 of its bytes (wids checks it when
-present; absent where only headers were read) and ``fields`` the fields its samples have, sorted.
+object's ETag as S3 gave it (absent for local files), ``md5sum`` the MD5 of a local shard's bytes (wids
+checks it when present; an S3 shard has its ETag instead: MD5 runs at about 720 MB/s on one core here, a
+quarter of a core for a writer at 200 MB/s) and ``fields`` the fields its samples have, sorted.
 """
 import dataclasses
 import errno

@@ -19,7 +19,6 @@ the size written. As boto3's ``upload_file`` does, parts carry a CRC32 checksum 
 part's) unless the client computes checksums only when required (``AWS_REQUEST_CHECKSUM_CALCULATION``).
 """
 import concurrent.futures
-import hashlib
 import threading
 import warnings
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, TypeVar
@@ -47,8 +46,8 @@ class StoredObject(NamedTuple):
     size: int
     #: the object's ETag as S3 gives it (quoted); ``None`` for a local file
     etag: Optional[str]
-    #: the MD5 (hex) of the bytes written
-    md5sum: str
+    #: the MD5 (hex) of the bytes written, for a local file (an S3 object has its ETag)
+    md5sum: Optional[str]
 
 
 class UploadPool:
@@ -95,7 +94,6 @@ class S3ShardUpload:
         self._chunks: List[Any] = []
         self._buffered = 0
         self._size = 0
-        self._md5 = hashlib.md5()
         self._upload_id: Optional[str] = None
         self._parts: List["concurrent.futures.Future[Dict[str, Any]]"] = []
         self._failure: Optional[BaseException] = None
@@ -145,7 +143,6 @@ class S3ShardUpload:
     def _take_buffer(self) -> bytes:
         data = b"".join(self._chunks)
         self._chunks, self._buffered = [], 0
-        self._md5.update(data)
         self._size += len(data)
         return data
 
@@ -194,7 +191,7 @@ class S3ShardUpload:
         extra = {"ChecksumAlgorithm": "CRC32"} if self._checksum else {}
         response = self._call(lambda: self.client.put_object(
             Bucket=self.location.bucket, Key=self.location.key, Body=data, **extra))
-        return StoredObject(self.url, self._size, response.get("ETag"), self._md5.hexdigest())
+        return StoredObject(self.url, self._size, response.get("ETag"), None)
 
     def _complete(self) -> StoredObject:
         """Wait for every part, then complete the upload; on any failure, abort it and raise."""
@@ -214,7 +211,7 @@ class S3ShardUpload:
         except BaseException:
             self.abort()
             raise
-        return StoredObject(self.url, self._size, etag, self._md5.hexdigest())
+        return StoredObject(self.url, self._size, etag, None)
 
     def _ignoring_no_such_upload(self, request: Callable[[], T], lost_answer: bool = True) -> Optional[T]:
         """``request()``, or ``None`` when S3 no longer knows the upload and ``lost_answer`` says an earlier
