@@ -96,3 +96,17 @@ def test_the_written_document_has_one_shard_per_line(tmp_path):
                       S3Config())
     lines = (tmp_path / "index.json").read_text().splitlines()
     assert len(lines) == 5 and json.loads(lines[1].rstrip(",")) == {"url": "0.tar", "nsamples": 1, "filesize": 10240}
+
+
+def test_webdatasets_wids_reads_the_index_shardwriter_writes(tmp_path, monkeypatch):
+    wids = pytest.importorskip("wids", reason="webdataset's indexed reader: pip install wids")
+    from torchdata_s3ext.writing import ShardWriter
+
+    monkeypatch.setenv("WIDS_CACHE", str(tmp_path / "cache"))
+    with ShardWriter(str(tmp_path / "shard-%06d.tar"), max_samples=3) as writer:
+        for index in range(7):
+            writer.write({"__key__": f"s{index}", "txt": f"text {index}", "cls": index})
+    dataset = wids.ShardListDataset(str(tmp_path / "index.json"), transformations=[])
+    assert len(dataset) == 7  # from the index alone
+    sample = dataset[4]  # in the second shard
+    assert sample["__key__"] == "s4" and sample[".txt"].read() == b"text 4" and sample[".cls"].read() == b"4"

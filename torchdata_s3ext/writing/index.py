@@ -11,9 +11,9 @@ reads), plus our extras per shard::
 
 ``url`` is relative to the index's folder for the shards in it or under it (as wids resolves it; the dataset
 can move as a whole), absolute otherwise; ``filesize`` is wids's name for the shard's bytes; ``etag`` is the
-object's ETag as S3 gave it (absent for local files), ``md5sum`` the MD5 of a local shard's bytes (wids
-checks it when present; an S3 shard has its ETag instead: MD5 runs at about 720 MB/s on one core here, a
-quarter of a core for a writer at 200 MB/s) and ``fields`` the fields its samples have, sorted.
+object's ETag as S3 gave it (absent for local files), ``md5sum`` the MD5 of a local shard's bytes (wids's field;
+an S3 shard has its ETag instead: MD5 runs at about 720 MB/s on one core here, a quarter of a core for a
+writer at 200 MB/s) and ``fields`` the fields its samples have, sorted.
 """
 import dataclasses
 import errno
