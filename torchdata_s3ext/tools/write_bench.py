@@ -29,11 +29,14 @@ _BLOCK = 64 * _MIB
 _FIELDS = (("image.png", 3 * _MIB), ("label.png", _MIB))
 
 
-def _samples(total_bytes: int) -> Iterator[Dict[str, Any]]:
-    """The article-shaped samples, slices of one random block (same bytes in every run)."""
+def _random_block() -> memoryview:
     import numpy as np
 
-    block = memoryview(np.random.default_rng(0).bytes(_BLOCK))
+    return memoryview(np.random.default_rng(0).bytes(_BLOCK))
+
+
+def _samples(total_bytes: int, block: memoryview) -> Iterator[Dict[str, Any]]:
+    """The article-shaped samples, slices of ``block`` (same bytes in every run)."""
     offset, index, written = 0, 0, 0
     while written < total_bytes:
         sample: Dict[str, Any] = {"__key__": f"sample_{index:08d}"}
@@ -54,13 +57,12 @@ def _child_shard_writer(settings: Dict[str, Any]) -> Dict[str, Any]:
     from ..writing import ShardWriter
 
     config = S3Config(**settings["config"]) if settings["config"] else None
-    samples = list(_samples(1))  # numpy imported, the block made once, before the clock
-    del samples
+    block = _random_block()  # made before the clock, and counted in the RSS before writing
     rss_before = _peak_rss_mib()
     started = time.perf_counter()
     with ShardWriter(settings["pattern"], max_bytes=settings["max_bytes"], part_size=settings["part_size"],
                      max_in_flight=settings["max_in_flight"], mtime=0, config=config) as writer:
-        for sample in _samples(settings["total_bytes"]):
+        for sample in _samples(settings["total_bytes"], block):
             writer.write(sample)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "bytes": sum(shard.filesize or 0 for shard in writer.shards),
@@ -115,7 +117,7 @@ def _measure(args: argparse.Namespace, server: Any, bucket: str) -> Dict[str, Li
     args.env = {**os.environ, **env}
     with tempfile.TemporaryDirectory(prefix="write-bench-") as folder:
         with ShardWriter(os.path.join(folder, "shard-%06d.tar"), max_bytes=400 * _MIB, mtime=0, write_index=False) as local:
-            for sample in _samples(args.total_mib * _MIB):
+            for sample in _samples(args.total_mib * _MIB, _random_block()):
                 local.write(sample)
         startup = _run_aws(["s3", "ls", f"--endpoint-url={server.endpoint_url}", f"s3://{bucket}/"], args.env)
         print(f"{len(local.urls)} shards, {args.total_mib} MiB; aws CLI start (s3 ls): {startup['seconds']:.2f} s", flush=True)
