@@ -109,3 +109,13 @@ def test_the_index_goes_beside_the_shards_of_a_pattern_at_the_bucket_root(s3_buc
     assert stored.keys() == ["index.json", "shard-0.tar"]
     assert read_shard_index(f"s3://{s3_bucket}/index.json").urls == [f"s3://{s3_bucket}/shard-0.tar"]
     assert stored.body("shard-0.tar")[:5] == b"a.txt"
+
+
+def test_a_buffer_the_caller_refills_after_write_is_written_as_it_was(s3_bucket):
+    buffer = bytearray(b"first" * 1000)
+    with ShardWriter(f"s3://{s3_bucket}/r/shard-%06d.tar", part_size=PART_SIZE) as writer:
+        writer.write({"__key__": "a", "bin": buffer})
+        buffer[:] = b"later" * 1000  # still in the part being filled: the writer kept a copy
+        writer.write({"__key__": "b", "bin": memoryview(buffer)})
+    samples = without_url(wds_pipe(writer.urls, decode=False, shuffle=False))
+    assert [sample["bin"] for sample in samples] == [b"first" * 1000, b"later" * 1000]

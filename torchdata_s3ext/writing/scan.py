@@ -6,10 +6,11 @@ Per S3 shard: one HEAD (size and ETag; every GET after it is pinned to that ETag
 nothing more, and the next GET starts at the first header past it. When the GETs advance less than
 ``DENSE_BYTES_PER_GET`` on average (small members: a GET costs about what reading a megabyte does, at one
 connection's 90 MB/s and S3's first-byte latency), the rest of the shard is read in one ranged pass instead.
-So a shard of ``m`` members of ``s`` bytes on average costs about ``min(m, 3 + ...)`` GETs: ``m`` GETs and
-``m * 64 KiB`` for large members (the article's: 200 GETs, 13 MB for a 420 MB shard), 3 GETs of windows and
-one pass over the rest for small ones. ``full_read=True`` reads every shard in one pass (one GET a part). The
-tail after the last member is checked as the readers check it (``end_of_archive_problem``).
+So a shard of ``m`` large members costs ``m + 1`` GETs of 64 KiB (the article's 420 MB shard: 201 GETs,
+13 MB), and one of small members three windows, then one pass over the rest (8 MiB a GET).
+``full_read=True`` reads every shard in one pass. The last GET reads the tail after the last member, checked
+as the readers check it (``end_of_archive_problem``). Measured in docs/writing.md: headers save the bytes,
+and cost a first-byte wait per member.
 
 The sample count follows the readers' grouping: a sample is a run of members with the same key
 (:func:`~torchdata_s3ext.samples.grouping.split_member_name`, member names normalised as ``load_from_tar()``

@@ -101,6 +101,8 @@ class S3ShardUpload:
     def write(self, chunk: Any) -> None:
         """Add ``chunk`` (bytes-like); each part that fills is handed to the pool (waiting for a slot)."""
         view = memoryview(chunk)
+        if not view.readonly:  # a bytearray the caller may fill again once write() returns: keep a copy
+            view = memoryview(view.tobytes())
         while view.nbytes:
             taken = view[: self.part_size - self._buffered]
             self._chunks.append(taken)
