@@ -119,3 +119,13 @@ def test_a_buffer_the_caller_refills_after_write_is_written_as_it_was(s3_bucket)
         writer.write({"__key__": "b", "bin": memoryview(buffer)})
     samples = without_url(wds_pipe(writer.urls, decode=False, shuffle=False))
     assert [sample["bin"] for sample in samples] == [b"first" * 1000, b"later" * 1000]
+
+
+def test_an_interrupt_mid_shard_aborts_its_upload_and_keeps_the_closed_shards(s3_bucket, stored):
+    with pytest.raises(KeyboardInterrupt):
+        with ShardWriter(f"s3://{s3_bucket}/i/shard-%06d.tar", max_bytes=7 * MIB, part_size=PART_SIZE) as writer:
+            for sample in SAMPLES[:12]:  # the second shard's first part is sent: its upload is open
+                writer.write(sample)
+            raise KeyboardInterrupt
+    assert stored.keys() == ["i/shard-000000.tar"] and stored.open_uploads() == []
+    assert without_url(wds_pipe(f"s3://{s3_bucket}/i/", decode=False, shuffle=False)) == as_written(SAMPLES[:6])
