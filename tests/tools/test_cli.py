@@ -19,6 +19,7 @@ from torchdata_s3ext.testing._s3rver import default_cache_dir
 from torchdata_s3ext.samples.decode import DECODERS
 from torchdata_s3ext.tools.cli import build_parser, main
 from torchdata_s3ext.testing import seed_samples
+from torchdata_s3ext.writing import read_shard_index
 
 TINY = ["--shards", "2", "--samples-per-shard", "3", "--size", "16", "--jobs", "2"]
 QUICK = ["--batch-size", "2", "--batches", "6", "--window", "2", "--time-limit", "60"]
@@ -50,15 +51,18 @@ def test_make_dataset_writes_seeded_shards_to_s3_byte_exact(s3_server, s3_bucket
     assert main(["make-dataset", f"s3://{s3_bucket}/train", *TINY, "--no-progress", "--endpoint-url", s3_server.endpoint_url]) == 0
     client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
     keys = [entry["Key"] for entry in client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
-    assert keys == ["train/shard-000000.tar", "train/shard-000001.tar"]
-    for shard_index, key in enumerate(keys):
+    assert keys == ["train/index.json", "train/shard-000000.tar", "train/shard-000001.tar"]
+    for shard_index, key in enumerate(keys[1:]):
         shard = client.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
         assert _members(shard) == _expected_members(shard_index)
+    index = read_shard_index(f"s3://{s3_bucket}/train/index.json", endpoint_url=s3_server.endpoint_url)
+    assert index.urls == [f"s3://{s3_bucket}/{key}" for key in keys[1:]] and index.sample_counts == [3, 3]
 
 
 def test_make_dataset_writes_a_local_folder_with_the_same_samples(tmp_path):
     assert main(["make-dataset", str(tmp_path / "data"), *TINY, "--no-progress"]) == 0
-    assert sorted(os.listdir(tmp_path / "data")) == ["shard-000000.tar", "shard-000001.tar"]
+    assert sorted(os.listdir(tmp_path / "data")) == ["index.json", "shard-000000.tar", "shard-000001.tar"]
+    assert read_shard_index(str(tmp_path / "data" / "index.json")).sample_counts == [3, 3]
     assert _members((tmp_path / "data" / "shard-000001.tar").read_bytes()) == _expected_members(1)
 
 

@@ -14,6 +14,8 @@ Each pipe builds its stage over its source's (our pipes') stage, or over the for
 pipe that is iterated builds the whole chain, once per process.
 """
 import functools
+import pickle
+import warnings
 from typing import Any, Optional, Type
 
 from torch.utils.data.datapipes.datapipe import IterDataPipe
@@ -52,9 +54,13 @@ def sharded(source: Any, ranks: Ranks = None) -> Any:
     """``source``, with torch's ``sharding_filter`` in it (if any) told which reader this process is, as
     ``DataLoader`` does for a dataset that is an ``IterDataPipe``: it does not for ours, which a datapipe of
     torch's before them would then give every reader whole."""
-    if isinstance(source, IterDataPipe):
-        reader, readers = current_reader(ranks)
-        apply_sharding(source, readers, reader)
+    reader, readers = current_reader(ranks)
+    if isinstance(source, IterDataPipe) and readers > 1:  # (one reader: nothing to tell)
+        try:
+            apply_sharding(source, readers, reader)
+        except (TypeError, AttributeError, pickle.PicklingError) as error:  # torch walks the graph by pickling it
+            warnings.warn(f"the datapipes before {type(source).__name__} do not pickle ({error}): a sharding_filter() "
+                          "among them, if any, was not told which reader this process is", stacklevel=3)
     return source
 
 

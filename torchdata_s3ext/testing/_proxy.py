@@ -4,7 +4,8 @@ Faults, on a schedule over GET requests that carry an object body: ``503 SlowDow
 after N body bytes, stalls, black holes (the request taken, nothing ever sent back), and restarts (every open
 connection cut mid-body, then the proxy listens again on the same port, as a server restarting does). Link
 emulation: a per-connection bandwidth cap and a delay to the first byte, as real S3 behaves (about 90 MB/s
-and tens of milliseconds per connection).
+and tens of milliseconds per connection). Uploads (PUT and POST) have faults of their own: see
+:class:`UploadFaultPlan`.
 """
 import dataclasses
 import http.client
@@ -13,10 +14,10 @@ import re
 import socket
 import threading
 import time
-from typing import Optional, Set
+from typing import Optional, Set, Tuple
 from urllib.parse import urlsplit
 
-__all__ = ["FaultPlan", "S3Proxy"]
+__all__ = ["FaultPlan", "S3Proxy", "UploadFaultPlan"]
 
 _CHUNK = 64 << 10
 _RANGE_START = re.compile(r"^bytes=(\d+)-")
@@ -54,9 +55,13 @@ class FaultPlan:
 class S3Proxy:
     """``with S3Proxy(upstream_endpoint, FaultPlan(cut_every=5)) as proxy:`` then use ``proxy.endpoint_url``."""
 
-    def __init__(self, upstream_endpoint: str, plan: Optional[FaultPlan] = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, upstream_endpoint: str, plan: Optional[FaultPlan] = None, host: str = "127.0.0.1",
+                 upload_plan: Optional["UploadFaultPlan"] = None) -> None:
         self.upstream = urlsplit(upstream_endpoint)
         self.plan = plan or FaultPlan()
+        self.upload_plan = upload_plan  # faults of uploads: see the block "Upload faults" at the end
+        self.uploads = 0
+        self.upload_faults = 0
         self.host = host
         self.object_gets = 0
         self.faults_injected = 0
@@ -119,6 +124,8 @@ class S3Proxy:
                     self.close_connection = True  # the client hung up mid-body: its business, not an error
 
             def _forward(self) -> None:
+                if proxy.upload_plan is not None and _fault_upload(self, proxy):  # see "Upload faults" below
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
@@ -239,3 +246,95 @@ class S3Proxy:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+# ---- Upload faults -------------------------------------------------------------------------------------------
+# PUT and POST requests (PutObject, UploadPart, CreateMultipartUpload, CompleteMultipartUpload): a plan and
+# counters of their own, reached through one line at the top of the handler's _forward.
+
+_UPLOAD_ID = re.compile(r"[?&]uploadId=")
+
+
+@dataclasses.dataclass
+class UploadFaultPlan:
+    """What to do to uploads: every ``slow_down_every``-th is answered ``503 SlowDown`` (its body read, the
+    server never reached); every ``cut_every``-th has its connection cut after ``cut_after_bytes`` bytes of its
+    body (the server never reached); every ``lost_answer_every``-th reaches the server, which acts on it, and
+    the answer is dropped as the connection is cut (a retried complete then meets ``NoSuchUpload``).
+    ``operations`` names the requests that count, of ``"put"`` (PutObject), ``"part"`` (UploadPart),
+    ``"create"`` and ``"complete"`` (of a multipart upload); ``max_faults`` bounds the faults (``None``: no
+    bound). Requests are numbered in the order the proxy reads their headers; ``S3Proxy.uploads`` counts them
+    and ``S3Proxy.upload_faults`` the faults."""
+
+    slow_down_every: int = 0
+    cut_every: int = 0
+    cut_after_bytes: int = 1000
+    lost_answer_every: int = 0
+    operations: Tuple[str, ...] = ("put", "part", "create", "complete")
+    max_faults: Optional[int] = None
+
+
+def _upload_operation(command: str, path: str) -> Optional[str]:
+    """Which upload a request is, by S3's REST API: ``None`` for every other request (GETs, an abort, ...)."""
+    if command == "PUT":
+        return "part" if _UPLOAD_ID.search(path) else "put"
+    if command == "POST":
+        return "complete" if _UPLOAD_ID.search(path) else "create" if re.search(r"[?&]uploads(=|&|$)", path) else None
+    return None
+
+
+def _next_upload_fault(proxy: S3Proxy, operation: str) -> Optional[str]:
+    plan = proxy.upload_plan
+    assert plan is not None
+    if operation not in plan.operations:
+        return None
+    with proxy._lock:
+        proxy.uploads += 1
+        if plan.max_faults is not None and proxy.upload_faults >= plan.max_faults:
+            return None
+        for fault, every in (("slow_down", plan.slow_down_every), ("cut", plan.cut_every),
+                             ("lost_answer", plan.lost_answer_every)):
+            if every and proxy.uploads % every == 0:
+                proxy.upload_faults += 1
+                return fault
+    return None
+
+
+def _hang_up(handler: http.server.BaseHTTPRequestHandler) -> None:
+    handler.close_connection = True
+    try:
+        handler.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already cut
+
+
+def _fault_upload(handler: http.server.BaseHTTPRequestHandler, proxy: S3Proxy) -> bool:
+    """Apply the upload plan to this request: ``True`` when it was faulted (and answered, or cut), ``False``
+    to let the handler forward it as usual."""
+    operation = _upload_operation(handler.command, handler.path)
+    fault = _next_upload_fault(proxy, operation) if operation else None
+    if fault is None:
+        return False
+    length = int(handler.headers.get("Content-Length") or 0)
+    if fault == "cut":
+        handler.rfile.read(min(length, proxy.upload_plan.cut_after_bytes))  # type: ignore[union-attr]
+        _hang_up(handler)
+        return True
+    body = handler.rfile.read(length) if length else None
+    if fault == "slow_down":
+        handler.send_response(503)
+        handler.send_header("Content-Type", "application/xml")
+        handler.send_header("Content-Length", str(len(_SLOW_DOWN)))
+        handler.end_headers()
+        handler.wfile.write(_SLOW_DOWN)
+        return True
+    upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+    try:
+        headers = {name: value for name, value in handler.headers.items() if name.lower() != "connection"}
+        upstream.request(handler.command, handler.path, body=body, headers=headers)
+        upstream.getresponse().read()  # the server acted on it; its answer goes nowhere
+    finally:
+        upstream.close()
+    _hang_up(handler)
+    return True
+# ---- end of upload faults ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any, List, Optional
 
 from .cli_checks import answering_mistakes, check_arguments
 from .cli_parser import build_parser
+from .writing_cli import WRITING_COMMANDS
 
 __all__ = ["main", "build_parser", "s3_config", "dataset_spec"]
 
@@ -61,7 +62,7 @@ def _demo(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
-COMMANDS = {"make-dataset": _make_dataset, "bench": _bench, "serve": _serve, "demo": _demo}
+COMMANDS = {"make-dataset": _make_dataset, "bench": _bench, "serve": _serve, "demo": _demo, **WRITING_COMMANDS}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -12,6 +12,7 @@ from .bench.decoders import JPEG_ROW
 from .bench.link import LINKS
 from .bench.methods import DECODE_SAMPLES, NO_DECODE, RANGED_BACKENDS
 from .cli_checks import bucket_name, cpu_list, png_decoder_name
+from .writing_cli import add_writing_commands
 
 __all__ = ["build_parser", "DEFAULT_OUT", "SERVERS"]
 
@@ -165,4 +166,5 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_options(demo, batches=100, window=10, num_workers=2)
     _add_dataset_options(demo, shards=4, samples=20, size=256)
     demo.set_defaults(server="moto", src=None, endpoint_url=None, region=None, profile=None, anonymous=False)
+    add_writing_commands(add_command, _add_s3_options)
     return parser

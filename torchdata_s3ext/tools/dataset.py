@@ -1,16 +1,19 @@
 """Write the article's synthetic WebDataset (random RGB PNG image + random uint8 PNG label per sample) to a
-local folder or to S3, shards in parallel, each shard streamed sample by sample so memory stays flat."""
+local folder or to S3 with its index, shards in parallel, each shard streamed sample by sample so memory stays
+flat."""
 import concurrent.futures
 import dataclasses
 import os
-import tempfile
 import threading
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .._config import S3Config
 from ..s3.url import is_s3_url, local_path, parse_s3_url
-from ..testing import seed_samples, write_tar
+from ..testing import seed_samples
 from ..testing._shards import Sample
+from ..writing.index import ShardRecord, index_url_beside, write_shard_index
+from ..writing.upload import MAX_PARTS
+from ..writing.writer import DEFAULT_PART_SIZE, ShardWriter
 
 __all__ = ["DatasetSpec", "shard_name", "shard_urls", "write_dataset", "upload_shards"]
 
@@ -57,27 +60,16 @@ def shard_urls(dest: str, num_shards: int) -> List[str]:
     return [_join(dest, shard_name(index)) for index in range(num_shards)]
 
 
-def _counted(samples: Iterator[Sample], on_sample: Callable[[], None]) -> Iterator[Sample]:
-    for sample in samples:
-        yield sample
-        on_sample()
-
-
-def _write_local_shard(path: str, samples: Iterator[Sample]) -> None:
-    # Written under a temporary name and renamed, so a reader never sees half a shard.
-    partial = path + ".part"
-    with open(partial, "wb") as shard_file:
-        write_tar(shard_file, samples)  # type: ignore[arg-type]
-    os.replace(partial, path)
-
-
-def _upload_shard(url: str, samples: Iterator[Sample], client: Any, spool_dir: Optional[str]) -> None:
-    # Spooled to a temporary file (disk, not RAM) so a failure mid-shard never leaves a short object in S3;
-    # upload_file then sends it as a parallel multipart upload.
-    with tempfile.NamedTemporaryFile(prefix="shard-", suffix=".tar", dir=spool_dir) as spool:
-        write_tar(spool, samples)  # type: ignore[arg-type]
-        spool.flush()
-        _upload_file(client, spool.name, url)
+def _write_shards(pattern: str, spec: DatasetSpec, shard_indexes: range, config: S3Config,
+                  on_sample: Callable[[], None]) -> Dict[int, ShardRecord]:
+    """Shards ``shard_indexes`` of ``spec``, in order, through one writer: each full at ``samples_per_shard``."""
+    with ShardWriter(pattern, MAX_PARTS * DEFAULT_PART_SIZE, spec.samples_per_shard, shard_numbers=iter(shard_indexes),
+                     write_index=False, config=config) as writer:
+        for shard_index in shard_indexes:
+            for key, fields in spec.shard_samples(shard_index):
+                writer.write({"__key__": key, **fields})
+                on_sample()
+    return writer.shards_by_number
 
 
 def _upload_file(client: Any, path: str, url: str) -> None:
@@ -110,32 +102,22 @@ def _check_bucket(dest: str, client: Any, config: S3Config) -> None:
 
 
 def write_dataset(
-    dest: str,
-    spec: DatasetSpec,
-    config: Optional[S3Config] = None,
-    jobs: int = 2,
-    progress: bool = True,
-    spool_dir: Optional[str] = None,
+    dest: str, spec: DatasetSpec, config: Optional[S3Config] = None, jobs: int = 2, progress: bool = True,
 ) -> List[str]:
-    """Write ``spec``'s shards (``shard-000000.tar`` ...) under ``dest`` (a folder or ``s3://bucket/prefix``).
+    """Write ``spec``'s shards (``shard-000000.tar`` ...) and their ``index.json`` under ``dest`` (a folder or
+    ``s3://bucket/prefix``), streamed by :class:`~torchdata_s3ext.writing.ShardWriter`.
 
-    ``jobs`` shards are made at once, each one sample at a time; returns the shard URLs (or paths) in order.
+    ``jobs`` writers at once, writer ``j`` making shards ``j``, ``j + jobs``, ... one sample at a time; returns
+    the shard URLs (or paths) in order.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
-    urls = shard_urls(dest, spec.num_shards)
+    resolved = (config or S3Config()).resolved()
     if is_s3_url(dest):
         from ..s3.clients import boto3_client
 
-        resolved = (config or S3Config()).resolved()
-        client = boto3_client(resolved)
-        _check_bucket(dest, client, resolved)
-
-        def write_shard(url: str, samples: Iterator[Sample]) -> None:
-            _upload_shard(url, samples, client, spool_dir)
-    else:
-        os.makedirs(local_path(dest), exist_ok=True)
-        write_shard = _write_local_shard
+        _check_bucket(dest, boto3_client(resolved), resolved)
+    pattern = _join(dest.replace("%", "%%"), "shard-%06d.tar")
 
     from tqdm.auto import tqdm
 
@@ -147,10 +129,10 @@ def write_dataset(
                 bar.update(1)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [
-                pool.submit(write_shard, url, _counted(spec.shard_samples(index), on_sample))
-                for index, url in enumerate(urls)
-            ]
-            for future in futures:
-                future.result()
-    return urls
+            futures = [pool.submit(_write_shards, pattern, spec, range(first, spec.num_shards, jobs), resolved, on_sample)
+                       for first in range(min(jobs, spec.num_shards))]
+        shards: Dict[int, ShardRecord] = {}
+        for future in futures:
+            shards.update(future.result())
+    write_shard_index(index_url_beside(pattern), [shards[number] for number in sorted(shards)], resolved)
+    return [shards[number].url for number in sorted(shards)]
