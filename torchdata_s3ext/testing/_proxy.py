@@ -1,25 +1,34 @@
-"""An HTTP proxy on 127.0.0.1 in front of an S3 endpoint that injects S3's faults or emulates its link.
+"""An HTTP proxy on 127.0.0.1 in front of an S3 endpoint that injects S3's faults, lies about lengths, or
+emulates its link.
 
-Faults, on a schedule over GET requests that carry an object body: ``503 SlowDown`` answers, connections cut
-after N body bytes, stalls, black holes (the request taken, nothing ever sent back), and restarts (every open
-connection cut mid-body, then the proxy listens again on the same port, as a server restarting does). Link
-emulation: a per-connection bandwidth cap and a delay to the first byte, as real S3 behaves (about 90 MB/s
-and tens of milliseconds per connection).
+Faults, on a schedule over the requests of the kinds asked for (object GETs that carry a body by default;
+object HEADs and bucket LISTs too): ``503 SlowDown`` answers, connections cut after N body bytes, stalls,
+black holes (the request taken, nothing ever sent back), and restarts (every open connection cut mid-body,
+then the proxy listens again on the same port, as a server restarting does). Lying lengths, on every request:
+bodies shorter or longer than their ``Content-Length`` or range says, and HEADs and listings that give each
+object another size than its GETs deliver. Link emulation: a per-connection bandwidth cap and a delay to the
+first byte, as real S3 behaves (about 90 MB/s and tens of milliseconds per connection).
 """
 import dataclasses
 import http.client
 import http.server
+import io
+import multiprocessing
+import multiprocessing.connection
 import re
 import socket
 import threading
 import time
-from typing import Optional, Set
+from typing import Dict, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
-__all__ = ["FaultPlan", "S3Proxy"]
+__all__ = ["FaultPlan", "S3Proxy", "S3ProxyProcess"]
 
 _CHUNK = 64 << 10
 _RANGE_START = re.compile(r"^bytes=(\d+)-")
+_LISTED_SIZE = re.compile(rb"<Size>(\d+)</Size>")
+#: the request kinds a plan can fault
+KINDS = ("GET", "HEAD", "LIST")
 _SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"
@@ -28,14 +37,21 @@ _SLOW_DOWN = (
 
 @dataclasses.dataclass
 class FaultPlan:
-    """What to do to object GETs: every ``slow_down_every``-th answers 503 SlowDown; every ``cut_every``-th
-    is cut after ``cut_after_bytes`` body bytes; every ``stall_every``-th stalls ``stall_seconds`` mid-body;
-    every ``black_hole_every``-th is answered with nothing at all, its connection held open for
-    ``black_hole_seconds`` and then closed; at every ``restart_every``-th the proxy restarts after
-    ``cut_after_bytes`` body bytes (see :meth:`S3Proxy.restart`). Only GETs of a range starting at byte
-    ``faults_from_byte`` or later are faulted (a client's later parts or a resumed read; 0: every GET), and
-    ``max_faults`` bounds the total number of faults injected (``None``: no bound). GETs are numbered in the
-    order the upstream answers them."""
+    """What to do to requests of the ``fault_kinds`` (``"GET"``: object GETs that carry a body; ``"HEAD"``:
+    object and bucket HEADs; ``"LIST"``: bucket GETs, listings): every ``slow_down_every``-th answers 503
+    SlowDown; every ``cut_every``-th is cut after ``cut_after_bytes`` body bytes; every ``stall_every``-th
+    stalls ``stall_seconds`` mid-body (after its first 64 KiB chunk, or after ``stall_after_bytes`` body bytes
+    when given; a HEAD, which has no body, before its answer); every ``black_hole_every``-th is answered with
+    nothing at all, its connection held open for ``black_hole_seconds`` and then closed; at every
+    ``restart_every``-th the proxy restarts after ``cut_after_bytes`` body bytes (see :meth:`S3Proxy.restart`).
+    Only GETs of a range starting at byte ``faults_from_byte`` or later are faulted (a client's later parts or
+    a resumed read; 0: every GET), and ``max_faults`` bounds the total number of faults injected (``None``: no
+    bound). Requests are numbered in the order the upstream answers them.
+
+    Lying lengths, on every answer, outside the schedule: an object GET's body ends ``body_shortfall`` bytes
+    before its ``Content-Length`` (then the connection is closed), or carries ``body_surplus`` bytes more than
+    the range asked for (NULs, counted in its ``Content-Length``; its ``Content-Range`` unchanged); HEADs and
+    listings give each object's size ``head_size_offset`` bytes off what its GETs deliver."""
 
     slow_down_every: int = 0
     cut_every: int = 0
@@ -49,6 +65,63 @@ class FaultPlan:
     max_faults: Optional[int] = None
     bandwidth_bytes_per_s: Optional[float] = None
     first_byte_latency_s: float = 0.0
+    fault_kinds: Tuple[str, ...] = ("GET",)
+    stall_after_bytes: Optional[int] = None
+    body_shortfall: int = 0
+    body_surplus: int = 0
+    head_size_offset: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.fault_kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown request kinds {sorted(unknown)}; valid kinds: {', '.join(KINDS)}")
+        if self.body_shortfall < 0 or self.body_surplus < 0:
+            raise ValueError("body_shortfall and body_surplus are byte counts, 0 or more")
+
+
+def _request_kind(method: str, path: str) -> str:
+    """``"GET"`` for an object GET, ``"LIST"`` for a bucket GET (path-style addressing), ``"HEAD"``, or the
+    method of any other request."""
+    if method == "GET":
+        return "GET" if "/" in urlsplit(path).path.strip("/") else "LIST"
+    return method
+
+
+class _LyingBody:
+    """The body an answer of ``kind`` sends under ``plan``'s lying lengths, read as ``read(n)``, and the
+    ``Content-Length`` it announces (``None``: the upstream's)."""
+
+    def __init__(self, plan: FaultPlan, kind: str, response: http.client.HTTPResponse) -> None:
+        self._response = response
+        self._surplus = 0
+        self._limit: Optional[int] = None
+        self.announced: Optional[int] = None
+        self.ends_short = False
+        length = response.getheader("Content-Length")
+        if response.status not in (200, 206) or length is None:
+            return
+        if kind == "GET" and (plan.body_shortfall or plan.body_surplus):
+            self._surplus = plan.body_surplus
+            self._limit = max(0, int(length) - plan.body_shortfall)
+            self.ends_short = plan.body_shortfall > 0
+            self.announced = int(length) + plan.body_surplus
+        elif kind == "HEAD" and plan.head_size_offset:
+            self.announced = max(0, int(length) + plan.head_size_offset)
+        elif kind == "LIST" and plan.head_size_offset:
+            listing = _LISTED_SIZE.sub(lambda m: b"<Size>%d</Size>" % max(0, int(m.group(1)) + plan.head_size_offset),
+                                       response.read())
+            self._response = io.BytesIO(listing)  # type: ignore[assignment]
+            self.announced = len(listing)
+
+    def read(self, size: int) -> bytes:
+        if self._limit is not None:
+            size = min(size, self._limit)
+        chunk = self._response.read(size)
+        if self._limit is not None:
+            self._limit -= len(chunk)
+        if not chunk and self._surplus:
+            chunk, self._surplus = b"\0" * self._surplus, 0
+        return chunk
 
 
 class S3Proxy:
@@ -59,6 +132,7 @@ class S3Proxy:
         self.plan = plan or FaultPlan()
         self.host = host
         self.object_gets = 0
+        self.faulted_kind_requests = 0  # the requests of the plan's fault_kinds, numbered for its schedule
         self.faults_injected = 0
         self.restarts = 0
         self._lock = threading.Lock()
@@ -72,15 +146,19 @@ class S3Proxy:
         assert self._port, "the proxy is not started"
         return f"http://{self.host}:{self._port}"
 
-    def _next_fault(self, range_start: int) -> Optional[str]:
-        """Count an object GET (of bytes from ``range_start`` on) and decide its fault, if any."""
+    def _next_fault(self, kind: str, range_start: int) -> Optional[str]:
+        """Count a request of ``kind`` (a GET of bytes from ``range_start`` on) and decide its fault, if any."""
         plan = self.plan
         with self._lock:
-            self.object_gets += 1
-            number = self.object_gets
+            if kind == "GET":
+                self.object_gets += 1
+            if kind not in plan.fault_kinds:
+                return None
+            self.faulted_kind_requests += 1
+            number = self.faulted_kind_requests
             if plan.max_faults is not None and self.faults_injected >= plan.max_faults:
                 return None
-            if range_start < plan.faults_from_byte:
+            if kind == "GET" and range_start < plan.faults_from_byte:
                 return None
             schedule = (("slow_down", plan.slow_down_every), ("cut", plan.cut_every), ("stall", plan.stall_every),
                         ("black_hole", plan.black_hole_every), ("restart", plan.restart_every))
@@ -125,10 +203,11 @@ class S3Proxy:
                 headers = {name: value for name, value in self.headers.items() if name.lower() != "connection"}
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 response = upstream.getresponse()
+                kind = _request_kind(self.command, self.path)
                 fault = None
-                if self.command == "GET" and response.status in (200, 206):
+                if response.status in (200, 206) and kind in KINDS:
                     range_start = _RANGE_START.match(self.headers.get("Range") or "")
-                    fault = proxy._next_fault(int(range_start.group(1)) if range_start else 0)
+                    fault = proxy._next_fault(kind, int(range_start.group(1)) if range_start else 0)
                 if fault == "slow_down":
                     response.read()
                     upstream.close()
@@ -138,16 +217,22 @@ class S3Proxy:
                     self.end_headers()
                     self.wfile.write(_SLOW_DOWN)
                     return
-                if fault == "black_hole":
+                if fault == "black_hole" or (fault == "stall" and kind == "HEAD"):
                     response.read()
                     upstream.close()
-                    proxy._stopping.wait(proxy.plan.black_hole_seconds)  # the request taken, nothing sent back
-                    self._hang_up()
-                    return
+                    if fault == "black_hole":  # the request taken, nothing sent back
+                        proxy._stopping.wait(proxy.plan.black_hole_seconds)
+                        self._hang_up()
+                        return
+                    proxy._stopping.wait(proxy.plan.stall_seconds)  # a HEAD has no body: its answer is late
+                    fault = None
+                lying = _LyingBody(proxy.plan, kind, response)
                 if proxy.plan.first_byte_latency_s:
                     time.sleep(proxy.plan.first_byte_latency_s)
                 self.send_response(response.status)
                 for name, value in response.getheaders():
+                    if name.lower() == "content-length" and lying.announced is not None:
+                        value = str(lying.announced)
                     if name.lower() not in ("connection", "transfer-encoding"):
                         self.send_header(name, value)
                 self.end_headers()
@@ -155,34 +240,45 @@ class S3Proxy:
                     upstream.close()
                     return
                 try:
-                    self._copy_body(response, fault)
+                    self._copy_body(lying, fault)
                 finally:
                     upstream.close()
                     if fault == "restart":  # even if the client hung up first: the restart was due
                         proxy.restart()
 
-            def _copy_body(self, response: http.client.HTTPResponse, fault: Optional[str]) -> None:
+            def _copy_body(self, body: "_LyingBody", fault: Optional[str]) -> None:
+                plan = proxy.plan
                 sent = 0
                 started = time.monotonic()
-                rate = proxy.plan.bandwidth_bytes_per_s
+                rate = plan.bandwidth_bytes_per_s
+                cut_at = plan.cut_after_bytes if fault in ("cut", "restart") else None
+                stall_at = (_CHUNK if plan.stall_after_bytes is None else plan.stall_after_bytes) if fault == "stall" else None
                 while True:
-                    chunk = response.read(_CHUNK)
+                    chunk = body.read(_CHUNK)
                     if not chunk:
-                        return
-                    if fault in ("cut", "restart") and sent + len(chunk) >= proxy.plan.cut_after_bytes:
-                        self.wfile.write(chunk[: max(0, proxy.plan.cut_after_bytes - sent)])
+                        break
+                    if cut_at is not None and sent + len(chunk) >= cut_at:
+                        self.wfile.write(chunk[: max(0, cut_at - sent)])
                         self.wfile.flush()
                         self._hang_up()  # a restart cuts every other connection too, once this GET ends
                         return
-                    if fault == "stall" and sent > 0:
-                        time.sleep(proxy.plan.stall_seconds)
-                        fault = None
+                    if stall_at is not None and sent + len(chunk) > stall_at:
+                        before = chunk[: max(0, stall_at - sent)]
+                        self.wfile.write(before)
+                        self.wfile.flush()
+                        sent += len(before)
+                        chunk = chunk[len(before):]
+                        proxy._stopping.wait(plan.stall_seconds)
+                        stall_at = None
                     self.wfile.write(chunk)
                     sent += len(chunk)
                     if rate:
                         ahead = sent / rate - (time.monotonic() - started)
                         if ahead > 0:
                             time.sleep(ahead)
+                if body.ends_short:
+                    self.wfile.flush()
+                    self._hang_up()
 
             def _hang_up(self) -> None:
                 self.close_connection = True
@@ -239,3 +335,68 @@ class S3Proxy:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class S3ProxyProcess:
+    """An :class:`S3Proxy` in a process of its own, for a client that holds the GIL while it waits for the
+    network (torchdata's native S3 handler holds it for a whole download), which an in-process proxy could
+    then never answer. ``endpoint_url``, ``object_gets`` and ``faults_injected`` as :class:`S3Proxy` has them."""
+
+    def __init__(self, upstream_endpoint: str, plan: Optional[FaultPlan] = None, startup_timeout: float = 60.0) -> None:
+        self.upstream_endpoint = upstream_endpoint
+        self.plan = plan or FaultPlan()
+        self.startup_timeout = startup_timeout
+        self.endpoint_url = ""
+        self._process: Optional[multiprocessing.process.BaseProcess] = None
+        self._connection: Optional[multiprocessing.connection.Connection] = None
+
+    def start(self) -> "S3ProxyProcess":
+        context = multiprocessing.get_context("spawn")  # no inherited client, lock or thread
+        self._connection, child_end = context.Pipe()
+        self._process = context.Process(target=_serve_in_process, args=(self.upstream_endpoint, self.plan, child_end),
+                                        name="s3-proxy", daemon=True)
+        self._process.start()
+        if not self._connection.poll(self.startup_timeout):
+            self.stop()
+            raise TimeoutError(f"the proxy process did not start within {self.startup_timeout} s")
+        self.endpoint_url = self._connection.recv()
+        return self
+
+    def _counts(self) -> Dict[str, int]:
+        assert self._connection is not None, "the proxy is not started"
+        self._connection.send("counts")
+        return self._connection.recv()
+
+    @property
+    def object_gets(self) -> int:
+        return self._counts()["object_gets"]
+
+    @property
+    def faults_injected(self) -> int:
+        return self._counts()["faults_injected"]
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            self._connection.send("stop")  # type: ignore[union-attr]
+        except OSError:
+            pass  # it has ended already
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+    def __enter__(self) -> "S3ProxyProcess":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _serve_in_process(upstream_endpoint: str, plan: FaultPlan, connection: "multiprocessing.connection.Connection") -> None:
+    with S3Proxy(upstream_endpoint, plan) as proxy:
+        connection.send(proxy.endpoint_url)
+        while connection.recv() != "stop":
+            connection.send({"object_gets": proxy.object_gets, "faults_injected": proxy.faults_injected})
