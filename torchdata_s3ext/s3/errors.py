@@ -159,6 +159,9 @@ def botocore_errors_translated(url: str, config: S3Config) -> Iterator[None]:
         ResponseStreamingError,
     )
 
+    from urllib3.exceptions import ProtocolError
+    from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
+
     try:
         yield
     except ClientError as error:
@@ -167,9 +170,9 @@ def botocore_errors_translated(url: str, config: S3Config) -> Iterator[None]:
         raise translate_client_error(url, code, info.get("Message")) from error
     except (EndpointConnectionError, ConnectTimeoutError) as error:
         raise unreachable_endpoint(url, config.endpoint_url, error) from error
-    except ReadTimeoutError as error:
+    except (ReadTimeoutError, Urllib3ReadTimeout) as error:
         raise Stalled(errno.ETIMEDOUT, f"nothing received for read_timeout={config.read_timeout:g} s ({error})", url) from error
-    except (ConnectionClosedError, IncompleteReadError, ResponseStreamingError) as error:
+    except (ConnectionClosedError, IncompleteReadError, ResponseStreamingError, ProtocolError) as error:
         raise ConnectionBroken(errno.ECONNRESET, f"connection broken ({error})", url) from error
     except NoCredentialsError as error:
         raise PermissionError(f"no AWS credentials found for {url} (set a profile, the AWS_* variables, or anonymous=True)") from error

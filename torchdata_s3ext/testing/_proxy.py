@@ -1,8 +1,8 @@
 """An HTTP proxy on 127.0.0.1 in front of an S3 endpoint that injects S3's faults, lies about lengths, or
 emulates its link.
 
-Faults, on a schedule over the requests of the kinds asked for (object GETs that carry a body by default;
-object HEADs and bucket LISTs too): ``503 SlowDown`` answers, connections cut after N body bytes, stalls,
+Faults, on a schedule over the requests of the kinds asked for (GETs that carry a body, objects' and
+listings', by default; HEADs too): ``503 SlowDown`` answers, connections cut after N body bytes, stalls,
 black holes (the request taken, nothing ever sent back), and restarts (every open connection cut mid-body,
 then the proxy listens again on the same port, as a server restarting does). Lying lengths, on every request:
 bodies shorter or longer than their ``Content-Length`` or range says, and HEADs and listings that give each
@@ -37,8 +37,8 @@ _SLOW_DOWN = (
 
 @dataclasses.dataclass
 class FaultPlan:
-    """What to do to requests of the ``fault_kinds`` (``"GET"``: object GETs that carry a body; ``"HEAD"``:
-    object and bucket HEADs; ``"LIST"``: bucket GETs, listings): every ``slow_down_every``-th answers 503
+    """What to do to requests of the ``fault_kinds`` (``"GET"``: object GETs; ``"LIST"``: bucket GETs, listings;
+    by default both, every GET that carries a body; ``"HEAD"``: object and bucket HEADs): every ``slow_down_every``-th answers 503
     SlowDown; every ``cut_every``-th is cut after ``cut_after_bytes`` body bytes; every ``stall_every``-th
     stalls ``stall_seconds`` mid-body (after its first 64 KiB chunk, or after ``stall_after_bytes`` body bytes
     when given; a HEAD, which has no body, before its answer); every ``black_hole_every``-th is answered with
@@ -65,7 +65,7 @@ class FaultPlan:
     max_faults: Optional[int] = None
     bandwidth_bytes_per_s: Optional[float] = None
     first_byte_latency_s: float = 0.0
-    fault_kinds: Tuple[str, ...] = ("GET",)
+    fault_kinds: Tuple[str, ...] = ("GET", "LIST")
     stall_after_bytes: Optional[int] = None
     body_shortfall: int = 0
     body_surplus: int = 0
@@ -150,8 +150,8 @@ class S3Proxy:
         """Count a request of ``kind`` (a GET of bytes from ``range_start`` on) and decide its fault, if any."""
         plan = self.plan
         with self._lock:
-            if kind == "GET":
-                self.object_gets += 1
+            if kind in ("GET", "LIST"):
+                self.object_gets += 1  # every GET answered with a body, as the name has always counted
             if kind not in plan.fault_kinds:
                 return None
             self.faulted_kind_requests += 1

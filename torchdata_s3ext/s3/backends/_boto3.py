@@ -96,7 +96,7 @@ def open_url(
         return RangedReader(url, head.size, fetch_into=parts.fetch_into, start=start, end=end)  # type: ignore[return-value]
     first_end = start + part_size if end is None else min(start + part_size, end)
     try:
-        first = call_with_retries(url, config.max_attempts, lambda: parts.get(start, first_end), position=lambda: start)
+        first = call_with_retries(url, config.max_attempts, lambda: parts.get(start, first_end))
     except OSError as error:
         if "InvalidRange" not in str(error):
             raise

@@ -71,8 +71,7 @@ def open_url(
     location = parse_s3_url(url)
     path = f"{location.bucket}/{location.key}"
     filesystem = s3fs_filesystem(config)
-    info = call_with_retries(url, config.max_attempts, lambda: _named(url, config, lambda: filesystem.info(path)),
-                             position=lambda: start)
+    info = call_with_retries(url, config.max_attempts, lambda: _named(url, config, lambda: filesystem.info(path)))
     pin = VersionPin(url, info.get("ETag") or None, info["size"])
 
     def fetch(start: int, end: int) -> bytes:
@@ -80,6 +79,6 @@ def open_url(
             with pin.applied():
                 return check_part_length(url, filesystem.cat_file(path, start=start, end=end), start, end)
 
-        return call_with_retries(url, config.max_attempts, lambda: _named(url, config, fetch_once), position=lambda: start)
+        return call_with_retries(url, config.max_attempts, lambda: _named(url, config, fetch_once))
 
     return RangedReader(url, info["size"], fetch, part_size, concurrency, start=start, end=end)  # type: ignore[return-value]

@@ -32,13 +32,13 @@ def open_url(
         with botocore_errors_translated(url, config), pin.applied():
             return iopath_path_manager(config).open(url, "rb", read_chunk_size=part_size, **open_kwargs)
 
-    stream = call_with_retries(url, config.max_attempts, open_stream, position=lambda: start)
+    stream = call_with_retries(url, config.max_attempts, open_stream)
 
     def fetch(start: int, end: int) -> bytes:
         def read_range() -> bytes:
             with botocore_errors_translated(url, config), pin.applied():
                 return check_part_length(url, iopath_read_range(stream, start, end), start, end)
 
-        return call_with_retries(url, config.max_attempts, read_range, position=lambda: start)
+        return call_with_retries(url, config.max_attempts, read_range)
 
     return RangedReader(url, stream.length, fetch, part_size, concurrency, start=start, end=end)  # type: ignore[return-value]

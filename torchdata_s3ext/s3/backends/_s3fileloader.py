@@ -116,7 +116,7 @@ def open_url(
         check_content(url, data, head)
         return data
 
-    whole = io.BytesIO(call_with_retries(url, config.max_attempts, read_whole_object, position=lambda: start))
+    whole = io.BytesIO(call_with_retries(url, config.max_attempts, read_whole_object))
     if is_whole(start, end):
         return whole
     return ByteRange(url, whole, *clamp_range(start, end, head.size), seekable=True)  # type: ignore[return-value]

@@ -199,7 +199,7 @@ def open_url(
     check_range(url, start, end)
     location = parse_s3_url(url)
     client = crt_client(config, part_size)
-    head = call_with_retries(url, config.max_attempts, lambda: _head(url, config, client, location), position=lambda: start)
+    head = call_with_retries(url, config.max_attempts, lambda: _head(url, config, client, location))
     start, end = clamp_range(start, end, head.size)
     if start == end:  # no byte to GET (a zero-byte object, or an empty range)
         return empty_range(url, start)  # type: ignore[return-value]
