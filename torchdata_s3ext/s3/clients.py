@@ -16,7 +16,8 @@ from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tupl
 from .._config import S3Config
 from . import compat
 from .environ import scoped_environ
-from .errors import WrongLength
+from .errors import WrongLength, botocore_errors_translated
+from .retry import call_with_retries
 from .stats import count_botocore_requests
 
 __all__ = [
@@ -233,14 +234,14 @@ def s3fs_filesystem(config: S3Config) -> Any:
 
 def iopath_path_manager(config: S3Config) -> Any:
     """This process's iopath ``PathManager`` whose S3 handler uses our boto3 client for ``config`` (iopath
-    would otherwise build its own from a named profile, "saml" by default), without botocore's retries: the
-    backend retries each of iopath's calls itself."""
+    would otherwise build its own from a named profile, "saml" by default), without botocore's retries: each
+    of iopath's GETs is retried by our loop (:class:`_RetriedGets`)."""
 
     def make_path_manager() -> Any:
         from iopath.common.file_io import PathManager
 
         manager = PathManager()
-        manager.register_handler(compat.iopath_handler_with_client(lambda: boto3_client(config, retries=False)))
+        manager.register_handler(compat.iopath_handler_with_client(lambda: _RetriedGets(boto3_client(config, retries=False), config)))
         return manager
 
     return process_client("iopath", config, make_path_manager)
@@ -287,6 +288,29 @@ def crt_client(config: S3Config, part_size: int) -> Any:
         return client_class(config.region or "us-east-1", endpoint=config.endpoint_url, s3client_config=client_config)
 
     return process_client("s3torchconnector", (config, part_size), make_client)
+
+
+class _RetriedGets:
+    """A boto3 client whose every GetObject is retried by our loop, and raises our errors naming the URL; every
+    other call passes through. For iopath, whose one ``open`` makes two GETs: a loop around the ``open`` would
+    meet a fault of the second GET on each attempt where every other GET fails (measured with a proxy that
+    answers every second GET with 503)."""
+
+    def __init__(self, client: Any, config: S3Config) -> None:
+        self._client = client
+        self._config = config
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_object(self, **params: Any) -> Any:
+        url = f"s3://{params.get('Bucket')}/{params.get('Key')}"
+
+        def get_once() -> Any:
+            with botocore_errors_translated(url, self._config):
+                return self._client.get_object(**params)
+
+        return call_with_retries(url, self._config.max_attempts, get_once)
 
 
 def aws_cli_options(config: S3Config) -> List[str]:

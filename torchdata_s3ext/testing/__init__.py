@@ -14,7 +14,8 @@ and pytest fixtures.
 The fixtures (``s3_server``, ``s3_bucket``, ``wds_shards``) are registered automatically as a pytest
 plugin when the package is installed; importing this package itself does not need pytest.
 """
-from ._proxy import FaultPlan, S3Proxy, S3ProxyProcess
+from ._proxy import FaultPlan, S3Proxy
+from ._proxy_process import S3ProxyProcess
 from ._rclone import RcloneServer
 from ._s3rver import S3rverServer
 from ._server import TEST_CREDENTIALS, DirectoryServer, LocalS3Server, ServerProcess

@@ -32,13 +32,14 @@ def open_url(
         with botocore_errors_translated(url, config), pin.applied():
             return iopath_path_manager(config).open(url, "rb", read_chunk_size=part_size, **open_kwargs)
 
-    stream = call_with_retries(url, config.max_attempts, open_stream)
+    stream = open_stream()  # its two GETs are retried one by one (see clients.iopath_path_manager)
 
     def fetch(start: int, end: int) -> bytes:
         def read_range() -> bytes:
             with botocore_errors_translated(url, config), pin.applied():
                 return check_part_length(url, iopath_read_range(stream, start, end), start, end)
 
+        # The GET is retried by the client; this loop retries a body cut or of the wrong length.
         return call_with_retries(url, config.max_attempts, read_range)
 
     return RangedReader(url, stream.length, fetch, part_size, concurrency, start=start, end=end)  # type: ignore[return-value]
