@@ -20,8 +20,14 @@ class S3Config:
         aws_access_key_id, aws_secret_access_key, aws_session_token: explicit credentials; ``None`` uses the
             usual chain (environment, profile, instance role). Never printed.
         anonymous: unsigned requests, for public buckets.
-        connect_timeout, read_timeout: seconds before a connection attempt or a stalled read fails.
-        max_attempts: total attempts per request (first try included) for the backends we drive. A stream
+        connect_timeout: seconds before a connection attempt fails (a dead endpoint fails at once, unretried).
+        read_timeout: seconds without a byte before a request fails as stalled: waiting for the answer's first
+            byte (a black-holed endpoint), or between bytes of a body. Every backend and request kind (LIST,
+            HEAD, GET) is bounded by it: a request nobody answers fails after ``max_attempts * read_timeout``
+            seconds plus at most a few seconds of backoff (about 25 s with the defaults; see
+            ``docs/failures.md``).
+        max_attempts: total attempts per request (first try included), by our one retry loop (the clients' own
+            retries are off beneath it, so attempts never multiply). A stream
             that resumes at the byte reached (``awscli``, ``s3torchconnector``) gives a run of faults
             ``max_attempts`` attempts, renewed only once the run has advanced the stream 1 MiB, and resumes at
             most ``8 * max_attempts`` times in all; then it fails naming the URL, the byte and the resumes.
@@ -35,8 +41,8 @@ class S3Config:
     aws_secret_access_key: Optional[str] = dataclasses.field(default=None, repr=False)
     aws_session_token: Optional[str] = dataclasses.field(default=None, repr=False)
     anonymous: bool = False
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 8.0
     max_attempts: int = 3
     verify_ssl: bool = True
 
@@ -63,7 +69,7 @@ class S3Config:
         ``wds_pipe`` and ``list_shards`` combine their keyword arguments with a full ``config``.
 
         >>> S3Config.merged(S3Config(region="eu-west-1", max_attempts=5), max_attempts=2, region=None)
-        S3Config(endpoint_url=None, region='eu-west-1', profile=None, aws_access_key_id=None, anonymous=False, connect_timeout=10.0, read_timeout=60.0, max_attempts=2, verify_ssl=True)
+        S3Config(endpoint_url=None, region='eu-west-1', profile=None, aws_access_key_id=None, anonymous=False, connect_timeout=5.0, read_timeout=8.0, max_attempts=2, verify_ssl=True)
         """
         unknown = [name for name in fields if name not in cls.field_names()]
         if unknown:

@@ -3,10 +3,9 @@ over DataLoader workers (fork and spawn), on plain ``DataLoader`` and on ``DataL
 (where torchdata 0.9 is installed)."""
 import os
 import pickle
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import pytest
-import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.datapipes.iter import IterableWrapper
 

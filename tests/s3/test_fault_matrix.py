@@ -10,13 +10,12 @@ object whole at open, so an overwrite mid-read never reaches it.
 import dataclasses
 import os
 
-import boto3
 import pytest
 
 from torchdata_s3ext import S3Config
 from torchdata_s3ext.s3.backends import get_opener
 from torchdata_s3ext.s3.stats import process_stats
-from torchdata_s3ext.testing import FaultPlan, S3Proxy
+from torchdata_s3ext.testing import FaultPlan
 
 BACKENDS = ["boto3", "fsspec", "iopath", "awscli", "s3torchconnector"]
 RANGED = {"boto3", "fsspec", "iopath"}
@@ -35,30 +34,6 @@ PLANS = {
     "black_hole": FaultPlan(black_hole_every=1, black_hole_seconds=5, max_faults=2),
     "restart": FaultPlan(restart_every=1, cut_after_bytes=70_000, max_faults=1),
 }
-
-
-@pytest.fixture
-def put(s3_server, s3_bucket):
-    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
-
-    def put_object(data: bytes, key: str = "object.bin") -> str:
-        client.put_object(Bucket=s3_bucket, Key=key, Body=data)
-        return f"s3://{s3_bucket}/{key}"
-
-    return put_object
-
-
-@pytest.fixture
-def proxy(s3_server):
-    started = []
-
-    def start(plan: FaultPlan) -> S3Proxy:
-        started.append(S3Proxy(s3_server.endpoint_url, plan).start())
-        return started[-1]
-
-    yield start
-    for one in started:
-        one.stop()
 
 
 def open_object(backend: str, url: str, endpoint_url: str, max_attempts: int = MAX_ATTEMPTS):

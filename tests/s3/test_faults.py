@@ -4,23 +4,10 @@ from torch.utils.data.datapipes.iter import IterableWrapper
 
 import torchdata_s3ext  # noqa: F401
 from torchdata_s3ext import S3Config
-from torchdata_s3ext.testing import FaultPlan, S3Proxy
+from torchdata_s3ext.testing import FaultPlan
 
 # s3fileloader is left out: its native client can stall for minutes on a cut or a 503 before it reports one.
 RESUMING_BACKENDS = ["boto3", "fsspec", "awscli", "iopath", "s3torchconnector"]
-
-
-@pytest.fixture
-def proxy(s3_server):
-    proxies = []
-
-    def start(plan: FaultPlan) -> S3Proxy:
-        proxies.append(S3Proxy(s3_server.endpoint_url, plan).start())
-        return proxies[-1]
-
-    yield start
-    for started in proxies:
-        started.stop()
 
 
 def members(urls, backend, endpoint_url, max_attempts=6, **backend_kwargs):

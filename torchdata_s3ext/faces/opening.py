@@ -1,7 +1,7 @@
 """The pipes of opening and tar reading: ``open_s3`` and, where torchdata 0.9's is not installed, ``load_from_tar``."""
 import io
 import posixpath
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from .._config import S3Config
 from torch.utils.data.datapipes.utils.common import StreamWrapper

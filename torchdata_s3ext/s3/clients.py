@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tupl
 from .._config import S3Config
 from . import compat
 from .environ import scoped_environ
+from .errors import WrongLength, botocore_errors_translated
+from .retry import call_with_retries
 from .stats import count_botocore_requests
 
 __all__ = [
@@ -108,16 +110,20 @@ def boto3_client_kwargs(config: S3Config) -> Dict[str, Any]:
 
 class VersionPin:
     """One object version for one stream: every GET made inside :meth:`applied` carries ``IfMatch: etag``, so
-    S3 answers 412 PreconditionFailed instead of another version's bytes once the object is overwritten.
+    S3 answers 412 PreconditionFailed instead of another version's bytes once the object is overwritten; and
+    every answer is checked against the object's ``size``, as :func:`check_get_answer` does.
 
-    ``etag`` is given, or learnt from the first answer to a GET inside :meth:`applied` (iopath's opening GET).
-    The pin reaches the botocore hooks of :func:`boto3_client` and :func:`s3fs_filesystem` through a context
-    variable, so it holds for the calls of this thread only (and for the asyncio tasks fsspec starts from
-    it, which copy the caller's context): parts of one stream fetched on several threads each apply it.
+    ``etag`` and ``size`` are given (a HEAD's), or learnt from the first answer to a GET inside
+    :meth:`applied` (iopath's opening GET). The pin reaches the botocore hooks of :func:`boto3_client` and
+    :func:`s3fs_filesystem` through a context variable, so it holds for the calls of this thread only (and
+    for the asyncio tasks fsspec starts from it, which copy the caller's context): parts of one stream fetched
+    on several threads each apply it.
     """
 
-    def __init__(self, etag: Optional[str] = None) -> None:
+    def __init__(self, url: str, etag: Optional[str] = None, size: Optional[int] = None) -> None:
+        self.url = url
         self.etag = etag
+        self.size = size
 
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
@@ -137,16 +143,39 @@ def _send_if_match(params: Dict[str, Any], **_: Any) -> None:
         params["IfMatch"] = pin.etag
 
 
-def _learn_etag(parsed: Dict[str, Any], **_: Any) -> None:
+def check_get_answer(url: str, answer: Dict[str, Any], size: Optional[int]) -> int:
+    """The object's size a GetObject's answer announces (its ``Content-Range``'s total, or its
+    ``Content-Length`` when it has none); ``WrongLength`` naming ``url`` when its ``Content-Length`` is not its
+    ``Content-Range``'s span, or the size is not ``size`` (where known: a HEAD's, or the first answer's)."""
+    length = answer.get("ContentLength")
+    content_range = answer.get("ContentRange")
+    announced = length
+    if content_range:
+        span, _, total = content_range.split(" ", 1)[-1].partition("/")
+        first, _, last = span.partition("-")
+        announced = int(total)
+        if length is not None and length != int(last) - int(first) + 1:
+            raise WrongLength(f"{url}: the answer announced Content-Range {content_range!r} and Content-Length {length}")
+    if size is not None and announced is not None and announced != size:
+        raise WrongLength(f"{url}: a GET announced an object of {announced} bytes, not the {size} bytes known at open")
+    return announced if announced is not None else -1
+
+
+def _check_answer(parsed: Dict[str, Any], **_: Any) -> None:
     pin = _current_pin.get()
-    if pin is not None and pin.etag is None and parsed.get("ETag"):
+    if pin is None or "Error" in parsed:
+        return
+    if pin.etag is None and parsed.get("ETag"):
         pin.etag = parsed["ETag"]
+    announced = check_get_answer(pin.url, parsed, pin.size)
+    if pin.size is None and announced >= 0:
+        pin.size = announced
 
 
 def _pin_versions(events: Any) -> None:
     """Let :class:`VersionPin` reach every GetObject of a botocore (or aiobotocore) client or session."""
     events.register("before-parameter-build.s3.GetObject", _send_if_match, unique_id="torchdata_s3ext.if_match")
-    events.register("after-call.s3.GetObject", _learn_etag, unique_id="torchdata_s3ext.learn_etag")
+    events.register("after-call.s3.GetObject", _check_answer, unique_id="torchdata_s3ext.learn_etag")
 
 
 def boto3_client(config: S3Config, retries: bool = True) -> Any:
@@ -205,13 +234,14 @@ def s3fs_filesystem(config: S3Config) -> Any:
 
 def iopath_path_manager(config: S3Config) -> Any:
     """This process's iopath ``PathManager`` whose S3 handler uses our boto3 client for ``config`` (iopath
-    would otherwise build its own from a named profile, "saml" by default)."""
+    would otherwise build its own from a named profile, "saml" by default), without botocore's retries: each
+    of iopath's GETs is retried by our loop (:class:`_RetriedGets`)."""
 
     def make_path_manager() -> Any:
         from iopath.common.file_io import PathManager
 
         manager = PathManager()
-        manager.register_handler(compat.iopath_handler_with_client(lambda: boto3_client(config)))
+        manager.register_handler(compat.iopath_handler_with_client(lambda: _RetriedGets(boto3_client(config, retries=False), config)))
         return manager
 
     return process_client("iopath", config, make_path_manager)
@@ -219,13 +249,16 @@ def iopath_path_manager(config: S3Config) -> Any:
 
 def native_s3_handler(config: S3Config, request_timeout_ms: int, alternatives: str) -> Any:
     """This process's torchdata native ``S3Handler``; ``config`` reaches it through the ``S3_ENDPOINT_URL`` /
-    ``S3_USE_HTTPS`` / ``S3_VERIFY_SSL`` variables, read when it is made, and the credentials' variables,
+    ``S3_USE_HTTPS`` / ``S3_VERIFY_SSL`` variables and ``AWS_RETRY_MODE=standard``, ``AWS_MAX_ATTEMPTS=1``
+    (the AWS C++ SDK's retries off, since the backend retries each download; measured: in its default mode
+    it ignores ``AWS_MAX_ATTEMPTS``, and a HEAD nobody answers took 48 s with a 2 s ``request_timeout_ms``,
+    2.1 s in this one), read when it is made, and the credentials' variables,
     which it looks up again for each request (measured: a read outside them goes unsigned, and is denied), so
     calls into it run inside ``scoped_environ(credential_env(config))`` as well."""
 
     def make_handler() -> Any:
         handler_class = compat.torchdata_native_s3_handler(alternatives)
-        env = credential_env(config)
+        env = dict(credential_env(config), AWS_RETRY_MODE="standard", AWS_MAX_ATTEMPTS="1")
         if config.endpoint_url:
             env["S3_ENDPOINT_URL"] = config.endpoint_url.split("://", 1)[1]
             env["S3_USE_HTTPS"] = "1" if config.use_https else "0"
@@ -238,7 +271,8 @@ def native_s3_handler(config: S3Config, request_timeout_ms: int, alternatives: s
 
 def crt_client(config: S3Config, part_size: int) -> Any:
     """This process's s3torchconnector (CRT) client; it signs with the credentials in the environment, so
-    calls into it run inside ``scoped_environ(credential_env(config))``."""
+    calls into it run inside ``scoped_environ(credential_env(config))``. One attempt per request: the backend
+    resumes a GET, and retries a HEAD, itself."""
 
     def make_client() -> Any:
         client_class = compat.crt_s3_client_class()
@@ -248,12 +282,35 @@ def crt_client(config: S3Config, part_size: int) -> Any:
             part_size=part_size,
             unsigned=config.anonymous,
             force_path_style=config.endpoint_url is not None,
-            max_attempts=config.max_attempts,
+            max_attempts=1,
             profile=config.profile,
         )
         return client_class(config.region or "us-east-1", endpoint=config.endpoint_url, s3client_config=client_config)
 
     return process_client("s3torchconnector", (config, part_size), make_client)
+
+
+class _RetriedGets:
+    """A boto3 client whose every GetObject is retried by our loop, and raises our errors naming the URL; every
+    other call passes through. For iopath, whose one ``open`` makes two GETs: a loop around the ``open`` would
+    meet a fault of the second GET on each attempt where every other GET fails (measured with a proxy that
+    answers every second GET with 503)."""
+
+    def __init__(self, client: Any, config: S3Config) -> None:
+        self._client = client
+        self._config = config
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_object(self, **params: Any) -> Any:
+        url = f"s3://{params.get('Bucket')}/{params.get('Key')}"
+
+        def get_once() -> Any:
+            with botocore_errors_translated(url, self._config):
+                return self._client.get_object(**params)
+
+        return call_with_retries(url, self._config.max_attempts, get_once)
 
 
 def aws_cli_options(config: S3Config) -> List[str]:

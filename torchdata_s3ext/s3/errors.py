@@ -19,8 +19,11 @@ __all__ = [
     "ENDPOINT_UNREACHABLE",
     "EndpointUnreachable",
     "RETRYABLE_CODES",
+    "ConnectionBroken",
     "ShortRead",
+    "Stalled",
     "TransientError",
+    "WrongLength",
     "botocore_errors_translated",
     "translate_client_error",
     "translate_report",
@@ -34,6 +37,20 @@ class TransientError(OSError):
 
 class ShortRead(TransientError):
     """A response body ended before the bytes it promised (a silently cut connection)."""
+
+
+class WrongLength(TransientError):
+    """An answer whose length disagrees with what was asked or promised: a ``Content-Length`` other than the
+    range's, a ``Content-Range`` other than the one asked for, a body past the object's size, or bytes whose
+    checksum is not the object's."""
+
+
+class Stalled(TransientError, TimeoutError):
+    """Nothing arrived within the read timeout: no answer to a request, or a body that stopped."""
+
+
+class ConnectionBroken(TransientError, ConnectionError):
+    """A connection closed or reset mid-request."""
 
 
 class EndpointUnreachable(ConnectionError):
@@ -54,6 +71,7 @@ _BUSY = _Meaning(OSError, errno.EBUSY, "S3 is throttling or unavailable", retrya
 _SERVER = _Meaning(OSError, errno.EIO, "S3 error", retryable=True)
 _REGION = _Meaning(OSError, errno.EINVAL, "wrong region for this bucket?")
 _CHANGED = _Meaning(OSError, errno.EIO, "the object changed while it was read")
+_PAST_END = _Meaning(OSError, errno.EIO, "the object ends before the bytes asked for")
 _BROKEN = _Meaning(TransientError, errno.ECONNRESET, "connection broken", retryable=True)
 _OTHER = _Meaning(OSError, errno.EIO, "S3 error")
 
@@ -74,6 +92,7 @@ _CODES: Dict[str, _Meaning] = {
     "RequestTimeTooSkewed": _SERVER,
     "PermanentRedirect": _REGION, "AuthorizationHeaderMalformed": _REGION, "IllegalLocationConstraintException": _REGION,
     "PreconditionFailed": _CHANGED, "412": _CHANGED,
+    "InvalidRange": _PAST_END, "416": _PAST_END,
     CONNECTION_BROKEN: _BROKEN,
 }
 
@@ -126,8 +145,22 @@ def translate_report(url: str, endpoint: Optional[str], report: ClientReport) ->
 
 @contextlib.contextmanager
 def botocore_errors_translated(url: str, config: S3Config) -> Iterator[None]:
-    """Raise botocore's errors inside the block as Python's, naming ``url`` (the original as ``__cause__``)."""
-    from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError
+    """Raise botocore's errors inside the block as Python's, naming ``url`` (the original as ``__cause__``): S3's
+    answers by their code, a dead endpoint as :class:`EndpointUnreachable`, a request nobody answers in time or
+    a body that stops as :class:`Stalled` (a ``TimeoutError``), a cut connection as :class:`ConnectionBroken`."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        IncompleteReadError,
+        NoCredentialsError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+    )
+
+    from urllib3.exceptions import ProtocolError
+    from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
     try:
         yield
@@ -137,5 +170,9 @@ def botocore_errors_translated(url: str, config: S3Config) -> Iterator[None]:
         raise translate_client_error(url, code, info.get("Message")) from error
     except (EndpointConnectionError, ConnectTimeoutError) as error:
         raise unreachable_endpoint(url, config.endpoint_url, error) from error
+    except (ReadTimeoutError, Urllib3ReadTimeout) as error:
+        raise Stalled(errno.ETIMEDOUT, f"nothing received for read_timeout={config.read_timeout:g} s ({error})", url) from error
+    except (ConnectionClosedError, IncompleteReadError, ResponseStreamingError, ProtocolError) as error:
+        raise ConnectionBroken(errno.ECONNRESET, f"connection broken ({error})", url) from error
     except NoCredentialsError as error:
         raise PermissionError(f"no AWS credentials found for {url} (set a profile, the AWS_* variables, or anonymous=True)") from error

@@ -21,6 +21,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 from .._config import S3Config
 from .clients import boto3_client
 from .errors import botocore_errors_translated
+from .retry import call_with_retries
 from .url import is_pipe_url, is_s3_url, local_path, parse_s3_url, pipe_command
 
 __all__ = ["SHARD_SUFFIXES", "expand_braces", "list_shards"]
@@ -101,13 +102,25 @@ class _Listed:
 
 def _list_s3(bucket: str, prefix: str, spec: str, suffixes: Tuple[str, ...], pattern: "Optional[re.Pattern[str]]",
              config: S3Config) -> _Listed:
+    """The keys under ``prefix``, page by page, each page retried by our loop alone (botocore's retries are
+    off); a failure is raised naming ``spec``."""
     listed = _Listed()
-    paginator = boto3_client(config).get_paginator("list_objects_v2")
+    client = boto3_client(config, retries=False)
+    token: Optional[str] = None
+    while True:
+        page = call_with_retries(spec, config.max_attempts, lambda: _list_page(client, bucket, prefix, token, spec, config))
+        for entry in page.get("Contents", []):
+            listed.add(f"s3://{bucket}/{entry['Key']}", entry["Key"], suffixes, pattern)
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            return listed
+
+
+def _list_page(client: Any, bucket: str, prefix: str, token: Optional[str], spec: str, config: S3Config) -> Any:
+    """One page of ListObjectsV2 (after ``token``), botocore's errors raised as ours, naming ``spec``."""
+    request = {"Bucket": bucket, "Prefix": prefix, **({"ContinuationToken": token} if token else {})}
     with botocore_errors_translated(spec, config):
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            for entry in page.get("Contents", []):
-                listed.add(f"s3://{bucket}/{entry['Key']}", entry["Key"], suffixes, pattern)
-    return listed
+        return client.list_objects_v2(**request)
 
 
 def _list_local(folder: str, suffixes: Tuple[str, ...], pattern: "Optional[re.Pattern[str]]") -> _Listed:

@@ -1,14 +1,27 @@
 """One HEAD of an object, through boto3, for the backends whose own client tells neither its size nor its
 version before reading (the AWS CLI, torchdata's native handler): a 404 is told apart as a missing bucket or a
-missing key, since a HEAD's answer has no body and so no code says which."""
-from typing import NamedTuple, Optional
+missing key, since a HEAD's answer has no body and so no code says which. Retried by our loop alone (botocore's
+own retries are off), so a silent endpoint fails after ``max_attempts`` read timeouts."""
+import base64
+import hashlib
+import zlib
+from typing import Any, Callable, Dict, NamedTuple, Optional
 
 from .._config import S3Config
 from .clients import boto3_client
-from .errors import botocore_errors_translated, translate_client_error
+from .errors import WrongLength, botocore_errors_translated, translate_client_error
+from .retry import call_with_retries
 from .url import parse_s3_url
 
-__all__ = ["ObjectHead", "head_object"]
+#: the full-object checksums S3 may keep (``x-amz-checksum-*``) that Python's standard library computes, as
+#: S3 writes them (base64 of the big-endian digest)
+CHECKSUMS: Dict[str, Callable[[bytes], bytes]] = {
+    "CRC32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
+    "SHA1": lambda data: hashlib.sha1(data).digest(),
+    "SHA256": lambda data: hashlib.sha256(data).digest(),
+}
+
+__all__ = ["ObjectHead", "check_content", "head_object", "is_checkable"]
 
 
 class ObjectHead(NamedTuple):
@@ -17,20 +30,33 @@ class ObjectHead(NamedTuple):
     etag: str
     #: the content's MD5 (hex) when the ETag is one: a single-part upload without SSE-KMS or SSE-C
     content_md5: Optional[str] = None
+    #: ``(algorithm, base64 value)`` of a full-object checksum S3 keeps, of :data:`CHECKSUMS`, when it has one
+    checksum: Optional[Any] = None
 
 
 def head_object(url: str, config: S3Config) -> ObjectHead:
-    """The object's size and ETag; ``FileNotFoundError`` saying whether the bucket or the key is missing."""
+    """The object's size, ETag and checksum; ``FileNotFoundError`` saying whether the bucket or the key is
+    missing."""
+    return call_with_retries(url, config.max_attempts, lambda: _head_once(url, config))
+
+
+def _full_object_checksum(head: Any) -> Optional[Any]:
+    if head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
+        return None  # a checksum of the parts' checksums: not computable from the bytes alone
+    return next(((name, head[f"Checksum{name}"]) for name in CHECKSUMS if head.get(f"Checksum{name}")), None)
+
+
+def _head_once(url: str, config: S3Config) -> ObjectHead:
     from botocore.exceptions import ClientError
 
     from .backends._boto3 import _plain_md5
 
     location = parse_s3_url(url)
-    client = boto3_client(config)
+    client = boto3_client(config, retries=False)
     with botocore_errors_translated(url, config):
         try:
-            head = client.head_object(Bucket=location.bucket, Key=location.key)
-            return ObjectHead(head["ContentLength"], head.get("ETag", ""), _plain_md5(head))
+            head = client.head_object(Bucket=location.bucket, Key=location.key, ChecksumMode="ENABLED")
+            return ObjectHead(head["ContentLength"], head.get("ETag", ""), _plain_md5(head), _full_object_checksum(head))
         except ClientError as error:
             if str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")) != "404":
                 raise
@@ -42,3 +68,25 @@ def head_object(url: str, config: S3Config) -> ObjectHead:
                 raise not_found  # the bucket may well exist (HeadBucket denied, say): keep "no such key"
             raise translate_client_error(url, "NoSuchBucket", f"HeadBucket found no bucket {location.bucket!r}") from not_found
         raise not_found
+
+
+def is_checkable(head: ObjectHead) -> bool:
+    """Whether :func:`check_content` can check the bytes themselves (a checksum or an MD5 ETag to compare)."""
+    return head.checksum is not None or head.content_md5 is not None
+
+
+def check_content(url: str, data: bytes, head: ObjectHead) -> None:
+    """``WrongLength`` naming ``url`` unless ``data`` has the object's size and matches its full-object
+    checksum, else its MD5 ETag, where it has one (see :func:`is_checkable`)."""
+    if len(data) != head.size:
+        raise WrongLength(f"{url}: received {len(data)} bytes of an object of {head.size}")
+    if head.checksum is not None:
+        algorithm, expected = head.checksum
+        actual = base64.b64encode(CHECKSUMS[algorithm](data)).decode()
+    elif head.content_md5 is not None:
+        algorithm, expected, actual = "MD5", head.content_md5, hashlib.md5(data).hexdigest()
+    else:
+        return
+    if actual != expected:
+        raise WrongLength(f"{url}: the {len(data)} bytes received do not match the object's {algorithm} "
+                          f"({actual}, not {expected})")

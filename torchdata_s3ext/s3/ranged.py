@@ -22,6 +22,7 @@ import hashlib
 import io
 from typing import Callable, Deque, List, NamedTuple, Optional
 
+from .daemon_pool import DaemonPool
 from .parts import NewParts, PartData, PartSource, PooledParts, into_new_buffers
 from .streams import check_range, clamp_range, is_whole, seek_target
 
@@ -52,7 +53,7 @@ class _Md5Check:
         self.url = url
         self.content_md5 = content_md5
         self._md5 = hashlib.md5()
-        self._hasher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="s3-md5")
+        self._hasher = DaemonPool(1, "s3-md5")
 
     def add(self, part: "concurrent.futures.Future[PartData]") -> None:
         self._hasher.submit(lambda: self._md5.update(part.result()))
@@ -162,7 +163,7 @@ class RangedReader(io.RawIOBase):
         self._part_start = self.start
         self._window: Deque[_Part] = collections.deque()
         self._next_offset = self.start  # first byte not yet requested: the window's end
-        self._threads = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="s3-part")
+        self._threads = DaemonPool(concurrency, "s3-part")
         self._on_all_requested: Optional[Callable[[], None]] = None
         self._request_parts()
 

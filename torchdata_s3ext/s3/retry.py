@@ -101,6 +101,12 @@ class Attempts:
             self._attempt = 1
 
 
+def _builtin_kind(error: BaseException) -> type:
+    """The builtin kind of ``error`` (``TimeoutError``, ``ConnectionError``, ...; else ``OSError``): the class
+    of the error that ends a run of attempts, so that it is caught as its last fault would be."""
+    return next((kind for kind in type(error).__mro__ if kind.__module__ == "builtins" and issubclass(kind, OSError)), OSError)
+
+
 def call_with_retries(
     url: str,
     max_attempts: int,
@@ -113,7 +119,8 @@ def call_with_retries(
     budget of ``attempts``, kept by a caller across calls) are spent.
 
     ``position`` tells the byte reached, for the message once the attempts run out ("gave up at byte N after
-    K attempts"). A failure that is not transient is raised as it is, at once. An operation that holds a
+    K attempts", an error of the last fault's builtin kind: ``TimeoutError``, ``ConnectionError``, or
+    ``OSError``). A failure that is not transient is raised as it is, at once. An operation that holds a
     connection or a process closes it when it fails, before the wait.
     """
     attempts = attempts if attempts is not None else Attempts(max_attempts)
@@ -127,7 +134,7 @@ def call_with_retries(
             spent = attempts.spent(reached or 0)
             if spent is not None:
                 where = f" at byte {reached}" if reached is not None else ""
-                raise OSError(f"{url}: gave up{where} after {spent}: {error}") from error
+                raise _builtin_kind(error)(f"{url}: gave up{where} after {spent}: {error}") from error
             attempts.wait()
             continue
         attempts.succeeded(position() if position is not None else 0)

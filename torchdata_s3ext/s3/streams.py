@@ -3,11 +3,12 @@ large reads, or cut to a byte range of the object (``start .. end-1``, with abso
 import io
 from typing import Callable, Optional, Tuple
 
+from .errors import ShortRead, WrongLength
 from .retry import Attempts, call_with_retries
 from .stats import process_stats
 
 __all__ = ["ByteRange", "ChunkReader", "MIN_PROGRESS", "RESUMES_PER_ATTEMPT", "ResumingReader", "buffered", "check_range",
-           "clamp_range", "empty_range", "is_empty", "is_whole", "seek_target"]
+           "check_part_length", "clamp_range", "empty_range", "is_empty", "is_whole", "seek_target"]
 
 DEFAULT_BUFFER_SIZE = 1 << 20
 #: what a fault run must advance a :class:`ResumingReader` before its attempts are counted afresh
@@ -52,6 +53,14 @@ def seek_target(url: str, offset: int, whence: int, position: int, end: Optional
     return target
 
 
+def check_part_length(url: str, data: bytes, start: int, end: int) -> bytes:
+    """``data``, checked to be the ``end - start`` bytes a part asked for; else a :class:`~.errors.WrongLength`
+    naming ``url`` and the part (transient: the part is fetched again)."""
+    if len(data) != end - start:
+        raise WrongLength(f"{url}: bytes {start}-{end - 1} came back as {len(data)} bytes, not {end - start}")
+    return data
+
+
 def is_empty(start: int, end: Optional[int], size: int) -> bool:
     """Whether bytes ``start .. end-1`` of a ``size``-byte object are none at all.
 
@@ -68,9 +77,13 @@ def is_whole(start: int, end: Optional[int], size: Optional[int] = None) -> bool
 
 
 class ChunkReader(io.RawIOBase):
-    """A raw stream over ``read_chunk(n) -> bytes`` that checks it delivered ``expected_size`` bytes.
+    """A raw stream over ``read_chunk(n) -> bytes`` (bytes ``start ..`` of an object) that checks it delivers
+    exactly ``expected_size`` bytes.
 
-    A body that ends early is reported as an error naming the URL instead of passing as a shorter shard.
+    A body that ends early is a :class:`~.errors.ShortRead`, one that runs past ``expected_size`` a
+    :class:`~.errors.WrongLength` raised before any byte past it is handed out, both naming the URL and the
+    byte reached (transient: a resuming reader tries again from there), instead of passing as a shorter or
+    longer shard.
     """
 
     def __init__(
@@ -79,11 +92,13 @@ class ChunkReader(io.RawIOBase):
         read_chunk: Callable[[int], bytes],
         close: Optional[Callable[[], None]] = None,
         expected_size: Optional[int] = None,
+        start: int = 0,
     ) -> None:
         self.url = url
         self._read_chunk = read_chunk
         self._close = close
         self.expected_size = expected_size
+        self.start = start
         self.bytes_read = 0
 
     def readable(self) -> bool:
@@ -93,12 +108,21 @@ class ChunkReader(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         chunk = self._read_chunk(len(view))
         n = len(chunk)
-        if n == 0 and self.expected_size is not None and self.bytes_read != self.expected_size:
-            raise OSError(f"{self.url}: body ended after {self.bytes_read} of {self.expected_size} bytes")
+        if self.expected_size is not None:
+            self._check_length(n)
         view[:n] = chunk
         self.bytes_read += n
         process_stats().add(bytes_received=n)
         return n
+
+    def _check_length(self, received: int) -> None:
+        """Raise if a read of ``received`` bytes (0: the end) leaves the body shorter or longer than promised."""
+        reached = self.start + self.bytes_read
+        if received == 0 and self.bytes_read < self.expected_size:  # type: ignore[operator]
+            raise ShortRead(f"{self.url}: body ended at byte {reached}, after {self.bytes_read} of the "
+                            f"{self.expected_size} bytes promised")
+        if self.bytes_read + received > self.expected_size:  # type: ignore[operator]
+            raise WrongLength(f"{self.url}: body ran past the {self.expected_size} bytes promised, at byte {reached}")
 
     def close(self) -> None:
         if not self.closed and self._close is not None:

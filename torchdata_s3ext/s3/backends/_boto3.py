@@ -4,12 +4,12 @@ and resumed from the byte it reached, checked against the object's size and pinn
 With ``start``/``end`` the GETs cover bytes ``start .. end-1`` only; the first one starts at ``start`` and
 tells the object's size (a ``start`` at or past the end costs one HEAD instead, for the size)."""
 import threading
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, Optional, Tuple
 
 from ..._config import S3Config
 from ..clients import boto3_client
 from ..compat import http_response_of
-from ..errors import ShortRead, botocore_errors_translated
+from ..errors import ShortRead, WrongLength, botocore_errors_translated
 from ..objects import head_object
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from ..retry import call_with_retries
@@ -38,7 +38,13 @@ class _ObjectParts:
         if self.etag:
             kwargs["IfMatch"] = self.etag  # the object must not change between parts
         with botocore_errors_translated(self.url, self.config):
-            return self.client.get_object(**kwargs)
+            response = self.client.get_object(**kwargs)
+        try:
+            _check_range_answer(self.url, response, start, end)
+        except WrongLength:
+            response["Body"].close()
+            raise
+        return response
 
     def fetch_into(self, start: int, buffer: memoryview) -> None:
         """Fill ``buffer`` with the bytes from ``start`` on; a cut or short body is resumed from the byte it reached."""
@@ -100,7 +106,7 @@ def open_url(
     content_range = first.get("ContentRange")
     if not content_range:
         raise OSError(f"{url}: the server ignored the Range header (no Content-Range in its answer)")
-    size = int(content_range.rsplit("/", 1)[1])
+    size = _parse_content_range(content_range)[2]
     parts.etag = first.get("ETag")
     parts.first_start = start
     parts.first_response = first  # its body is read as the first part, on the pool, while the next are requested
@@ -111,10 +117,31 @@ def open_url(
     )
 
 
+def _check_range_answer(url: str, response: Any, start: int, end: Optional[int]) -> None:
+    """``WrongLength`` unless the answer to a GET of bytes ``start..end-1`` announces exactly those bytes (or the
+    object's bytes from ``start`` on, where it ends sooner): its ``Content-Range`` and ``Content-Length`` agree
+    with each other and with the range asked for."""
+    content_range = response.get("ContentRange")
+    if not content_range:
+        return  # the opening GET reports a server that ignores ranges itself
+    first, last, total = _parse_content_range(content_range)
+    wanted_last = (total if end is None else min(end, total)) - 1
+    if first != start or last != wanted_last or response.get("ContentLength") != last - first + 1:
+        raise WrongLength(f"{url}: asked for bytes {start}-{'' if end is None else end - 1}, the answer announced "
+                          f"Content-Range {content_range!r} and Content-Length {response.get('ContentLength')}")
+
+
+def _parse_content_range(content_range: str) -> Tuple[int, int, int]:
+    """``(first, last, total)`` of ``Content-Range: bytes first-last/total``."""
+    span, _, total = content_range.split(" ", 1)[1].partition("/")
+    first, _, last = span.partition("-")
+    return int(first), int(last), int(total)
+
+
 def _range_length(response: Any) -> int:
     """The number of bytes a ranged GET's answer carries, from its ``Content-Range: bytes a-b/size``."""
-    first, _, last = response["ContentRange"].split(" ", 1)[1].split("/", 1)[0].partition("-")
-    return int(last) - int(first) + 1
+    first, last, _ = _parse_content_range(response["ContentRange"])
+    return last - first + 1
 
 
 def _plain_md5(response: Any) -> Optional[str]:

@@ -17,7 +17,7 @@ from ..clients import VersionPin, s3fs_filesystem
 from ..errors import TransientError, botocore_errors_translated, translate_client_error
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from ..retry import call_with_retries
-from ..streams import check_range
+from ..streams import check_part_length, check_range
 from ..url import parse_s3_url
 
 __all__ = ["open_url"]
@@ -65,18 +65,19 @@ def open_url(
     start: int = 0, end: Optional[int] = None,
 ) -> BinaryIO:
     """One HEAD (s3fs's ``info``: size and ETag), then ``cat_file`` parts of bytes ``start .. end-1``, at the
-    object's offsets (see :class:`~torchdata_s3ext.s3.ranged.RangedReader`)."""
+    object's offsets (see :class:`~torchdata_s3ext.s3.ranged.RangedReader`), each checked to announce and
+    carry the bytes asked for of an object of that size (:class:`~torchdata_s3ext.s3.clients.VersionPin`)."""
     check_range(url, start, end)
     location = parse_s3_url(url)
     path = f"{location.bucket}/{location.key}"
     filesystem = s3fs_filesystem(config)
     info = call_with_retries(url, config.max_attempts, lambda: _named(url, config, lambda: filesystem.info(path)))
-    pin = VersionPin(info.get("ETag") or None)
+    pin = VersionPin(url, info.get("ETag") or None, info["size"])
 
     def fetch(start: int, end: int) -> bytes:
         def fetch_once() -> bytes:
             with pin.applied():
-                return filesystem.cat_file(path, start=start, end=end)
+                return check_part_length(url, filesystem.cat_file(path, start=start, end=end), start, end)
 
         return call_with_retries(url, config.max_attempts, lambda: _named(url, config, fetch_once))
 

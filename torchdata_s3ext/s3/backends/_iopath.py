@@ -9,7 +9,7 @@ from ..compat import iopath_read_range
 from ..errors import botocore_errors_translated
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from ..retry import call_with_retries
-from ..streams import check_range
+from ..streams import check_part_length, check_range
 from ..url import parse_s3_url
 
 __all__ = ["open_url"]
@@ -26,19 +26,20 @@ def open_url(
     opening GET asks for the whole object, but iopath reads only its length, never its body)."""
     check_range(url, start, end)
     parse_s3_url(url)
-    pin = VersionPin()  # iopath's reader opens with a GET of the whole object: the pin learns its ETag
+    pin = VersionPin(url)  # iopath's reader opens with a GET of the whole object: the pin learns its ETag and size
 
     def open_stream() -> Any:
         with botocore_errors_translated(url, config), pin.applied():
             return iopath_path_manager(config).open(url, "rb", read_chunk_size=part_size, **open_kwargs)
 
-    stream = call_with_retries(url, config.max_attempts, open_stream)
+    stream = open_stream()  # its two GETs are retried one by one (see clients.iopath_path_manager)
 
     def fetch(start: int, end: int) -> bytes:
         def read_range() -> bytes:
             with botocore_errors_translated(url, config), pin.applied():
-                return iopath_read_range(stream, start, end)
+                return check_part_length(url, iopath_read_range(stream, start, end), start, end)
 
+        # The GET is retried by the client; this loop retries a body cut or of the wrong length.
         return call_with_retries(url, config.max_attempts, read_range)
 
     return RangedReader(url, stream.length, fetch, part_size, concurrency, start=start, end=end)  # type: ignore[return-value]

@@ -3,11 +3,16 @@
 The object is streamed straight from the CRT's part stream, not through s3torchconnector's sequential
 reader (which keeps every byte read so far in memory). Needs ``pip install torchdata-s3ext[s3torchconnector]``.
 
-Two things the CRT's stream lacks are added here:
+Three things the CRT's client lacks are added here:
 
-- a read timeout: its ``next()`` blocks until the CRT's own timeouts give up (about a minute on a stalled
-  body), so the parts are pulled on a thread of their own into a queue of one, and the reader waits at most
-  ``S3Config.read_timeout`` for each; a timeout is transient, and the stream resumes at the byte reached;
+- a read timeout: its ``next()`` and its HEAD block until the CRT's own timeouts give up (about a minute on a
+  stalled body), so the parts are pulled on a thread of their own into a queue of one, a HEAD runs on a
+  thread of its own, and the reader waits at most ``S3Config.read_timeout`` for each (see ``_crt_calls``);
+  a timeout is transient: the HEAD is tried again, the stream resumes at the byte reached. The CRT itself
+  makes one attempt per request, so attempts do not multiply;
+- a length check: a GET that reads to the object's end asks for everything from its first byte on, so a body
+  longer than the HEAD said is seen (and reported) rather than cut at the HEAD's size; a zero-byte object
+  makes no GET at all (the CRT would ask for ``bytes=0-0`` and meet 416);
 - one version per stream: the CRT pins the parts of one GET to the first part's ETag (its ``If-Match``), but
   s3torchconnector cannot pass an ETag to a GET, so a stream resumed after a fault could continue with a newer
   object. After the first part of every resumed GET, a HEAD compares the ETag with the one at open; a change
@@ -25,10 +30,12 @@ from ..._config import S3Config
 from ..clients import credential_env, crt_client
 from ..compat import crt_object_stream
 from ..environ import scoped_environ
-from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, TransientError, translate_client_error, translate_report
+from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, Stalled, translate_client_error, translate_report
+from ..retry import call_with_retries
 from ..stats import process_stats
-from ..streams import ChunkReader, ResumingReader, buffered, check_range, clamp_range, empty_range, is_whole
+from ..streams import ChunkReader, ResumingReader, buffered, check_range, clamp_range, empty_range
 from ..url import S3Location, parse_s3_url
+from ._crt_calls import call_within, close_at_exit, start_thread
 
 __all__ = ["open_url", "crt_report"]
 
@@ -97,18 +104,18 @@ class _PartQueue:
     memory stays at ``depth`` parts plus the one the thread holds, and the reader can wait with a timeout.
 
     The GET itself is started on that thread too (``open_parts()``): the CRT's ``get_object`` returns only
-    once the first part has arrived, so a stall there is a stall like any other."""
+    once the first part has arrived, so a stall there is a stall like any other. At exit, the queue is closed
+    and its thread waited for up to ``exit_wait`` seconds (see ``_crt_calls``)."""
 
-    def __init__(self, open_parts: Callable[[], Iterable[bytes]], depth: int = 1) -> None:
+    def __init__(self, open_parts: Callable[[], Iterable[bytes]], exit_wait: float, depth: int = 1) -> None:
         self._changed = threading.Condition()
         self._waiting: Deque[bytes] = collections.deque()
         self._depth = depth
         self._ended = False
         self._error: Optional[BaseException] = None
         self._closed = False
-        # Not a daemon: a thread still inside the CRT when the interpreter finalizes aborts the process
-        # (pyo3 panics), so exit waits for a GET given up on to end (the CRT's own timeouts bound it).
-        threading.Thread(target=self._pull, args=(open_parts,), name="s3-crt-parts", daemon=False).start()
+        close_at_exit(self)
+        start_thread(lambda: self._pull(open_parts), "s3-crt-parts", exit_wait)
 
     def _pull(self, open_parts: Callable[[], Iterable[bytes]]) -> None:
         try:
@@ -164,6 +171,24 @@ def _head_error(url: str, config: S3Config, client: Any, location: S3Location, e
     return translated  # the bucket is there (or cannot be listed): the key is what is missing
 
 
+def _head(url: str, config: S3Config, client: Any, location: S3Location) -> Any:
+    """One HeadObject through the CRT, bounded by ``read_timeout``; its failure raised as ours."""
+
+    def head_once() -> Any:
+        # The native client reads credentials from the environment when it signs; give it ours.
+        with scoped_environ(credential_env(config)):
+            return client.head_object(location.bucket, location.key)
+
+    try:
+        head = call_within(url, config.read_timeout, head_once)
+    except Stalled:
+        raise
+    except Exception as error:
+        raise _head_error(url, config, client, location, error)
+    process_stats().add(heads=1)
+    return head
+
+
 def open_url(
     url: str, config: S3Config, part_size: int = 8 << 20, buffer_size: int = 1 << 20, *, start: int = 0,
     end: Optional[int] = None,
@@ -174,17 +199,12 @@ def open_url(
     check_range(url, start, end)
     location = parse_s3_url(url)
     client = crt_client(config, part_size)
-    try:
-        # The native client reads credentials from the environment when it signs; give it ours.
-        with scoped_environ(credential_env(config)):
-            head = client.head_object(location.bucket, location.key)
-        process_stats().add(heads=1)
-    except Exception as error:
-        raise _head_error(url, config, client, location, error)
-    whole = is_whole(start, end)
+    head = call_with_retries(url, config.max_attempts, lambda: _head(url, config, client, location))
     start, end = clamp_range(start, end, head.size)
-    if start == end and not whole:  # an empty object read whole still makes its GET, as it always did
+    if start == end:  # no byte to GET (a zero-byte object, or an empty range)
         return empty_range(url, start)  # type: ignore[return-value]
+    # To the object's end: ask for all of it, so that a body longer than the HEAD said is seen, not cut.
+    get_end = None if end == head.size else end
 
     def open_at(offset: int) -> ChunkReader:
         # The CRT splits one GET into ranged GETs of ``part_size``; counted as such, not seen one by one.
@@ -193,13 +213,13 @@ def open_url(
         def open_parts() -> Iterator[bytes]:
             env = credential_env(config)
             if not env:  # nothing to set: no need to hold the environment's lock while the first part is awaited
-                return iter(crt_object_stream(client, location.bucket, location.key, offset, end))
+                return iter(crt_object_stream(client, location.bucket, location.key, offset, get_end))
             # (With credentials of S3Config's own, a stall before the first part holds that lock, and a
             # resumed GET waits for it: the timeout fires, the resume waits for the CRT's own.)
             with scoped_environ(env):
-                return iter(crt_object_stream(client, location.bucket, location.key, offset, end))
+                return iter(crt_object_stream(client, location.bucket, location.key, offset, get_end))
 
-        parts = _PartQueue(open_parts)
+        parts = _PartQueue(open_parts, config.read_timeout)
         pending = memoryview(b"")
         version_unchecked = offset > start  # a resumed GET: is it still the object we started?
 
@@ -209,7 +229,7 @@ def open_url(
                 try:
                     part = parts.next_part(config.read_timeout)
                 except queue.Empty:
-                    raise TransientError(errno.ETIMEDOUT, f"no bytes for read_timeout={config.read_timeout:g} s", url) from None
+                    raise Stalled(errno.ETIMEDOUT, f"no bytes for read_timeout={config.read_timeout:g} s", url) from None
                 except Exception as error:
                     raise _translated(url, config, error)
                 if part is None:
@@ -221,15 +241,10 @@ def open_url(
             chunk, pending = pending[:size_wanted], pending[size_wanted:]
             return chunk.tobytes()
 
-        return ChunkReader(url, read_chunk, close=parts.close, expected_size=end - offset)
+        return ChunkReader(url, read_chunk, close=parts.close, expected_size=end - offset, start=offset)
 
     def _check_version(offset: int) -> None:
-        try:
-            with scoped_environ(credential_env(config)):
-                now = client.head_object(location.bucket, location.key)
-            process_stats().add(heads=1)
-        except Exception as error:
-            raise _translated(url, config, error)
+        now = _head(url, config, client, location)
         if now.etag != head.etag:
             raise translate_client_error(url, "PreconditionFailed", f"ETag {head.etag} at open, {now.etag} on resuming at byte {offset}")
 
