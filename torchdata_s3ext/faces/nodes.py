@@ -3,7 +3,7 @@
 decoding as a ``ParallelMapper`` of threads after it."""
 import functools
 import importlib.metadata
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..epochs.checkpoint import check_state
 from ..epochs.clock import Resume
@@ -34,25 +34,37 @@ if BaseNode is not None:
 
     class StageNode(BaseNode):
         """A :class:`~.dataset.StageDataset`'s chain as a node: ``reset(None)`` begins the pipe's next epoch,
-        ``reset(state)`` goes on from a state ``get_state()`` gave."""
+        ``reset(state)`` goes on from a state ``get_state()`` gave; a state taken after the last sample of its
+        epoch goes on with the next epoch (as ``StatefulDataLoader`` does), which the node finds by reading one
+        sample ahead (``Loader`` would otherwise keep the state from before that epoch ended)."""
 
         def __init__(self, dataset: StageDataset) -> None:
             super().__init__()
             self.dataset = dataset
+            self._ahead: Optional[Tuple[Any, Dict[str, Any]]] = None  # (a sample read ahead, the state before it)
 
         def reset(self, initial_state: Optional[Dict[str, Any]] = None) -> None:
             super().reset(initial_state)
+            self._ahead = None
             if initial_state is None:
                 self.dataset._begin()
-            else:
-                state = check_state(initial_state)
-                self.dataset._begin(loaded=(Resume.loaded(state["epoch"]), state))
+                return
+            state = check_state(initial_state)
+            self.dataset._begin(loaded=(Resume.loaded(state["epoch"]), state))
+            before = self.dataset.state_dict()
+            try:
+                self._ahead = (self.dataset._next(), before)
+            except StopIteration:  # nothing was left of that epoch
+                self.dataset._begin()
 
         def next(self) -> Any:
+            if self._ahead is not None:
+                sample, self._ahead = self._ahead[0], None
+                return sample
             return self.dataset._next()
 
         def get_state(self) -> Dict[str, Any]:
-            return self.dataset.state_dict()
+            return self._ahead[1] if self._ahead is not None else self.dataset.state_dict()
 
     class DecodedNode(BaseNode):
         """After a ``ParallelMapper`` of :func:`~torchdata_s3ext.samples.decode.stage.decode_one`: the decoded

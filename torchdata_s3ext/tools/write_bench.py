@@ -157,11 +157,11 @@ def main(argv: Any = None) -> int:
         return 0
     import contextlib
 
-    from .cli import _start_server
+    from .servers import start_server
 
     bucket = "writebench"
     with contextlib.ExitStack() as stack:
-        results = _measure(args, _start_server(args.server, [bucket], stack), bucket)
+        results = _measure(args, start_server(args.server, [bucket], stack), bucket)
     medians = _medians(results)
     print(f"\nmedians of {args.runs} runs, {args.server}:")
     for name, median in medians.items():
