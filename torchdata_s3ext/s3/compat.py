@@ -24,7 +24,7 @@ __all__ = [
 KNOWN_TO_WORK = {
     "iopath": ">=0.1.10,<0.2",
     "s3torchconnector": ">=1.2,<2",
-    "torchdata": "==0.9.*",
+    "torchdata": ">=0.9 (the native S3 handler: 0.9 only)",
     "torch": ">=2.0",
 }
 

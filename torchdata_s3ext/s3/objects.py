@@ -41,8 +41,12 @@ def head_object(url: str, config: S3Config) -> ObjectHead:
 
 
 def _full_object_checksum(head: Any) -> Optional[Any]:
-    if head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
-        return None  # a checksum of the parts' checksums: not computable from the bytes alone
+    kind = head.get("ChecksumType")
+    multipart = "-" in head.get("ETag", "")
+    if kind == "COMPOSITE" or (kind is None and multipart):
+        # a checksum of the parts' checksums (a multipart upload that does not say otherwise): not computable
+        # from the bytes alone; S3-compatible servers that omit ChecksumType are not trusted with one either
+        return None
     return next(((name, head[f"Checksum{name}"]) for name in CHECKSUMS if head.get(f"Checksum{name}")), None)
 
 

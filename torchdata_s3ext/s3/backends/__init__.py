@@ -15,12 +15,13 @@ What each one requests is in ``docs/backends.md``: nothing outside the range, bu
 whole object) and ``pipe`` (the command's output from its first byte).
 """
 import importlib
+import importlib.util
 from typing import BinaryIO, Callable, Dict, NamedTuple, Tuple
 
 from ..url import is_pipe_url
 
 __all__ = ["Backend", "BACKENDS", "AUTO_BACKEND", "PIPE_BACKEND", "backend_for_url", "backend_names", "check_backend_name",
-           "get_opener"]
+           "get_opener", "missing_libraries"]
 
 
 class Backend(NamedTuple):
@@ -32,12 +33,17 @@ class Backend(NamedTuple):
     description: str
     #: reads the object as ranged parts, several in flight: takes ``part_size`` and ``concurrency``
     ranged: bool
+    #: the libraries it needs beyond the package's own, and the extra that installs them
+    requires: Tuple[str, ...] = ()
+    extra: str = ""
 
 
 BACKENDS: Dict[str, Backend] = {
     "boto3": Backend(f"{__name__}._boto3", "boto3 ranged GETs, several in flight; seekable", True),
-    "fsspec": Backend(f"{__name__}._fsspec", "s3fs `cat_file` ranged parts, several in flight; seekable", True),
-    "iopath": Backend(f"{__name__}._iopath", "iopath's ranged reads, several in flight; seekable", True),
+    "fsspec": Backend(f"{__name__}._fsspec", "s3fs `cat_file` ranged parts, several in flight; seekable", True,
+                      ("s3fs", "fsspec", "aiobotocore"), "fsspec"),
+    "iopath": Backend(f"{__name__}._iopath", "iopath's ranged reads, several in flight; seekable", True,
+                      ("iopath",), "iopath"),
     "s3fileloader": Backend(f"{__name__}._s3fileloader", "torchdata's native S3 handler, whole object in memory", False),
     "awscli": Backend(f"{__name__}._awscli", "`aws s3api get-object` in a subprocess, resumed with --range", False),
     "s3torchconnector": Backend(f"{__name__}._s3torchconnector", "the CRT's part stream, through s3torchconnector's client", False),
@@ -77,6 +83,20 @@ def backend_for_url(name: str, url: str) -> str:
     return check_backend_name(name)
 
 
+def missing_libraries(name: str) -> Tuple[str, ...]:
+    """What backend ``name`` needs and this environment lacks."""
+    return tuple(library for library in BACKENDS[check_backend_name(name)].requires
+                 if importlib.util.find_spec(library) is None)
+
+
 def get_opener(name: str) -> Opener:
-    module = importlib.import_module(BACKENDS[check_backend_name(name)].module)
-    return module.open_url
+    """Backend ``name``'s ``open_url``; ``ModuleNotFoundError`` naming the extra to install when a library it
+    needs is missing."""
+    backend = BACKENDS[check_backend_name(name)]
+    missing = missing_libraries(name)
+    if missing:
+        raise ModuleNotFoundError(
+            f"the {check_backend_name(name)} backend needs {', '.join(missing)}: "
+            f"`pip install 'torchdata-s3ext[{backend.extra}]'` (or [all] for every backend)"
+        )
+    return importlib.import_module(backend.module).open_url

@@ -257,6 +257,8 @@ _REQUIRES: Dict[str, Tuple[str, str]] = {
     "s3torchconnector": ("s3torchconnector", "s3torchconnector is not installed"),
     "s3torchconnector-tarfile": ("s3torchconnector", "s3torchconnector is not installed"),
     "webdataset-awscli": ("webdataset", "webdataset is not installed"),
+    "fsspec": ("s3fs", "needs `pip install 'torchdata-s3ext[fsspec]'`"),
+    "iopath": ("iopath", "needs `pip install 'torchdata-s3ext[iopath]'`"),
     **{name: ("torchdata.datapipes", "needs torchdata 0.9's datapipes") for name in NEEDS_TORCHDATA_DATAPIPES},
 }
 
