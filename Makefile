@@ -15,7 +15,7 @@ AWSCLI_STAMP := $(AWSCLI_VENV)/.installed-stamp
 # What runs again under torchdata 0.9: the faces and loaders, the readers, the README, and the backend that
 # exists there only (torchdata's native S3 handler).
 TD09_TESTS := tests/e2e tests/epochs tests/test_readme.py tests/samples/test_wds.py tests/samples/test_hostile_tars.py \
-	tests/s3/test_open_s3.py tests/test_layout.py
+	tests/s3/test_open_s3.py tests/test_layout.py tests/test_examples.py
 
 .PHONY: install install-td09 check-install test demo clean
 

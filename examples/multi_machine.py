@@ -7,8 +7,9 @@ Launch one process per GPU (or per machine on CPU) with torchrun, e.g. on each o
         examples/multi_machine.py --shards "s3://bkt/train/shard-{000000..000099}.tar" --workers 4
 
 or on one machine, two ranks: ``torchrun --standalone --nproc_per_node=2 examples/multi_machine.py --shards ...``.
-``--loader dataloader`` uses a plain ``torch.utils.data.DataLoader`` instead of ``DataLoader2``; ``--equalize``
-gives every rank the same number of samples (``drop`` or ``pad``) instead of wrapping the loop in DDP's ``Join``.
+It reads with a plain ``torch.utils.data.DataLoader``; ``--loader dataloader2`` uses torchdata 0.9's ``DataLoader2``
+with our reading service instead; ``--equalize`` gives every rank the same number of samples (``drop`` or ``pad``)
+instead of wrapping the loop in DDP's ``Join``.
 """
 import argparse
 import contextlib
@@ -22,7 +23,6 @@ import torch.nn.functional as F
 from torch.distributed.algorithms.join import Join
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from torchdata.dataloader2 import DataLoader2
 
 from torchdata_s3ext import RankEqualizer, reading_service, wds_pipe
 
@@ -37,7 +37,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--shuffle-buffer", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--loader", choices=["dataloader2", "dataloader"], default="dataloader2")
+    parser.add_argument("--loader", choices=["dataloader", "dataloader2"], default="dataloader",
+                        help="dataloader2 needs torchdata 0.9")
     parser.add_argument("--equalize", choices=["drop", "pad"], default=None)
     parser.add_argument("--backend", default="auto", help="open_s3 backend (\"local\" for a local folder)")
     return parser.parse_args()
@@ -47,14 +48,11 @@ def make_batches(args: argparse.Namespace) -> Iterable[Dict[str, Any]]:
     """Batches of decoded samples for this rank, epoch after epoch (each ``iter()`` is a new epoch)."""
     pipe = wds_pipe(args.shards, backend=args.backend, shuffle_buffer=args.shuffle_buffer, seed=args.seed)
     if args.loader == "dataloader2":
+        from torchdata.dataloader2 import DataLoader2
+
         service = reading_service(args.workers, equalize=args.equalize, persistent_workers=args.workers > 0)
-        loader = DataLoader2(pipe.batch(args.batch_size).collate(), reading_service=service)
-        loader.seed(args.seed)
-        return loader
-    loader = DataLoader(
-        pipe, batch_size=args.batch_size, num_workers=args.workers, persistent_workers=args.workers > 0,
-        generator=torch.Generator().manual_seed(args.seed),
-    )
+        return DataLoader2(pipe.batch(args.batch_size).collate(), reading_service=service)
+    loader = DataLoader(pipe, batch_size=args.batch_size, num_workers=args.workers, persistent_workers=args.workers > 0)
     return RankEqualizer(loader, args.equalize) if args.equalize else loader
 
 
@@ -87,7 +85,7 @@ def main() -> None:
         dist.all_reduce(total)
         logging.info("epoch %d: rank %d/%d saw %d samples, all ranks %d", epoch, rank, world_size, samples_seen, int(total))
 
-    if isinstance(batches, DataLoader2):
+    if hasattr(batches, "shutdown"):  # DataLoader2
         batches.shutdown()
     dist.destroy_process_group()
 

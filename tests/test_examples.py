@@ -54,6 +54,7 @@ def test_article_pipelines_skips_a_missing_backend_with_one_line(article_pipelin
     assert len(lines) == 2
 
 
+@pytest.mark.dataloader2  # (torchdata 0.9's banner)
 def test_banner_printed_before_our_import_is_torchdatas_and_none_follows_it():
     marker = "--- torchdata_s3ext imported ---"
     result = run_python(
@@ -71,6 +72,7 @@ def test_banner_printed_before_our_import_is_torchdatas_and_none_follows_it():
     assert after.strip() == ""
 
 
+@pytest.mark.dataloader2  # (torchdata 0.9's banner)
 def test_importing_us_first_means_no_banner_at_all():
     result = run_python("-W", "default", "-c", "import torchdata_s3ext, torchdata.dataloader2, torchdata.datapipes.iter")
     assert result.returncode == 0, result.stderr

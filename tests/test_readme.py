@@ -30,6 +30,8 @@ SKIPPED = {
     "torchdata-s3ext make-dataset s3://": "writes the article's 420 MB shards",
     "torchdata-s3ext bench s3://": "runs for minutes",
     "torchrun": "needs several machines",
+    "torchdata-s3ext serve --example": "serves until stopped (tests/tools/test_serve_example.py runs it, and the snippets against it)",
+    "make ": "makes virtualenvs and runs for minutes (CI runs make test)",
 }
 #: what a command not skipped may start with: anything else must be added to SKIPPED or made cheap here
 RUNNABLE = ("torchdata-s3ext", "python -m torchdata_s3ext")
@@ -74,7 +76,17 @@ def readme_dataset(s3_server):
     return s3_server
 
 
-@pytest.mark.parametrize("block", readme_blocks("python"), ids=lambda block: f"README.md:{block.line}")
+def _needs(block: Block):
+    """The torchdata face a block needs, as a mark that skips it where that torchdata is not installed."""
+    if "torchdata.nodes" in block.code:
+        return [pytest.mark.nodes]
+    if "torchdata.dataloader2" in block.code:
+        return [pytest.mark.dataloader2]
+    return []
+
+
+@pytest.mark.parametrize("block", [pytest.param(block, marks=_needs(block), id=f"README.md:{block.line}")
+                                   for block in readme_blocks("python")])
 def test_readme_python_block_runs(block: Block, readme_dataset, request):
     namespace = {"__name__": "readme_snippet"}
     exec(compile(block.code, f"README.md:{block.line}", "exec"), namespace)

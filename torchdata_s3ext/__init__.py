@@ -14,8 +14,12 @@ iterator with its own state. Three faces over it:
 - :func:`wds_node`: the same as a ``torchdata.nodes`` node (torchdata 0.10 and later);
 - :func:`reading_service`: ``DataLoader2``'s (torchdata 0.9).
 
+:class:`ShardWriter` writes shards straight to S3, with their index (:func:`read_shard_index`), which
+``wds_pipe`` reads instead of listing.
+
 The public API is what this module exports, and :mod:`torchdata_s3ext.testing`. Behind it, the layers:
-``s3`` (URL -> bytes), ``samples`` (bytes -> samples), ``epochs`` (samples -> epochs), ``faces``, with
+``s3`` (URL -> bytes), ``samples`` (bytes -> samples), ``epochs`` (samples -> epochs), ``faces``, ``writing``
+(samples -> shards), with
 ``tools`` (the ``torchdata-s3ext`` command) beside them; see docs/architecture.md.
 """
 from ._config import S3Config
@@ -37,6 +41,7 @@ from .pipeline import wds_node, wds_pipe
 from .s3 import RequestStats, backend_names, list_shards
 from .sagemaker import PipeModeChannelIterDataPipe, sagemaker_pipe
 from .samples import DataErrorWarning, ErrorCounts, decode_png, decode_sample, group_by_keys, split_member_name
+from .writing import ShardIndex, ShardWriter, read_shard_index
 
 S3Opener = S3OpenerIterDataPipe
 WdsSampleGrouper = WdsSampleGrouperIterDataPipe
@@ -68,8 +73,10 @@ __all__ = [
     "SampleDecoderIterDataPipe",
     "SampleShuffler",
     "SampleShufflerIterDataPipe",
+    "ShardIndex",
     "ShardShuffler",
     "ShardShufflerIterDataPipe",
+    "ShardWriter",
     "WdsSampleGrouper",
     "WdsSampleGrouperIterDataPipe",
     "WdsShardLoader",
@@ -81,6 +88,7 @@ __all__ = [
     "group_by_keys",
     "list_shards",
     "merge_states",
+    "read_shard_index",
     "reading_service",
     "sagemaker_pipe",
     "split_member_name",

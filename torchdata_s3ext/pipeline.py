@@ -8,13 +8,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from ._config import S3Config
 from .epochs.clock import EpochClock
 from .epochs.checkpoint import stage_states
-from .epochs.order import ShardOrder, check_order_state
-from .epochs.readers import Ranks, ReaderSplit, check_ranks
+from .epochs.order import ShardOrder, check_order_state, epoch_order
+from .epochs.readers import Ranks, ReaderSplit, check_ranks, current_reader
 from .epochs.seeds import pipe_seed
 from .epochs.shuffling import SampleShuffler
 from .faces.datapipes import Pipe
 from .faces.nodes import stage_node
 from .s3.listing import ShardSpec, list_shards
+from .s3.shard_index import is_index_url, read_shard_index
 from .s3.stats import PipeStats
 from .samples.decode import Decoder, SampleDecoding, fields_decoded, pair_decoded
 from .samples.decode.failures import GIVE_UP_AFTER
@@ -43,6 +44,8 @@ class WdsSettings:
     seed_chosen: bool
     on_error: str
     ranks: Ranks
+    #: each shard's samples, from a shard index (``None``: not known)
+    sample_counts: Optional[List[int]] = None
 
     @classmethod
     def of(cls, shards: ShardSpec, *, backend: str = "auto", shuffle: bool = True, shuffle_buffer: int = 1000,
@@ -58,8 +61,26 @@ class WdsSettings:
         # Listing and reading agree on the endpoint, credentials and attempts: one config serves both.
         opening = OpenSettings.from_keywords(backend, config, others={"wds_pipe options": WDS_OPTIONS}, **open_s3_kwargs)
         chosen_seed, seed_chosen = pipe_seed(seed)
-        shard_urls = list_shards(shards, suffix=suffix, config=opening.config)
-        return cls(shard_urls, opening, bool(shuffle), shuffle_buffer, decode, chosen_seed, seed_chosen, on_error, ranks)
+        counts: Optional[List[int]] = None
+        if isinstance(shards, str) and is_index_url(shards):
+            index = read_shard_index(shards, opening.config)
+            shard_urls, counts = index.urls, index.sample_counts
+            indexed = {shard.url: (shard.filesize, shard.etag) for shard in index.shards}
+            opening = dataclasses.replace(opening, indexed=indexed)
+        else:
+            shard_urls = list_shards(shards, suffix=suffix, config=opening.config)
+        return cls(shard_urls, opening, bool(shuffle), shuffle_buffer, decode, chosen_seed, seed_chosen, on_error, ranks,
+                   counts)
+
+    def samples_of_rank(self, epoch: int) -> int:
+        """How many samples this rank reads in ``epoch``: the shards at its positions of the epoch's order
+        (every sample where there is one rank). ``TypeError`` without a shard index to count them."""
+        if self.sample_counts is None:
+            raise TypeError("WdsPipe instance doesn't have valid length: its shards were listed, not read from a "
+                            "shard index (wds_pipe('s3://bkt/train/index.json') gives one)")
+        rank, world_size = current_reader(self.ranks)
+        order = epoch_order(len(self.shard_urls), self.seed, epoch, self.shuffle)
+        return sum(self.sample_counts[number] for position, number in enumerate(order) if position % world_size == rank)
 
     def decoder(self) -> Tuple[Optional[Callable[[Dict[str, Any]], Dict[str, Any]]], str]:
         """``(what decodes a sample, the name its messages start with)``; ``None`` when samples stay raw."""
@@ -101,6 +122,11 @@ class WdsPipe(Pipe):
             return
         check_order_state(order, self.settings.seed, self.settings.seed_chosen, self.settings.shard_urls)
 
+    def __len__(self) -> int:
+        """The samples this rank reads in its next epoch (all of them with one rank), counted by the shard index
+        the pipe was made from; ``TypeError`` for shards listed without one."""
+        return self.settings.samples_of_rank(self._clock.next_epoch())
+
     def __repr__(self) -> str:
         return f"WdsPipe({len(self.settings.shard_urls)} shards, backend={self.settings.opening.backend!r})"
 
@@ -116,7 +142,10 @@ def wds_pipe(shards: ShardSpec, **options: Any) -> WdsPipe:
     (``pipe.batch(32).collate()``). Orders change every epoch; ``seed=`` reproduces them.
 
     Args:
-        shards: what :func:`list_shards` accepts: brace pattern, S3 prefix, local folder, or a list of these
+        shards: what :func:`list_shards` accepts: brace pattern, S3 prefix, local folder, or a list of these; or
+            a shard index (``s3://bkt/train/index.json``): no LIST request, ``len(pipe)`` is the samples this
+            rank reads in its next epoch, and a shard whose size (or ETag, on ``boto3``) is not the index's is
+            an error naming it
         backend: the ``open_s3`` backend (``"local"`` for local folders)
         shuffle: ``False`` keeps shard and sample order (evaluation)
         shuffle_buffer: samples held by the per-reader shuffle buffer; ``1`` turns it off

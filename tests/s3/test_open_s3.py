@@ -6,7 +6,6 @@ import tarfile
 
 import pytest
 from torch.utils.data import DataLoader
-from torchdata.dataloader2 import DataLoader2
 from torch.utils.data.datapipes.iter import IterableWrapper
 
 import torchdata_s3ext
@@ -93,7 +92,10 @@ def _name_and_bytes(member):
     return name.rsplit("/", 1)[1], stream.read()
 
 
+@pytest.mark.dataloader2
 def test_open_s3_under_dataloader2(wds_shards):
+    from torchdata.dataloader2 import DataLoader2
+
     shards = wds_shards(num_shards=2, samples_per_shard=2)
     dp = IterableWrapper(shards.urls).open_s3().load_from_tar().map(_name_and_bytes)
     loader = DataLoader2(dp)

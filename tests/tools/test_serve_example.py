@@ -1,6 +1,8 @@
 """``serve --example``: a local server holding the bucket README's snippets read, one ``export`` line to paste,
 and a clean stop on SIGTERM."""
 import io
+import os
+import pathlib
 import shlex
 import signal
 import subprocess
@@ -76,3 +78,28 @@ def test_serve_example_stops_cleanly_on_sigterm(example_server):
     assert "Traceback" not in process.stderr.read()
     with pytest.raises(botocore.exceptions.EndpointConnectionError):  # the server is gone with it
         client.list_objects_v2(Bucket=EXAMPLE_BUCKET)
+
+
+RUN_README_BLOCKS = r"""
+import importlib.util, re, sys
+text = open(sys.argv[1]).read()
+blocks = re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+for number, code in enumerate(blocks):
+    needs = [name for name in ("torchdata.nodes", "torchdata.dataloader2") if name in code]
+    if any(importlib.util.find_spec(name) is None for name in needs) or "def test_" in code:
+        continue  # a face this torchdata lacks; the test file is run by pytest itself
+    exec(compile(code, f"README.md block {number}", "exec"), {"__name__": "__main__"})
+    print(f"block {number} ran", flush=True)
+"""
+
+
+def test_readme_s_snippets_run_as_written_against_serve_example(example_server, tmp_path):
+    lines, _ = example_server
+    (export,) = [line for line in lines if line.startswith("export ")]
+    env = dict(word.split("=", 1) for word in shlex.split(export)[1:])
+    readme = str(pathlib.Path(__file__).resolve().parents[2] / "README.md")
+    finished = subprocess.run([sys.executable, "-c", RUN_README_BLOCKS, readme], capture_output=True, text=True,
+                              timeout=240, env={**os.environ, **env}, cwd=tmp_path)
+    assert finished.returncode == 0, finished.stdout + finished.stderr[-3000:]
+    assert finished.stdout.count(" ran") >= 5, finished.stdout
+    assert "Warning" not in finished.stderr, finished.stderr  # no banner or deprecation warning of ours

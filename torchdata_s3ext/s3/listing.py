@@ -3,6 +3,8 @@ shard URLs, by one rule for S3 and local paths alike:
 
 - a ``pipe:COMMAND`` spec (webdataset's) is one shard, taken as it is: never listed, and its braces and
   wildcards are the shell's (unlike webdataset, which expands braces in it: write such a list in Python);
+- a spec ending in ``.json`` is a shard index (``index.json``, as ``ShardWriter`` and ``torchdata-s3ext index``
+  write it): its shards, in its order, read without a LIST request;
 - a spec with ``{a..b}`` braces names its shards (webdataset's brace patterns), unchecked;
 - a spec with ``*``, ``?`` or ``[...]`` is a glob pattern over the keys (``*`` and ``?`` stay within one path
   segment, ``**`` crosses them), listed under the part before the first wildcard;
@@ -21,6 +23,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 from .._config import S3Config
 from .clients import boto3_client
 from .errors import botocore_errors_translated
+from .shard_index import is_index_url, read_shard_index
 from .retry import call_with_retries
 from .url import is_pipe_url, is_s3_url, local_path, parse_s3_url, pipe_command
 
@@ -147,6 +150,8 @@ def _urls_of_one_spec(spec: str, suffixes: Tuple[str, ...], config: S3Config) ->
     if is_pipe_url(spec):
         pipe_command(spec)  # a pipe: without a command fails here, not at its first read
         return [spec]
+    if is_index_url(spec):  # a shard index names its shards: no LIST request
+        return read_shard_index(spec, config).urls
     if "{" in spec:
         # A brace pattern names its shards; like webdataset we do not check that they exist.
         urls = expand_braces(spec)

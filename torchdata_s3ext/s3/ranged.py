@@ -144,6 +144,7 @@ class RangedReader(io.RawIOBase):
         *,
         start: int = 0,
         end: Optional[int] = None,
+        etag: Optional[str] = None,
     ) -> None:
         if part_size < 1 or concurrency < 1:
             raise ValueError(f"part_size and concurrency must be positive, got {part_size} and {concurrency}")
@@ -152,6 +153,8 @@ class RangedReader(io.RawIOBase):
             content_md5 = None  # the MD5 is of the whole object
         self.url = url
         self.size = size
+        #: the ETag of the version read, where the backend knows it
+        self.etag = etag
         self.start, self.end = clamp_range(start, end, size)
         self._part_size = part_size
         self._concurrency = concurrency

@@ -2,9 +2,10 @@
 :func:`open_shard` (one shard slice -> its bytes, on any backend, through the cache) and the ``open`` stage."""
 import collections
 import dataclasses
+import errno
 import functools
 import inspect
-from typing import Any, BinaryIO, Deque, Dict, Iterable, List, Optional, Tuple
+from typing import Any, BinaryIO, Deque, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .._config import S3Config
 from ..s3.backends import PIPE_BACKEND, backend_for_url, check_backend_name, get_opener
@@ -64,6 +65,8 @@ class OpenSettings:
     cache_dir: Optional[str] = None
     cache_limit_bytes: Optional[int] = None
     prefetch: bool = True
+    #: what a shard index says of its shards: URL -> (size, ETag); a shard found otherwise is an error
+    indexed: Mapping[str, Tuple[Optional[int], Optional[str]]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_keywords(
@@ -103,7 +106,20 @@ def open_shard(part: ShardSlice, settings: OpenSettings) -> BinaryIO:
     options = settings.options if backend == check_backend_name(settings.backend) else {}
     open_range = functools.partial(get_opener(backend), url, settings.config, **options)
     byte_range = {} if part.start == 0 and part.end is None else {"start": part.start, "end": part.end}
-    return open_cached(url, settings.config, open_range, settings.cache_dir, settings.cache_limit_bytes, **byte_range)
+    stream = open_cached(url, settings.config, open_range, settings.cache_dir, settings.cache_limit_bytes, **byte_range)
+    if url in settings.indexed:
+        _check_indexed(url, stream, *settings.indexed[url])
+    return stream
+
+
+def _check_indexed(url: str, stream: Any, size: Optional[int], etag: Optional[str]) -> None:
+    """``OSError`` naming ``url`` when the opened object is not the one its shard index describes (its size, and
+    its ETag where the backend tells it: the ranged backends tell the size, ``boto3`` both)."""
+    found_size, found_etag = getattr(stream, "size", None), getattr(stream, "etag", None)
+    if (size is not None and found_size is not None and found_size != size) or (etag and found_etag and found_etag != etag):
+        stream.close()
+        raise OSError(errno.EIO, f"the shard has {found_size} bytes, ETag {found_etag}; its shard index says {size} bytes, "
+                                 f"ETag {etag} (rewritten since it was indexed? write the index again)", url)
 
 
 class ShardOpener(Stage[Shard]):

@@ -113,7 +113,7 @@ def open_url(
     content_md5 = _plain_md5(first) if verify_etag and is_whole(start, end, size) else None
     return RangedReader(  # type: ignore[return-value]
         url, size, part_size=part_size, concurrency=concurrency, content_md5=content_md5, fetch_into=parts.fetch_into,
-        start=start, end=end,
+        start=start, end=end, etag=parts.etag,
     )
 
 

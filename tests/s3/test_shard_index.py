@@ -5,7 +5,8 @@ import json
 import pytest
 
 from torchdata_s3ext.writing import ShardIndex, ShardRecord, read_shard_index
-from torchdata_s3ext.writing.index import parse_shard_index, write_shard_index
+from torchdata_s3ext.s3.shard_index import parse_shard_index
+from torchdata_s3ext.writing.index import write_shard_index
 from torchdata_s3ext import S3Config
 
 URL = "s3://bkt/train/index.json"
