@@ -12,8 +12,8 @@ STAMP09 := $(VENV09)/.installed-stamp
 # it gets a virtualenv of its own, linked into each virtualenv's bin/aws.
 AWSCLI_VENV := .venv-awscli
 AWSCLI_STAMP := $(AWSCLI_VENV)/.installed-stamp
-# What runs again under torchdata 0.9: the faces and loaders, the readers, the README, and the backend that
-# exists there only (torchdata's native S3 handler).
+# What runs again under torchdata 0.9: the faces and loaders, the readers, the README, the bench's methods on
+# torchdata's openers, and the backend that exists there only (torchdata's native S3 handler).
 TD09_TESTS := tests/e2e tests/epochs tests/test_readme.py tests/samples/test_wds.py tests/samples/test_hostile_tars.py \
 	tests/s3/test_open_s3.py tests/test_layout.py tests/test_examples.py
 
@@ -39,7 +39,7 @@ $(STAMP): setup.cfg setup.py constraints-dev.txt $(AWSCLI_STAMP)
 $(STAMP09): setup.cfg setup.py constraints-dev.txt $(AWSCLI_STAMP)
 	$(PYTHON) -m venv $(VENV09)
 	$(PY09) -m pip install -c constraints-dev.txt torch==2.13.0 torchdata==0.9.0
-	$(PY09) -m pip install -c constraints-dev.txt -e '.[test,all]'
+	$(PY09) -m pip install -c constraints-dev.txt -e '.[test,bench,all]'
 	ln -sf "$(CURDIR)/$(AWSCLI_VENV)/bin/aws" $(VENV09)/bin/aws
 	touch $@
 
@@ -51,7 +51,8 @@ check-install:
 test: $(STAMP) $(STAMP09) check-install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
 	PATH="$(CURDIR)/$(VENV09)/bin:$$PATH" $(PY09) -m pytest -q -p no:cacheprovider $(TD09_TESTS)
-	PATH="$(CURDIR)/$(VENV09)/bin:$$PATH" $(PY09) -m pytest -q -p no:cacheprovider tests/s3 -k s3fileloader
+	PATH="$(CURDIR)/$(VENV09)/bin:$$PATH" $(PY09) -m pytest -q -p no:cacheprovider tests/s3 tests/writing/test_shard_writer_s3.py -k s3fileloader
+	PATH="$(CURDIR)/$(VENV09)/bin:$$PATH" $(PY09) -m pytest -q -p no:cacheprovider tests/tools/test_cli.py -k 'own_server or s3like'
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m torchdata_s3ext demo

@@ -38,7 +38,11 @@ def pytest_collection_modifyitems(config, items) -> None:
         "dataloader2": (not has_torchdata_datapipes(), "needs torchdata 0.9's DataLoader2"),
         "nodes": (importlib.util.find_spec("torchdata.nodes") is None, "needs torchdata.nodes (torchdata >= 0.10)"),
     }
+    native_s3 = importlib.util.find_spec("torchdata._torchdata") is not None
     for item in items:
         for marker, (skip, reason) in skips.items():
             if skip and item.get_closest_marker(marker) is not None:
                 item.add_marker(pytest.mark.skip(reason=reason))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if not native_s3 and params.get("backend") == "s3fileloader":
+            item.add_marker(pytest.mark.skip(reason="the s3fileloader backend needs torchdata 0.9's native S3 extension"))
