@@ -1,126 +1,45 @@
-"""``wds_pipe`` and ``wds_node``: the recommended chain from a shard spec to shuffled, decoded samples, exactly
-once: ``order`` -> ``split`` -> ``open`` -> ``tar`` -> ``group`` -> ``shuffle`` -> ``decode``, one chain of
-stages behind two faces (a datapipe that is a plain ``IterableDataset``, and a ``torchdata.nodes`` node)."""
-import dataclasses
-import functools
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+"""``wds_pipe`` and ``wds_node``: the recommended chain from a shard spec (or several, mixed by weight) to
+shuffled, decoded samples, exactly once: ``order`` -> ``split`` -> ``open`` -> ``tar`` -> ``group`` ->
+``shuffle`` -> ``decode`` (per source, then ``mix``), one chain of stages behind two faces (a datapipe that is a
+plain ``IterableDataset``, and a ``torchdata.nodes`` node)."""
+from typing import Any, Dict, Union
 
-from ._config import S3Config
 from .epochs.clock import EpochClock
-from .epochs.checkpoint import stage_states
-from .epochs.order import ShardOrder, check_order_state, epoch_order
-from .epochs.readers import Ranks, ReaderSplit, check_ranks, current_reader
-from .epochs.seeds import pipe_seed
-from .epochs.shuffling import SampleShuffler
 from .faces.datapipes import Pipe
 from .faces.nodes import stage_node
-from .s3.listing import ShardSpec, list_shards
-from .s3.shard_index import is_index_url, read_shard_index
+from .mixing import MixSettings, pipe_settings
+from .s3.listing import ShardSpec
 from .s3.stats import PipeStats
-from .samples.decode import Decoder, SampleDecoding, fields_decoded, pair_decoded
 from .samples.decode.failures import GIVE_UP_AFTER
-from .samples.grouping import Grouper, SampleGrouper
-from .samples.opener import OpenSettings, ShardOpener
-from .samples.policy import ErrorCounts, check_on_error
-from .samples.tar import TarMembers
+from .samples.policy import ErrorCounts
+from .settings import WDS_OPTIONS, WdsSettings
 from .stage import Stage
 
 __all__ = ["WDS_OPTIONS", "WdsPipe", "wds_node", "wds_pipe"]
-
-#: ``wds_pipe``'s and ``wds_node``'s own keywords (besides the S3Config fields and the backend's options)
-WDS_OPTIONS = ("backend", "shuffle", "shuffle_buffer", "decode", "seed", "suffix", "on_error", "config", "rank", "world_size")
-
-
-@dataclasses.dataclass(frozen=True)
-class WdsSettings:
-    """Every choice of a ``wds_pipe``, checked once: the listed shards, how to open them, the shuffles' seed."""
-
-    shard_urls: List[str]
-    opening: OpenSettings
-    shuffle: bool
-    shuffle_buffer: int
-    decode: Union[bool, str]
-    seed: int
-    seed_chosen: bool
-    on_error: str
-    ranks: Ranks
-    #: each shard's samples, from a shard index (``None``: not known)
-    sample_counts: Optional[List[int]] = None
-
-    @classmethod
-    def of(cls, shards: ShardSpec, *, backend: str = "auto", shuffle: bool = True, shuffle_buffer: int = 1000,
-           decode: Union[bool, str] = True, seed: Optional[int] = None, suffix: Optional[Union[str, Sequence[str]]] = None,
-           on_error: str = "raise", config: Optional[S3Config] = None, rank: Optional[int] = None,
-           world_size: Optional[int] = None, **open_s3_kwargs: Any) -> "WdsSettings":
-        check_on_error(on_error)
-        ranks = check_ranks(rank, world_size)
-        if decode not in (True, False, "samples"):
-            raise ValueError(f"decode must be True (the PNG pair), 'samples' (every field) or False, not {decode!r}")
-        if not isinstance(shuffle_buffer, int) or isinstance(shuffle_buffer, bool) or shuffle_buffer < 1:
-            raise ValueError(f"shuffle_buffer must be a positive int, got {shuffle_buffer!r}")
-        # Listing and reading agree on the endpoint, credentials and attempts: one config serves both.
-        opening = OpenSettings.from_keywords(backend, config, others={"wds_pipe options": WDS_OPTIONS}, **open_s3_kwargs)
-        chosen_seed, seed_chosen = pipe_seed(seed)
-        counts: Optional[List[int]] = None
-        if isinstance(shards, str) and is_index_url(shards):
-            index = read_shard_index(shards, opening.config)
-            shard_urls, counts = index.urls, index.sample_counts
-            indexed = {shard.url: (shard.filesize, shard.etag) for shard in index.shards}
-            opening = dataclasses.replace(opening, indexed=indexed)
-        else:
-            shard_urls = list_shards(shards, suffix=suffix, config=opening.config)
-        return cls(shard_urls, opening, bool(shuffle), shuffle_buffer, decode, chosen_seed, seed_chosen, on_error, ranks,
-                   counts)
-
-    def samples_of_rank(self, epoch: int) -> int:
-        """How many samples this rank reads in ``epoch``: the shards at its positions of the epoch's order
-        (every sample where there is one rank). ``TypeError`` without a shard index to count them."""
-        if self.sample_counts is None:
-            raise TypeError("WdsPipe instance doesn't have valid length: its shards were listed, not read from a "
-                            "shard index (wds_pipe('s3://bkt/train/index.json') gives one)")
-        rank, world_size = current_reader(self.ranks)
-        order = epoch_order(len(self.shard_urls), self.seed, epoch, self.shuffle)
-        return sum(self.sample_counts[number] for position, number in enumerate(order) if position % world_size == rank)
-
-    def decoder(self) -> Tuple[Optional[Callable[[Dict[str, Any]], Dict[str, Any]]], str]:
-        """``(what decodes a sample, the name its messages start with)``; ``None`` when samples stay raw."""
-        if self.decode == "samples":
-            return functools.partial(fields_decoded, decoding=SampleDecoding()), "decode_samples"
-        return (pair_decoded, "decode_png_pair") if self.decode else (None, "")
-
-    def chain(self, clock: EpochClock, error_counts: ErrorCounts, stats: PipeStats, decoded: bool = True) -> Stage[Any]:
-        """The stages of one reader, from the shard order to the (``decoded``) samples."""
-        order = ShardOrder(self.shard_urls, self.seed, self.shuffle, clock, self.seed_chosen)
-        samples = SampleGrouper(TarMembers(ShardOpener(ReaderSplit(order, self.ranks), self.opening, stats)),
-                                Grouper((), self.on_error, error_counts))
-        chain: Stage[Any] = SampleShuffler(samples, self.shuffle_buffer, self.seed, self.shuffle, clock, self.seed_chosen,
-                                           self.ranks)
-        decode, name = self.decoder()
-        if decoded and decode is not None:
-            chain = Decoder(chain, decode, self.on_error, error_counts, GIVE_UP_AFTER, name)
-        return chain
 
 
 class WdsPipe(Pipe):
     """What :func:`wds_pipe` returns: the recommended chain as one pipe, with its ``stats`` and
     ``error_counts``."""
 
-    def __init__(self, settings: WdsSettings, stats: PipeStats, decoded: bool = True) -> None:
+    def __init__(self, settings: Union[WdsSettings, MixSettings], stats: PipeStats, decoded: bool = True) -> None:
         super().__init__(None)
         self.settings = settings
         self.stats = stats
         self.error_counts = ErrorCounts()
+        #: a mix's bad data by source (also counted in ``error_counts``)
+        self.source_error_counts: Dict[str, ErrorCounts] = (
+            settings.source_counts() if isinstance(settings, MixSettings) else {})
         self.decoded = decoded
         self.ranks = settings.ranks
 
     def _stage(self, clock: EpochClock) -> Stage[Any]:
+        if isinstance(self.settings, MixSettings):
+            return self.settings.chain(clock, self.error_counts, self.stats, self.decoded, self.source_error_counts)
         return self.settings.chain(clock, self.error_counts, self.stats, self.decoded)
 
     def _check_loaded(self, state: Dict[str, Any]) -> None:
-        order = state["merged"]["order"] if state.get("merged") else stage_states(state.get("stages")).get("order")
-        if order is None or "seed" not in order:
-            return
-        check_order_state(order, self.settings.seed, self.settings.seed_chosen, self.settings.shard_urls)
+        self.settings.check_loaded(state)
 
     def __len__(self) -> int:
         """The samples this rank reads in its next epoch (all of them with one rank), counted by the shard index
@@ -128,7 +47,7 @@ class WdsPipe(Pipe):
         return self.settings.samples_of_rank(self._clock.next_epoch())
 
     def __repr__(self) -> str:
-        return f"WdsPipe({len(self.settings.shard_urls)} shards, backend={self.settings.opening.backend!r})"
+        return f"WdsPipe({self.settings.describe()})"
 
 
 def wds_pipe(shards: ShardSpec, **options: Any) -> WdsPipe:
@@ -145,7 +64,20 @@ def wds_pipe(shards: ShardSpec, **options: Any) -> WdsPipe:
         shards: what :func:`list_shards` accepts: brace pattern, S3 prefix, local folder, or a list of these; or
             a shard index (``s3://bkt/train/index.json``): no LIST request, ``len(pipe)`` is the samples this
             rank reads in its next epoch, and a shard whose size (or ETag, on ``boto3``) is not the index's is
-            an error naming it
+            an error naming it. A dict of these, ``{"web": ..., "books": ...}``, mixes named datasets: each next
+            sample's dataset is drawn by ``weights`` from the seeded stream, every sample carries its dataset's
+            name as ``"__source__"``, and each dataset keeps the guarantees of a pipe of its own (see
+            docs/mixing.md)
+        weights: for a dict of datasets, each one's weight (positive numbers, every name); default: in
+            proportion to their sample counts where shard indexes give them all, else equal
+        stop: when a mix's epoch ends: ``"first_exhausted"`` (default: when the first dataset runs out in a
+            reader, so the proportions hold throughout), ``"all_exhausted"`` (a dataset that runs out is no
+            longer drawn: every sample of every dataset once), ``"cycle_until_all_exhausted"`` (a dataset that
+            runs out starts again in a new order, until every one has run out once)
+        samples_per_epoch: epochs of exactly this many samples over all ranks and workers (a rank reads
+            ``N // world_size``, the first ``N % world_size`` ranks one more), each going on where the last one
+            stopped; every sample comes once before any comes again (datasets that run out start again in a new
+            order). With or without a mix
         backend: the ``open_s3`` backend (``"local"`` for local folders)
         shuffle: ``False`` keeps shard and sample order (evaluation)
         shuffle_buffer: samples held by the per-reader shuffle buffer; ``1`` turns it off
@@ -185,7 +117,7 @@ def wds_pipe(shards: ShardSpec, **options: Any) -> WdsPipe:
         >>> loader = DataLoader(pipe, batch_size=None, num_workers=4)  # doctest: +SKIP
     """
     stats = PipeStats()  # made before the listing, so that its requests count too
-    return WdsPipe(WdsSettings.of(shards, **options), stats)
+    return WdsPipe(pipe_settings(shards, **options), stats)
 
 
 def wds_node(shards: ShardSpec, *, decode_workers: int = 0, **options: Any) -> Any:

@@ -1,7 +1,9 @@
 """A training job that checkpoints with ``StatefulDataLoader`` and dies: run by the checkpoint tests in a
 process of its own (``python checkpoint_job.py SPEC.json``), once per leg of a scenario.
 
-The spec (JSON) says which pipe to build over which local shards, the loader (``num_workers``,
+The spec (JSON) says which pipe to build over which local shards (``wds``, ``skip``, ``chain``, ``chain_skip``;
+``mix`` of the first and second half of the shards with weights 2:1 and ``stop``; ``window``, ``mix_window`` with
+``per_epoch`` samples an epoch), the loader (``num_workers``,
 ``multiprocessing_context``, ``batch_size``) and what to do:
 
 - ``resume``: a ``torch.save``'d ``loader.state_dict()`` to ``loader.load_state_dict()`` first, or ``null``;
@@ -38,6 +40,15 @@ def build_pipe(spec: Dict[str, Any]):
         return wds_pipe(shards, seed=seed, shuffle_buffer=buffer, decode=False, backend="local")
     if kind == "skip":
         return wds_pipe(shards, seed=seed, shuffle_buffer=buffer, decode=False, backend="local", on_error="skip")
+    if kind in ("mix", "mix_window"):  # the first half of the shards as source "a", the rest as "b"
+        half = len(shards) // 2
+        mixed = {"a": shards[:half], "b": shards[half:]}
+        rule = {"stop": spec.get("stop", "first_exhausted")} if kind == "mix" else {"samples_per_epoch": spec["per_epoch"]}
+        return wds_pipe(mixed, weights={"a": 2, "b": 1}, seed=seed, shuffle_buffer=buffer, decode=False,
+                        backend="local", **rule)
+    if kind == "window":
+        return wds_pipe(shards, samples_per_epoch=spec["per_epoch"], seed=seed, shuffle_buffer=buffer, decode=False,
+                        backend="local")
     if kind == "chain":
         return (
             IterableWrapper(shards).shuffle_shards(seed=seed).shard_across_readers().open_s3(backend="local")
@@ -54,6 +65,7 @@ def build_pipe(spec: Dict[str, Any]):
 def batch_keys(batch: Any) -> List[str]:
     keys = batch["__key__"]
     return [keys] if isinstance(keys, str) else list(keys)
+
 
 
 def run_leg(spec: Dict[str, Any]) -> None:

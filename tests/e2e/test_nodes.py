@@ -89,3 +89,33 @@ def test_wds_node_ranks_given_share_every_sample_once(shards):
 def test_decode_workers_must_be_a_count(shards):
     with pytest.raises(ValueError, match="decode_workers must be an int >= 0"):
         wds_node(shards, backend="local", decode_workers=-1)
+
+
+def _mixed(shards: str, kind: str):
+    files = sorted(os.path.join(shards, name) for name in os.listdir(shards))
+    if kind == "mix":
+        return {"a": files[:3], "b": files[3:]}, {"weights": {"a": 1, "b": 2}, "stop": "cycle_until_all_exhausted"}
+    return files, {"samples_per_epoch": 8}
+
+
+@pytest.mark.parametrize("kind", ["mix", "window"])
+@pytest.mark.parametrize("decode_workers", [0, 2])
+@pytest.mark.parametrize("steps", [(5, 3), (8, 0)])
+def test_wds_node_over_a_mix_or_fixed_epochs_resumes_exactly_twice_in_a_row(shards, kind, decode_workers, steps):
+    spec, options = _mixed(shards, kind)
+    reference = _loader(spec, decode_workers=decode_workers, **options)
+    epochs = [_keys(reference) for _ in range(3)]
+    delivered: List[str] = []
+    state = None
+    for count in steps:
+        loader = _loader(spec, decode_workers=decode_workers, **options)
+        if state is not None:
+            loader.load_state_dict(pickle.loads(pickle.dumps(state)))
+        iterator = iter(loader)
+        delivered += [next(iterator)["__key__"] for _ in range(count)]
+        state = loader.state_dict()
+    loader = _loader(spec, decode_workers=decode_workers, **options)
+    loader.load_state_dict(state)
+    delivered += _keys(loader) + _keys(loader)
+    uninterrupted = [key for epoch in epochs for key in epoch]
+    assert delivered == uninterrupted[:len(delivered)] and len(delivered) >= len(epochs[0]) + len(epochs[1])

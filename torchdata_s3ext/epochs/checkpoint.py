@@ -20,7 +20,7 @@ from .._version import __version__
 from ..samples.positions import Position, ShardSlice
 
 __all__ = [
-    "FORMAT", "VERSION", "CheckpointMismatch", "check_state", "dataset_states", "merge_states", "merged_work",
+    "FORMAT", "VERSION", "CheckpointMismatch", "check_state", "continued", "dataset_states", "merge_states", "merged_work",
     "reader_state", "refetch_slices", "stage_states",
 ]
 
@@ -124,6 +124,11 @@ def merged_work(merged: Mapping[str, Any], epoch_order: Sequence[Any]) -> List[S
 def _left_by(stages: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     """What one running reader had left: its share, and the slices of its shard under way and its buffer."""
     split = stages.get("split")
+    if "mix" in stages or "window" in stages:
+        raise CheckpointMismatch(
+            "merge_states() does not merge the states of a mix of sources or of a pipe with samples_per_epoch: "
+            "resume it with the same number of ranks and workers, each reader from its own state"
+        )
     if split is None:
         raise CheckpointMismatch("merge_states() needs pipes with shard_across_readers(), which says each reader's share")
     share: Dict[str, Any] = {"reader": split["reader"]}
@@ -238,5 +243,17 @@ def _before_next(state: Dict[str, Any]) -> Dict[str, Any]:
     """The state of a reader whose loader has ended the epoch (its last snapshot may be from before it found
     nothing was left), as the state before the next one."""
     if state.get("stages") is not None:
-        return dict(state, epoch=state["epoch"] + 1, stages=None, ended=False)
+        return dict(state, epoch=state["epoch"] + 1, stages=continued(state["stages"]), ended=False)
     return state
+
+
+def continued(stages: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The state that begins the epoch after the one ``stages`` ended: ``None`` (from the start) for a chain
+    whose epochs are each read whole; for one with a ``window`` stage (``samples_per_epoch``), the same
+    sources' states, from where they stopped."""
+    if not isinstance(stages, Mapping):
+        return None
+    if stages.get("stage") == "window":
+        return dict(stages, epoch=int(stages["epoch"]) + 1, taken=0)
+    inner = continued(stages.get("source"))
+    return None if inner is None else dict(stages, source=inner)

@@ -15,6 +15,7 @@ A state loaded into the pipe (:class:`Resume`) gives the next iteration its epoc
 building process is taken up by the next iteration only, by all its workers, and never again.
 """
 import fcntl
+import glob
 import mmap
 import os
 import random
@@ -52,11 +53,13 @@ def _shared_memory_dir() -> Optional[str]:
 
 
 def _remove(path: str, owner_pid: int) -> None:
+    """Remove the record and the files kept beside it (``path.*``: where each reader's last epoch stopped)."""
     if os.getpid() == owner_pid:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        for name in [path, *glob.glob(glob.escape(path) + ".*")]:
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
 
 
 class EpochClock:

@@ -66,6 +66,7 @@ class SampleShuffler(Stage[Any]):
                             0 if state is None else int(state.get("draws", 0)))
         if state is not None and state.get("buffer"):
             self._refill(state)
+        self._draining = state is not None and bool(state.get("draining"))
 
     def _check_seed(self, seed: int) -> None:
         if seed != self.seed:

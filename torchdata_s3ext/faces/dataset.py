@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..epochs.checkpoint import check_state, dataset_states, reader_state, unavailable_state
+from ..epochs.checkpoint import check_state, continued, dataset_states, reader_state, unavailable_state
 from ..epochs.clock import EpochClock, Resume
 from ..epochs.readers import Ranks, current_reader
 from ..stage import Stage, StateUnavailable
@@ -137,7 +137,7 @@ class StageDataset(IterableDataset):
         if reading is None:
             return self._state_before_reading(reader)
         if reading.ended and get_worker_info() is None:
-            return reader_state(reading.epoch + 1, reader, None)
+            return reader_state(reading.epoch + 1, reader, continued(self._chain.state()))  # type: ignore[union-attr]
         try:
             stages = self._chain.state()  # type: ignore[union-attr]
         except StateUnavailable as error:

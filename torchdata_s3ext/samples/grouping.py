@@ -269,16 +269,20 @@ class SampleGrouper(Stage[Dict[str, Any]]):
         self.grouper = grouper
         self._boundary: Optional[Dict[str, Any]] = None
         self._resumable = True
+        self._taken_up: Optional[Dict[str, Any]] = None  # the state reset from, until the next sample
 
     def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
         self.grouper.clear()
         self._boundary = None
         super().reset(state)
+        self._taken_up = None
         if state is not None and state.get("shard") is not None:
             url, skip_before = state["shard"]
             self.grouper.resume_at(url, state["index"], skip_before)
+            self._taken_up = dict(state)  # a state asked before the next sample is this one
 
     def next(self) -> Dict[str, Any]:
+        self._taken_up = None
         while True:
             before = self.source.state()  # type: ignore[union-attr]
             try:
@@ -297,6 +301,8 @@ class SampleGrouper(Stage[Dict[str, Any]]):
                 return sample
 
     def state(self) -> Dict[str, Any]:
+        if self._taken_up is not None:
+            return dict(self._taken_up)
         if self._boundary is None:
             return {"stage": self.kind, SOURCE: self.source.state(), "shard": None, "index": 0}  # type: ignore[union-attr]
         shard = self.grouper.shard
