@@ -32,7 +32,8 @@ from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Uni
 from ..stage import SOURCE, Stage
 from .policy import ErrorCounts, check_on_error, handle_data_error, with_message
 from .positions import Position, PositionedSample, ShardSlice
-from .tar import DamagedShard, Member, ShardEnd, split_inner_path, tar_members
+from .foreign import ForeignMembers
+from .tar import DamagedShard, Member, ShardEnd, tar_members
 
 __all__ = ["ForeignMembers", "Grouper", "SampleGrouper", "group_by_keys", "shard_samples", "split_member_name"]
 
@@ -306,47 +307,6 @@ class SampleGrouper(Stage[Dict[str, Any]]):
     def reading_of(self, items: Any) -> "SampleGrouper":
         grouper = Grouper(self.grouper.required_fields, self.grouper.on_error, self.grouper.error_counts)
         return SampleGrouper(self.source.reading_of(items), grouper)  # type: ignore[union-attr]
-
-
-class ForeignMembers(Stage[Item]):
-    """Members from ``(path, stream)`` pairs as ``load_from_tar()`` gives them (when the tar reading is not
-    ours to do): each member's shard URL and name from its path (:func:`~.tar.split_inner_path`), a
-    :class:`~.tar.ShardEnd` where the shard changes. Samples from it carry no position."""
-
-    kind = "foreign_members"
-
-    def __init__(self, source: Stage[Tuple[str, Any]]) -> None:
-        super().__init__(source)
-        self._shard: Optional[Tuple[str, Any]] = None
-        self._held: Optional[Item] = None
-
-    def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
-        self._shard, self._held = None, None
-        super().reset(state)
-
-    def next(self) -> Item:
-        if self._held is not None:
-            held, self._held = self._held, None
-            return held
-        try:
-            inner_pathname, member_stream = self.source.next()  # type: ignore[union-attr]
-        except StopIteration:
-            if self._shard is None:
-                raise
-            ended, self._shard = self._shard, None
-            return ShardEnd(ended[0])
-        parent = getattr(member_stream, "parent_stream", None)
-        try:
-            shard_url, member_name = split_inner_path(inner_pathname, getattr(parent, "name", None))
-            data = member_stream.read()
-        finally:
-            member_stream.close()
-        member = (shard_url, member_name, data)
-        if self._shard is not None and (shard_url, parent) != self._shard:
-            ended, self._shard, self._held = self._shard, (shard_url, parent), member
-            return ShardEnd(ended[0])
-        self._shard = (shard_url, parent)
-        return member
 
 
 def shard_samples(
