@@ -8,8 +8,10 @@ bad data naming it.
 What ``tarfile`` lets through in silence is checked: it ends an archive at the first header it cannot parse
 (a bad checksum, a garbage size, a cut header), so here a damaged header is reported where it lies; the
 end-of-archive marker must be followed by zeros only, or by another archive (``cat a.tar b.tar``, read on as
-``tar --ignore-zeros`` and webdataset do); a negative size, a sparse member, or a size past the end of the
-stream is bad data, found without reading or allocating what the header claims. A damaged shard is not
+``tar --ignore-zeros`` lists it; webdataset 1.0 stops at the first marker); a negative size, a sparse member,
+a size past the end of the stream (at the header where the stream's length is known, else where it ends), or
+a member bigger than the process can hold is bad data naming the member, found without reading or allocating
+what the header claims. A damaged shard is not
 raised but passed on as a :class:`DamagedShard`, after the members before the damage, so that the grouping
 keeps the samples before it and the bad-data policy decides.
 """
