@@ -15,7 +15,7 @@ from webdataset import tariterators
 import torchdata_s3ext.samples.grouping  # noqa: F401  (registers group_wds_samples)
 from torchdata_s3ext import WdsSampleGrouperIterDataPipe
 from torchdata_s3ext.samples.grouping import group_by_keys, split_member_name
-from torchdata_s3ext.samples.tar import split_inner_path
+from torchdata_s3ext.samples.foreign import split_inner_path
 
 URL = "s3://bucket/train/shard-000000.tar"
 

@@ -17,25 +17,17 @@ blocks between them) is lost with it. A stream that ends inside an archive ends 
 import tarfile
 from typing import IO, Any, Dict, Iterator, Optional, Sequence, Union
 
+from .compressed import compression_of
 from .grouping import group_by_keys
 from .policy import ErrorCounts
 from .tar import DamagedShard, Member, ShardEnd, archive_members as one_archive_members
-from .tar_format import BLOCK, TarInput
+from .tar_format import BLOCK, TarInput, is_header
 
 __all__ = ["archive_members", "archive_samples"]
 
 _MARKER = 2 * BLOCK  # the end-of-archive marker
 _MAGIC, _MAGIC_OFFSET = b"ustar", 257
 _SCAN_CHUNK = 1 << 16
-_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
-
-
-def _is_header(block: bytes) -> bool:
-    try:
-        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True
 
 
 def _next_archive_start(window: bytes) -> Optional[int]:
@@ -44,7 +36,7 @@ def _next_archive_start(window: bytes) -> Optional[int]:
     while found >= 0:
         start = found - _MAGIC_OFFSET
         header = window[start:start + BLOCK]
-        if len(header) == BLOCK and not window[start - _MARKER:start].strip(b"\0") and _is_header(header):
+        if len(header) == BLOCK and not window[start - _MARKER:start].strip(b"\0") and is_header(header):
             return start
         found = window.find(_MAGIC, found + 1)
     return None
@@ -87,7 +79,7 @@ def archive_members(stream_url: str, stream: IO[bytes]) -> Iterator[Union[Member
         tar.unread(first_block)
         archive_url = f"{stream_url}#{ordinal}"
         ordinal += 1
-        compression = next((name for magic, name in _COMPRESSED.items() if first_block.startswith(magic)), None)
+        compression = compression_of(first_block)
         if compression is not None:
             problem = f"a {compression}-compressed archive: Pipe Mode reads uncompressed tar archives only"
             yield DamagedShard(archive_url, tarfile.ReadError(problem))

@@ -8,26 +8,24 @@ bad data naming it.
 What ``tarfile`` lets through in silence is checked: it ends an archive at the first header it cannot parse
 (a bad checksum, a garbage size, a cut header), so here a damaged header is reported where it lies; the
 end-of-archive marker must be followed by zeros only, or by another archive (``cat a.tar b.tar``, read on as
-``tar --ignore-zeros`` and webdataset do); a negative size, a sparse member, or a size past the end of the
-stream is bad data, found without reading or allocating what the header claims. A damaged shard is not
+``tar --ignore-zeros`` lists it; webdataset 1.0 stops at the first marker); a negative size, a sparse member,
+a size past the end of the stream (at the header where the stream's length is known, else where it ends), or
+a member bigger than the process can hold is bad data naming the member, found without reading or allocating
+what the header claims. A damaged shard is not
 raised but passed on as a :class:`DamagedShard`, after the members before the damage, so that the grouping
 keeps the samples before it and the bad-data policy decides.
 """
-import bz2
 import dataclasses
-import gzip
-import lzma
 import posixpath
-import re
 import tarfile
-import zlib
-from typing import IO, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import IO, Any, Dict, Iterator, NamedTuple, Optional, Union
 
 from ..stage import SOURCE, Stage, StateUnavailable
+from .compressed import BAD_COMPRESSED_DATA, StoreFailure, compression_of, decompressed, first_bytes
 from .positions import ShardSlice
-from .tar_format import BLOCK, HeaderProblem, TarInput, padded, read_header
+from .tar_format import BLOCK, ClaimPastEnd, HeaderProblem, MemberHeader, TarInput, after_the_end, padded, read_header, stream_length
 
-__all__ = ["DamagedShard", "Member", "PairShards", "Shard", "ShardEnd", "TarMembers", "archive_members", "split_inner_path", "tar_members"]
+__all__ = ["DamagedShard", "Member", "PairShards", "Shard", "ShardEnd", "TarMembers", "archive_members", "tar_members"]
 
 
 class Member(NamedTuple):
@@ -67,53 +65,6 @@ class Shard(NamedTuple):
     stream: IO[bytes]
 
 
-_COMPRESSIONS = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
-_DECOMPRESSORS = {"gzip": gzip.GzipFile, "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}
-# What a decompressor raises on bad data (the store's own failures reach us as _StoreFailure).
-_BAD_COMPRESSED_DATA = (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
-_SHARD_AND_MEMBER = re.compile(r"^(.*\.(?:tar|tar\.gz|tgz))/(.+)$", re.IGNORECASE)
-
-
-class _StoreFailure(Exception):
-    """A failure of the store under a decompressor, kept apart from bad compressed data."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(error)
-        self.error = error
-
-
-class _StoreReads:
-    """A stream whose read failures come out as :class:`_StoreFailure`, so that a decompressor's ``OSError``
-    (bad data) and the store's (a lost connection) are never confused."""
-
-    def __init__(self, stream: IO[bytes], prefix: bytes) -> None:
-        self._stream, self._prefix = stream, prefix
-
-    def read(self, size: int = -1) -> bytes:
-        if self._prefix:
-            data, self._prefix = self._prefix, b""
-            return data
-        try:
-            return self._stream.read(size)
-        except Exception as error:
-            raise _StoreFailure(error) from error
-
-    def readable(self) -> bool:
-        return True
-
-
-def _first_block(stream: IO[bytes]) -> bytes:
-    pieces: List[bytes] = []
-    size = 0
-    while size < BLOCK:
-        piece = stream.read(BLOCK - size)
-        if not piece:
-            break
-        pieces.append(piece)
-        size += len(piece)
-    return b"".join(pieces)
-
-
 def _damage(shard_url: str, message: str, member_name: Optional[str] = None, kind: type = tarfile.ReadError) -> DamagedShard:
     return DamagedShard(shard_url, kind(message), member_name)
 
@@ -129,26 +80,41 @@ def tar_members(shard_url: str, stream: IO[bytes], *, base: int = 0, bounded: bo
     """The regular members of the tar (or compressed tar) in ``stream``, then a :class:`DamagedShard` if it is
     damaged. ``base``: the byte of the object the stream starts at (offsets are the object's). ``bounded``: the
     stream ends before the shard does (a slice), at a member header, with no end-of-archive marker to check.
+    Where the stream tells its length (it seeks), a header claiming past it is damage found at the header.
     The store's failures (``OSError`` from the stream) propagate: they are not bad data."""
-    first = _first_block(stream)
+    length = stream_length(stream)
+    first = first_bytes(stream, BLOCK)
     if not first:
         yield _damage(shard_url, "not a tar archive: empty file")
         return
-    compression = next((name for magic, name in _COMPRESSIONS if first.startswith(magic)), None)
+    compression = compression_of(first)
     if compression is None:
-        yield from archive_members(shard_url, TarInput(stream, first), base=base, bounded=bounded)
+        yield from archive_members(shard_url, TarInput(stream, first, length), base=base, bounded=bounded)
         return
-    if compression not in _DECOMPRESSORS:
+    tar_stream = decompressed(compression, stream, first)
+    if tar_stream is None:
         yield _damage(shard_url, f"a {compression}-compressed shard, which is not read: write tar, gzip, bzip2 or xz")
         return
-    decompressed = _DECOMPRESSORS[compression](fileobj=_StoreReads(stream, first), mode="rb")
     try:
-        for item in archive_members(shard_url, TarInput(decompressed), base=None, bounded=bounded):
-            yield item
-    except _StoreFailure as failure:
+        yield from archive_members(shard_url, TarInput(tar_stream), base=None, bounded=bounded)
+    except StoreFailure as failure:
         raise failure.error from None
-    except _BAD_COMPRESSED_DATA as error:
+    except BAD_COMPRESSED_DATA as error:
         yield DamagedShard(shard_url, tarfile.ReadError(f"bad {compression} data: {error}"))
+
+
+class _Offsets(NamedTuple):
+    """Offsets in the stream as the object's: ``base`` is the object's byte at the stream's start (``None``:
+    not known, as in a compressed shard)."""
+
+    base: Optional[int]
+
+    def absolute(self, offset: int) -> Optional[int]:
+        return None if self.base is None else self.base + offset
+
+    def shown(self, offset: int) -> int:
+        """As messages give it: the object's byte where known, else the stream's."""
+        return offset if self.base is None else self.base + offset
 
 
 def archive_members(
@@ -160,123 +126,74 @@ def archive_members(
     ``bounded`` as for :func:`tar_members`; ``single``: stop after the first archive's end-of-archive marker
     and the zeros after it, the next archive (or whatever follows) left unread in ``tar``; ``read_data=False``:
     members come with no data, which is skipped (seeked past where ``tar`` can)."""
+    offsets = _Offsets(base)
     global_pax: Dict[str, str] = {}
-
-    def absolute(offset: int) -> Optional[int]:
-        return None if base is None else base + offset
-
-    def shown(offset: int) -> int:  # as messages give it: the object's byte where known, else the stream's
-        return offset if base is None else base + offset
-
     while True:
         at = tar.offset
         try:
             header = read_header(tar, global_pax)
-        except HeaderProblem as problem:
-            if problem.at == 0 and not base:
-                yield _damage(shard_url, f"not a tar archive: its first block is no tar header ({problem})")
-            else:
-                yield _damage(shard_url, f"damaged member header at byte {shown(problem.at)}: {problem}")
-            return
-        except EOFError as ended:
-            if bounded and tar.offset == at:
-                return  # a slice ends at a member header
-            where = "inside a member header" if ended.args[0] != at else "before the end-of-archive marker"
-            yield _damage(shard_url, f"cut at byte {shown(tar.offset)}, {where}")
+        except (HeaderProblem, EOFError) as problem:
+            damage = _header_damage(shard_url, tar, at, problem, offsets, bounded)
+            if damage is not None:
+                yield damage
             return
         if header is None:
-            problem = _after_the_end(tar, at, shown, single)
-            if problem == "":
-                if single:
-                    return
+            after = after_the_end(tar, at, offsets.shown, single)
+            if after == "" and not single:
                 continue  # another archive follows
-            if problem is not None:
-                yield _damage(shard_url, problem)
+            if after:
+                yield _damage(shard_url, after)
             return
-        if not header.regular:
-            if tar.skip(padded(header.size)) < padded(header.size):
-                yield _damage(shard_url, f"cut at byte {shown(tar.offset)}, inside member {header.name!r}")
+        item = _member_item(shard_url, tar, header, offsets, read_data)
+        if item is not None:
+            yield item
+            if isinstance(item, DamagedShard):
                 return
-            continue
-        try:
-            name = _member_name(shard_url, header.name)
-        except ValueError as error:
-            yield DamagedShard(shard_url, error)
-            return
-        data = tar.read(header.size) if read_data else b""
-        arrived = len(data) if read_data else tar.skip(header.size)
-        padding = padded(header.size) - header.size
-        if arrived < header.size or tar.skip(padding) < padding:
-            yield _damage(
-                shard_url,
-                f"unexpected end of data: member {name!r} (header at byte {shown(header.start)}) holds "
-                f"{header.size} bytes, the shard ends at byte {shown(tar.offset)}",
-                member_name=name,
-            )
-            return
-        yield Member(shard_url, name, data, absolute(header.start), absolute(tar.offset))
 
 
-def _after_the_end(tar: TarInput, marker_at: int, shown: Callable[[int], int], single: bool = False) -> Optional[str]:
-    """What follows a zero block at ``marker_at``: ``None`` for zeros to the end of the stream; ``""`` when
-    another archive follows two zero blocks or more (the reader is then at its first header; with ``single``,
-    whatever follows them); else what is wrong."""
-    zero_blocks = 1
-    while True:
-        at = tar.offset
-        block = tar.read(BLOCK)
-        if not block:
-            return None
-        rest = block.lstrip(b"\0")
-        if not rest:
-            zero_blocks += 1
-            continue
-        if zero_blocks >= 2 and (single or len(block) == BLOCK and _is_header(block)):
-            tar.unread(block)
-            return ""
-        if zero_blocks == 1:
-            nonzero = at + len(block) - len(rest)
-            return (f"damaged member header at byte {shown(marker_at)}: the archive ends there, but byte "
-                    f"{shown(nonzero)} is not zero")
-        return f"damaged member header at byte {shown(at)}: neither zeros nor another archive after the end-of-archive marker"
+def _header_damage(
+    shard_url: str, tar: TarInput, at: int, problem: Exception, offsets: _Offsets, bounded: bool,
+) -> Optional[DamagedShard]:
+    """The damage a header starting at ``at`` that could not be read is (``problem``: a :class:`HeaderProblem`,
+    or ``EOFError`` where the stream ended); ``None`` where a slice ends, at a member header."""
+    if isinstance(problem, ClaimPastEnd):  # found before reading: the message is the one reading would give
+        return _damage(shard_url, f"unexpected end of data: member {problem.member_name!r} (header at byte "
+                                  f"{offsets.shown(problem.at)}) holds {problem.size} bytes, the shard ends at byte "
+                                  f"{offsets.shown(problem.end)}", problem.member_name)
+    if isinstance(problem, HeaderProblem):
+        if problem.at == 0 and not offsets.base:
+            return _damage(shard_url, f"not a tar archive: its first block is no tar header ({problem})")
+        return _damage(shard_url, f"damaged member header at byte {offsets.shown(problem.at)}: {problem}",
+                       problem.member_name)
+    if bounded and tar.offset == at:
+        return None
+    where = "inside a member header" if problem.args[0] != at else "before the end-of-archive marker"
+    return _damage(shard_url, f"cut at byte {offsets.shown(tar.offset)}, {where}")
 
 
-def _is_header(block: bytes) -> bool:
+def _member_item(
+    shard_url: str, tar: TarInput, header: MemberHeader, offsets: _Offsets, read_data: bool,
+) -> Optional[Union[Member, DamagedShard]]:
+    """The member ``header`` heads, read (with no data under ``read_data=False``), or the damage met; ``None``
+    for a member that is not a regular file, skipped."""
+    if not header.regular:
+        if tar.skip(padded(header.size)) < padded(header.size):
+            return _damage(shard_url, f"cut at byte {offsets.shown(tar.offset)}, inside member {header.name!r}")
+        return None
     try:
-        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True
-
-
-def split_inner_path(inner_pathname: str, shard_name: Optional[str]) -> Tuple[str, str]:
-    """Split a path as ``load_from_tar()`` names members into ``(shard_url, member_name)``.
-
-    ``load_from_tar()`` names a member ``os.path.normpath(os.path.join(shard_url, member_name))``, which
-    turns ``s3://b/k.tar`` into ``s3:/b/k.tar``, so the URL is taken from ``shard_name`` where it is known and
-    the member name is what follows it; without it, the path is split after the *last* ``.tar/``,
-    ``.tar.gz/`` or ``.tgz/``, and the shard URL is then that normalised path.
-
-    Raises:
-        ValueError: the member lies outside the shard, or there is no shard name and no ``.tar/`` in the path
-
-    >>> split_inner_path("s3:/bucket/shard-000000.tar/train/0001.png", "s3://bucket/shard-000000.tar")
-    ('s3://bucket/shard-000000.tar', 'train/0001.png')
-    """
-    if shard_name:
-        shard_prefix = posixpath.join(posixpath.normpath(shard_name), "")
-        if not inner_pathname.startswith(shard_prefix):
-            raise ValueError(
-                f"tar member {inner_pathname!r} is outside shard {shard_name!r} (absolute or '..' member name?)"
-            )
-        return shard_name, inner_pathname[len(shard_prefix):]
-    match = _SHARD_AND_MEMBER.match(inner_pathname)
-    if match is None:
-        raise ValueError(
-            f"cannot tell shard from member in {inner_pathname!r}: the tar stream has no name and the path "
-            "has no '.tar/', '.tar.gz/' or '.tgz/'; open shards with open_s3() or name the stream"
-        )
-    return match.group(1), match.group(2)
+        name = _member_name(shard_url, header.name)
+    except ValueError as error:
+        return DamagedShard(shard_url, error)
+    where = f"member {name!r} (header at byte {offsets.shown(header.start)}) holds {header.size} bytes"
+    try:
+        data = tar.read(header.size) if read_data else b""
+    except MemoryError:  # a member bigger than this process may hold is bad data, not the end of the run
+        return _damage(shard_url, f"{where}, more than this process can hold in memory", name)
+    arrived = len(data) if read_data else tar.skip(header.size)
+    padding = padded(header.size) - header.size
+    if arrived < header.size or tar.skip(padding) < padding:
+        return _damage(shard_url, f"unexpected end of data: {where}, the shard ends at byte {offsets.shown(tar.offset)}", name)
+    return Member(shard_url, name, data, offsets.absolute(header.start), offsets.absolute(tar.offset))
 
 
 TarItem = Union[Member, DamagedShard, ShardEnd]

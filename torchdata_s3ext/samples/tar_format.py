@@ -7,12 +7,17 @@ headers: the 512-byte block (parsed and checksummed by ``tarfile.TarInfo.frombuf
 public parser), and before it the extensions that name the member or change its size: GNU long names
 (``L``, ``K``) and pax records (``x``, and ``g`` for all members after it). Sparse members (GNU ``S``, pax
 ``GNU.sparse.*``) are refused: their data is a map of holes that ``tarfile`` would fill with zeros, which a
-header can make gigabytes long.
+header can make gigabytes long. Where the stream's length is known (it seeks: a ranged object, a file), a
+member whose size field claims more than the bytes left after its header is refused at the header, before
+any of it is read; where it is not (a forward-only body, a pipe), reading the claim stops where the stream
+ends, so a claim costs at most the bytes that exist.
 """
+import io
 import tarfile
-from typing import IO, Dict, List, NamedTuple, Optional
+from typing import IO, Callable, Dict, List, NamedTuple, Optional
 
-__all__ = ["BLOCK", "PIECE", "HeaderProblem", "MemberHeader", "TarInput", "padded", "read_header"]
+__all__ = ["BLOCK", "PIECE", "ClaimPastEnd", "HeaderProblem", "MemberHeader", "TarInput", "padded", "read_header", "stream_length",
+           "after_the_end", "is_header"]
 
 BLOCK = tarfile.BLOCKSIZE
 #: the most bytes asked of the stream at once for a member's data
@@ -25,25 +30,40 @@ _MAX_EXTENSION = 1 << 20
 
 
 class HeaderProblem(Exception):
-    """A header that cannot be read as one: ``str()`` says why, ``at`` is the byte it starts at."""
+    """A header that cannot be read as one: ``str()`` says why, ``at`` is the byte it starts at, ``member_name``
+    the member it names when it could be parsed (a sparse member, a size past the shard's end)."""
 
-    def __init__(self, message: str, at: int) -> None:
+    def __init__(self, message: str, at: int, member_name: Optional[str] = None) -> None:
         super().__init__(message)
         self.at = at
+        self.member_name = member_name
+
+
+class ClaimPastEnd(HeaderProblem):
+    """A member whose size field claims more bytes than the stream holds after its header: the shard is cut
+    there, or the header lies; ``at`` is where the member's first header starts, ``end`` where the stream ends."""
+
+    def __init__(self, member_name: str, size: int, at: int, end: int) -> None:
+        super().__init__(f"member {member_name!r} claims {size} bytes, past the end at byte {end}", at, member_name)
+        self.size, self.end = size, end
 
 
 class TarInput:
-    """The bytes of ``stream`` read forward, with the offset reached (``offset``, from the stream's start).
+    """The bytes of ``stream`` read forward, with the offset reached (``offset``, from the stream's start;
+    ``prefix``: its first bytes, already read from it).
 
-    ``size``: the stream's length, when it is known and the stream seeks: what is skipped is then seeked past,
-    not read (how an index is made from the headers alone)."""
+    ``size``: the stream's length from its start (see :func:`stream_length`), when it is known: a header may
+    not claim past it, and what is skipped is seeked past, not read (how an index is made from the headers
+    alone)."""
 
     def __init__(self, stream: IO[bytes], prefix: bytes = b"", size: Optional[int] = None) -> None:
         self._stream = stream
         self._buffer = prefix
         self._position = 0  # in _buffer
         self.offset = 0
-        self._size = size
+        self.size = size
+        # The stream's own position of offset 0: seeks are at the stream's offsets (a slice's are the object's).
+        self._origin = stream.tell() - len(prefix) if size is not None else 0
 
     def read(self, size: int) -> bytes:
         """``size`` bytes, fewer only where the stream ends."""
@@ -75,9 +95,9 @@ class TarInput:
     def skip(self, size: int) -> int:
         """Read (or seek) past ``size`` bytes; how many there were."""
         buffered = len(self._buffer) - self._position
-        if self._size is not None and size > buffered:
-            skipped = min(size, self._size - self.offset)
-            self._stream.seek(self.offset + skipped)
+        if self.size is not None and size > buffered:
+            skipped = min(size, self.size - self.offset)
+            self._stream.seek(self._origin + self.offset + skipped)
             self._buffer, self._position = b"", 0
             self.offset += skipped
             return skipped
@@ -100,6 +120,20 @@ class TarInput:
             pieces.append(piece)
             wanted -= len(piece)
         return pieces
+
+
+def stream_length(stream: IO[bytes]) -> Optional[int]:
+    """The bytes ``stream`` holds from where it stands, where it can tell without reading them (it seeks: a
+    ranged object's stream, a file), else ``None``. The stream is left where it stood."""
+    try:
+        if not stream.seekable():
+            return None
+        here = stream.tell()
+        end = stream.seek(0, io.SEEK_END)
+        stream.seek(here)
+    except (AttributeError, OSError, ValueError):  # a stream that says it seeks but cannot
+        return None
+    return end - here
 
 
 def padded(size: int) -> int:
@@ -165,7 +199,7 @@ def read_header(tar: TarInput, global_pax: Dict[str, str]) -> Optional[MemberHea
             return None
         info = _parse_block(block, at)
         if info.type not in _EXTENSIONS:
-            return _member(info, start, at, long_name, {**global_pax, **pax})
+            return _member(info, start, at, long_name, {**global_pax, **pax}, tar.size)
         if info.size < 0 or info.size > _MAX_EXTENSION - extensions:
             raise HeaderProblem(f"an extended header of {info.size} bytes", at)
         extensions += info.size
@@ -181,10 +215,14 @@ def read_header(tar: TarInput, global_pax: Dict[str, str]) -> Optional[MemberHea
             pax.update(parse_pax(data, at))
 
 
-def _member(info: tarfile.TarInfo, start: int, at: int, long_name: Optional[str], pax: Dict[str, str]) -> MemberHeader:
-    if info.type == tarfile.GNUTYPE_SPARSE or any(key.startswith("GNU.sparse.") for key in pax):
-        raise HeaderProblem(f"member {info.name!r} is a sparse file, which shards do not hold", at)
+def _member(info: tarfile.TarInfo, start: int, at: int, long_name: Optional[str], pax: Dict[str, str],
+            stream_size: Optional[int]) -> MemberHeader:
+    """The member ``info`` (its last header block at ``at``) heads, or the problem with it (``stream_size``: where
+    the stream ends, where known)."""
     name = pax.get("path", long_name if long_name is not None else info.name)
+    if info.type == tarfile.GNUTYPE_SPARSE or any(key.startswith("GNU.sparse.") for key in pax):
+        name = pax.get("GNU.sparse.name", name)  # pax sparse 1.0 keeps the real name there
+        raise HeaderProblem(f"member {name!r} is a sparse file, which shards do not hold", at, name)
     size = info.size
     if "size" in pax:
         try:
@@ -193,4 +231,39 @@ def _member(info: tarfile.TarInfo, start: int, at: int, long_name: Optional[str]
             raise HeaderProblem(f"member {name!r}: pax size {pax['size']!r} is not a number", at) from None
     if size < 0:
         raise HeaderProblem(f"negative size {size}", at)
+    if stream_size is not None and at + BLOCK + size > stream_size:
+        raise ClaimPastEnd(name, size, start, stream_size)
     return MemberHeader(name, info.type, size, start)
+
+
+def after_the_end(tar: TarInput, marker_at: int, shown: Callable[[int], int], single: bool = False) -> Optional[str]:
+    """What follows a zero block at ``marker_at``: ``None`` for zeros to the end of the stream; ``""`` when
+    another archive follows two zero blocks or more (the reader is then at its first header; with ``single``,
+    whatever follows them); else what is wrong."""
+    zero_blocks = 1
+    while True:
+        at = tar.offset
+        block = tar.read(BLOCK)
+        if not block:
+            return None
+        rest = block.lstrip(b"\0")
+        if not rest:
+            zero_blocks += 1
+            continue
+        if zero_blocks >= 2 and (single or len(block) == BLOCK and is_header(block)):
+            tar.unread(block)
+            return ""
+        if zero_blocks == 1:
+            nonzero = at + len(block) - len(rest)
+            return (f"damaged member header at byte {shown(marker_at)}: the archive ends there, but byte "
+                    f"{shown(nonzero)} is not zero")
+        return f"damaged member header at byte {shown(at)}: neither zeros nor another archive after the end-of-archive marker"
+
+
+def is_header(block: bytes) -> bool:
+    """Whether ``block`` parses as a tar header (its checksum right)."""
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
