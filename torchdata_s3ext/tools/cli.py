@@ -65,9 +65,16 @@ def _demo(args: argparse.Namespace) -> int:
 COMMANDS = {"make-dataset": _make_dataset, "bench": _bench, "serve": _serve, "demo": _demo, **WRITING_COMMANDS}
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def checked_arguments(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The options of ``argv``, parsed and checked: ``SystemExit`` after ``--help`` or ``--version``, or with one
+    line naming a mistake. Imports nothing heavy (the installed command runs it before the package's root)."""
     args = build_parser().parse_args(argv)
     check_arguments(args)
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = checked_arguments(argv)
     return answering_mistakes(lambda: COMMANDS[args.command](args), args.command, args.debug)
 
 
