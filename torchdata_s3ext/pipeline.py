@@ -68,6 +68,8 @@ def wds_pipe(shards: ShardSpec, **options: Any) -> WdsPipe:
             sample's dataset is drawn by ``weights`` from the seeded stream, every sample carries its dataset's
             name as ``"__source__"``, and each dataset keeps the guarantees of a pipe of its own (see
             docs/mixing.md)
+        use_index: with a prefix or folder, read the ``index.json`` in it when there is one (as a shard index
+            above), and list the shards only when there is none
         weights: for a dict of datasets, each one's weight (positive numbers, every name); default: in
             proportion to their sample counts where shard indexes give them all, else equal
         stop: when a mix's epoch ends: ``"first_exhausted"`` (default: when the first dataset runs out in a

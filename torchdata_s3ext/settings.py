@@ -12,7 +12,7 @@ from .epochs.readers import Ranks, ReaderSplit, check_ranks, current_reader
 from .epochs.seeds import pipe_seed
 from .epochs.shuffling import SampleShuffler
 from .s3.listing import ShardSpec, list_shards
-from .s3.shard_index import is_index_url, read_shard_index
+from .s3.shard_index import ShardIndex, is_index_url, read_shard_index
 from .s3.stats import PipeStats
 from .samples.decode import Decoder, SampleDecoding, fields_decoded, pair_decoded
 from .samples.decode.failures import GIVE_UP_AFTER
@@ -26,7 +26,22 @@ __all__ = ["WDS_OPTIONS", "WdsSettings"]
 
 #: ``wds_pipe``'s and ``wds_node``'s own keywords (besides the S3Config fields and the backend's options)
 WDS_OPTIONS = ("backend", "shuffle", "shuffle_buffer", "decode", "seed", "suffix", "on_error", "config", "rank", "world_size",
-               "weights", "stop", "samples_per_epoch")
+               "use_index", "weights", "stop", "samples_per_epoch")
+
+
+def _index_of(shards: ShardSpec, use_index: bool, config: S3Config) -> Optional[ShardIndex]:
+    """The shard index ``shards`` names, or (``use_index``) the one in the prefix or folder it names, if there
+    is one there; ``None``: the shards are listed."""
+    if not isinstance(shards, str):
+        return None
+    if is_index_url(shards):
+        return read_shard_index(shards, config)
+    if not use_index or any(mark in shards for mark in "{*?") or shards.startswith("pipe:"):
+        return None
+    try:
+        return read_shard_index(shards.rstrip("/") + "/index.json", config)
+    except FileNotFoundError:
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +64,7 @@ class WdsSettings:
     def of(cls, shards: ShardSpec, *, backend: str = "auto", shuffle: bool = True, shuffle_buffer: int = 1000,
            decode: Union[bool, str] = True, seed: Optional[int] = None, suffix: Optional[Union[str, Sequence[str]]] = None,
            on_error: str = "raise", config: Optional[S3Config] = None, rank: Optional[int] = None,
-           world_size: Optional[int] = None, **open_s3_kwargs: Any) -> "WdsSettings":
+           world_size: Optional[int] = None, use_index: bool = False, **open_s3_kwargs: Any) -> "WdsSettings":
         check_on_error(on_error)
         ranks = check_ranks(rank, world_size)
         if decode not in (True, False, "samples"):
@@ -60,8 +75,8 @@ class WdsSettings:
         opening = OpenSettings.from_keywords(backend, config, others={"wds_pipe options": WDS_OPTIONS}, **open_s3_kwargs)
         chosen_seed, seed_chosen = pipe_seed(seed)
         counts: Optional[List[int]] = None
-        if isinstance(shards, str) and is_index_url(shards):
-            index = read_shard_index(shards, opening.config)
+        index = _index_of(shards, use_index, opening.config)
+        if index is not None:
             shard_urls, counts = index.urls, index.sample_counts
             indexed = {shard.url: (shard.filesize, shard.etag) for shard in index.shards}
             opening = dataclasses.replace(opening, indexed=indexed)

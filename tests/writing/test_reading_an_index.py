@@ -54,3 +54,20 @@ def test_a_shard_rewritten_since_it_was_indexed_is_an_error_naming_it(written, s
     with pytest.raises(OSError, match=r"the shard has 1024 bytes.*its shard index says") as raised:
         list(wds_pipe(index, decode=False, shuffle=False))
     assert raised.value.filename == f"s3://{s3_bucket}/train/shard-000001.tar"
+
+
+def test_use_index_reads_the_index_in_a_prefix_and_lists_none(written, s3_bucket):
+    lists = process_stats().lists
+    pipe = wds_pipe(f"s3://{s3_bucket}/train/", use_index=True, decode=False, shuffle=False)
+    assert process_stats().lists == lists and len(pipe) == len(SAMPLES)
+    assert without_url(pipe) == as_written(SAMPLES)
+
+
+def test_use_index_lists_a_prefix_without_one(written, s3_bucket, s3_client):
+    s3_client.delete_object(Bucket=s3_bucket, Key="train/index.json")
+    lists = process_stats().lists
+    pipe = wds_pipe(f"s3://{s3_bucket}/train/", use_index=True, decode=False, shuffle=False)
+    assert process_stats().lists == lists + 1
+    assert without_url(pipe) == as_written(SAMPLES)
+    with pytest.raises(TypeError, match="doesn't have valid length"):
+        len(pipe)
