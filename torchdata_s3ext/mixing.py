@@ -116,9 +116,15 @@ class MixSettings:
         return sum(settings.samples_of_rank(epoch) for settings in self.sources.values())
 
     def check_loaded(self, state: Dict[str, Any]) -> None:
-        if state.get("merged"):
-            raise CheckpointMismatch("a merged state cannot be loaded into a mix of sources or a pipe with "
-                                     "samples_per_epoch: resume each reader from its own state")
+        merged = state.get("merged")
+        if not merged:
+            return
+        if self.samples_per_epoch is not None or "mix" not in merged:
+            raise CheckpointMismatch("a merged state cannot be loaded into a pipe with samples_per_epoch, and only a "
+                                     "mix's merged state into a mix: resume each reader from its own state")
+        if sorted(merged["sources"]) != sorted(self.sources):
+            raise CheckpointMismatch(f"the checkpoint mixes datasets {sorted(merged['sources'])}, this pipe "
+                                     f"{sorted(self.sources)}")
 
     def describe(self) -> str:
         if not self.named:

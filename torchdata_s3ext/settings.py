@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._config import S3Config
 from .epochs.clock import EpochClock
-from .epochs.checkpoint import stage_states
+from .epochs.checkpoint import CheckpointMismatch, stage_states
 from .epochs.order import ShardOrder, check_order_state, epoch_order
 from .epochs.readers import Ranks, ReaderSplit, check_ranks, current_reader
 from .epochs.seeds import pipe_seed
@@ -115,6 +115,8 @@ class WdsSettings:
 
     def check_loaded(self, state: Dict[str, Any]) -> None:
         """``CheckpointMismatch`` at once for a state of other shards or another seed."""
+        if state.get("merged") and "mix" in state["merged"]:
+            raise CheckpointMismatch("this state is a mix's, merged: load it into a pipe over the same datasets")
         order = state["merged"]["order"] if state.get("merged") else stage_states(state.get("stages")).get("order")
         if order is None or "seed" not in order:
             return

@@ -139,3 +139,21 @@ def test_two_gloo_ranks_resumed_from_their_own_states_go_on_as_the_uninterrupted
         assert sorted(every) == sorted(_source_keys("a") + _source_keys("b"))
     else:
         assert len(every) == 12 and len(set(every)) == 12
+
+
+def test_a_mix_resumed_on_another_number_of_workers_delivers_every_sample_not_yet_delivered_once(shards, tmp_path):
+    import torch
+
+    from torchdata_s3ext import merge_states
+
+    base = dict(pipe="mix", stop="all_exhausted", shards=shards, seed=0, buffer=3, context="fork")
+    first = _run_job(dict(base, num_workers=2, steps=7, keys_out=str(tmp_path / "first.keys"),
+                          state_out=str(tmp_path / "first.pt")), str(tmp_path), "first")
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+    torch.save(merge_states([torch.load(tmp_path / "first.pt", weights_only=False)]), tmp_path / "merged.pt")
+    last = _run_job(dict(base, num_workers=3, steps=None, epochs_after=0, merged=str(tmp_path / "merged.pt"),
+                         keys_out=str(tmp_path / "last.keys")), str(tmp_path), "last")
+    assert last.returncode == 0, last.stderr[-3000:]
+    delivered = _read_keys(str(tmp_path / "first.keys"))[0] + _read_keys(str(tmp_path / "last.keys"))[0]
+    assert len(_read_keys(str(tmp_path / "first.keys"))[0]) == 7
+    assert sorted(delivered) == sorted(_source_keys("a") + _source_keys("b"))

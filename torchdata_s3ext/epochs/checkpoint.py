@@ -124,10 +124,10 @@ def merged_work(merged: Mapping[str, Any], epoch_order: Sequence[Any]) -> List[S
 def _left_by(stages: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     """What one running reader had left: its share, and the slices of its shard under way and its buffer."""
     split = stages.get("split")
-    if "mix" in stages or "window" in stages:
+    if "window" in stages:
         raise CheckpointMismatch(
-            "merge_states() does not merge the states of a mix of sources or of a pipe with samples_per_epoch: "
-            "resume it with the same number of ranks and workers, each reader from its own state"
+            "merge_states() does not merge the states of a pipe with samples_per_epoch (its readers are each in a "
+            "pass of their own): resume it with the same number of ranks and workers, each reader from its own state"
         )
     if split is None:
         raise CheckpointMismatch("merge_states() needs pipes with shard_across_readers(), which says each reader's share")
@@ -167,11 +167,20 @@ def merge_states(states: Iterable[Any]) -> Dict[str, Any]:
         )
     running = [state for state in readers if state["stages"] is not None]
     epoch = max(state["epoch"] for state in running) if running else min(state["epoch"] for state in readers)
+    top = running[0]["stages"] if running else None
+    ordered = sorted(readers, key=lambda state: state["reader"][0])
+    merged = _merged_mix(ordered, epoch, top) if top is not None and top.get("stage") == "mix" else _merged_chain(ordered, epoch)
+    return {"format": FORMAT, "version": VERSION, "package": __version__, "epoch": epoch, "reader": None, "merged": merged}
+
+
+def _merged_chain(readers: List[Dict[str, Any]], epoch: int) -> Optional[Dict[str, Any]]:
+    """What the readers (in order) had left of ``epoch`` of one chain, as one description of work; ``None`` when
+    none had begun it."""
     shares: List[Dict[str, Any]] = []
     items: List[Any] = []
     order: Optional[Dict[str, Any]] = None
     untouched = True  # every reader is yet to begin the job's epoch
-    for state in sorted(readers, key=lambda state: state["reader"][0]):
+    for state in readers:
         if state["stages"] is None and state["epoch"] == epoch:
             shares.append({"reader": state["reader"], "taken": 0})
         elif state["stages"] is not None and state["epoch"] == epoch:
@@ -187,11 +196,36 @@ def merge_states(states: Iterable[Any]) -> Dict[str, Any]:
                 f"reader {state['reader'][0]} is at epoch {state['epoch']} while the job is at epoch {epoch}: "
                 "the states were not taken at one checkpoint"
             )
-    merged = None
-    if not untouched:
-        known = {key: order[key] for key in ("seed", "shards")} if order is not None else {}
-        merged = {"order": {"stage": "order", "epoch": epoch, **known}, "items": items, "shares": shares}
-    return {"format": FORMAT, "version": VERSION, "package": __version__, "epoch": epoch, "reader": None, "merged": merged}
+    if untouched:
+        return None
+    known = {key: order[key] for key in ("seed", "shards")} if order is not None else {}
+    # (a mixed dataset in a later pass of the epoch has that pass's number as its order's epoch)
+    return {"order": {"stage": "order", "epoch": order["epoch"] if order is not None else epoch, **known},
+            "items": items, "shares": shares}
+
+
+def _merged_mix(readers: List[Dict[str, Any]], epoch: int, top: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """What the readers of a mix had left of ``epoch``: each dataset's work merged as one chain's is, with the
+    pass each dataset is in (the same in every reader, or the states cannot be merged)."""
+    names = sorted(top["sources"])
+    mixes = [state["stages"] for state in readers if state["stages"] is not None and state["epoch"] == epoch]
+    cycles: Dict[str, int] = {}
+    for name in names:
+        found = {int(mix["cycles"][name]) for mix in mixes}
+        if len(found) > 1:
+            raise CheckpointMismatch(
+                f"merge_states(): the readers are in different passes of dataset {name!r} (one started it again, "
+                "stop='cycle_until_all_exhausted'): resume with the same number of ranks and workers"
+            )
+        cycles[name] = found.pop() if found else 0
+    sources = {}
+    for name in names:
+        of_source = [dict(state, stages=state["stages"]["sources"][name] if state["stages"] is not None else None)
+                     for state in readers]
+        sources[name] = _merged_chain(of_source, epoch)
+    if all(source is None for source in sources.values()):
+        return None
+    return {"mix": {"epoch": epoch, "seed": top["seed"], "cycles": cycles}, "sources": sources}
 
 
 def _same_order(known: Optional[Dict[str, Any]], order: Optional[Dict[str, Any]]) -> Dict[str, Any]:

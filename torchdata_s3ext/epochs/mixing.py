@@ -122,7 +122,7 @@ class Mix(Stage[Dict[str, Any]]):
             self._take(state)
         for name in self.names:
             self.passes[name].epoch = pass_number(self.epoch, self._cycles[name])
-            self.sources[name].reset(None if state is None else state["sources"][name])
+            self.sources[name].reset(None if state is None else state["sources"].get(name))
         self._draws = Draws(epoch_seed("mix", self.seed, self.epoch, current_reader(self.ranks)), _UNIT,
                             0 if state is None else int(state["draws"]))
 
@@ -196,8 +196,17 @@ class Mix(Stage[Dict[str, Any]]):
             source.close()
 
     def state_over(self, split_state: Dict[str, Any]) -> Dict[str, Any]:
-        raise StateUnavailable("merge_states() does not take up a mix of sources yet: resume it with the same "
-                               "number of ranks and workers, from each reader's own state")
+        """The state that takes up a merged state (:func:`~.checkpoint.merge_states`): each source's chain
+        takes its share of what that source had left; the draws start again."""
+        merged = split_state["merged"]
+        mix, left = merged["mix"], merged["sources"]
+        sources = {name: None if left.get(name) is None else
+                   self.sources[name].state_over({"stage": "split", "merged": left[name], "next": 0})
+                   for name in self.names}
+        cycles = {name: int(mix["cycles"].get(name, 0)) for name in self.names}
+        return {"stage": self.kind, "epoch": mix["epoch"], "seed": mix["seed"], "draws": 0, "cycles": cycles,
+                "given": {name: 0 for name in self.names}, "out": [],
+                "ran_out": [name for name, cycle in cycles.items() if cycle], "ended": False, "sources": sources}
 
     def reading_of(self, items: Any) -> Stage[Any]:
         raise StateUnavailable("a mix of sources reads its samples again through each source's own chain")
