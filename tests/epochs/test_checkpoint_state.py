@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from torchdata_s3ext import CheckpointMismatch, merge_states, wds_pipe
-from torchdata_s3ext.epochs.checkpoint import dataset_states, stage_states
+from torchdata_s3ext.epochs.checkpoint import chain_nested, dataset_states, stage_states
 from torchdata_s3ext.testing import write_tar
 
 
@@ -205,7 +205,7 @@ def test_a_state_of_other_shards_is_refused_through_a_loader_with_a_worker(shard
 def test_a_state_of_another_format_version_is_refused_saying_so(shards):
     urls, _ = shards
     state = dict(mid_epoch_state(urls), version=99)
-    with pytest.raises(CheckpointMismatch, match=r"version 99 .*reads version 2"):
+    with pytest.raises(CheckpointMismatch, match=r"version 99 .*reads version 3"):
         new_pipe(urls, 4).load_state_dict(state)
     with pytest.raises(CheckpointMismatch, match=r"version 99"):
         merge_states([state])
@@ -273,7 +273,7 @@ def test_a_state_with_a_1000_sample_buffer_is_kilobytes_and_holds_no_sample_byte
     state = loader.state_dict()
     pickled = pickle.dumps(state)
     (reader,) = dataset_states(state)
-    assert len(stage_states(reader["stages"])["shuffle"]["buffer"]) == 1000 * 4 * 8  # four numbers a sample
+    assert len(stage_states(chain_nested(reader["stages"]))["shuffle"]["buffer"]) == 1000 * 4 * 8  # four numbers a sample
     print(f"\nstate of a 1000-sample buffer over 3000 samples, pickled: {len(pickled)} bytes")
     assert len(pickled) < 64 * 1024, len(pickled)
     assert b"PAYLOAD" not in pickled

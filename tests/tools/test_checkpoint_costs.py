@@ -12,7 +12,7 @@ def test_shards_are_links_to_one_tar(tmp_path):
 
 def test_every_figure_is_reported(tmp_path, capsys):
     code = main(["--shards", "8", "16", "--samples", "2", "--buffer", "4", "--readers", "4", "--merged-shards", "16",
-                 "--epoch-shards", "8", "--workers", "1", "--runs", "1", "--folder", str(tmp_path)])
+                 "--epoch-shards", "8", "--epoch-samples", "2", "--workers", "1", "--runs", "1", "--folder", str(tmp_path)])
     assert code == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     states, merged, epochs = rows[:2], rows[2], rows[3]
@@ -20,3 +20,4 @@ def test_every_figure_is_reported(tmp_path, capsys):
     assert all(row["state_dict_us"] > 0 and row["state_bytes"] > 100 for row in states)
     assert merged["readers"] == 4 and merged["merged_bytes"] > 100
     assert epochs["DataLoader_s"] > 0 and epochs["StatefulDataLoader_s"] > 0 and epochs["ratio"] > 0
+    assert epochs["samples_per_shard"] == 2

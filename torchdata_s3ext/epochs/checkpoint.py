@@ -20,13 +20,13 @@ from .._version import __version__
 from ..samples.positions import Position, ShardSlice
 
 __all__ = [
-    "FORMAT", "VERSION", "CheckpointMismatch", "check_state", "continued", "dataset_states", "merge_states", "merged_work",
+    "FORMAT", "VERSION", "CheckpointMismatch", "chain_list", "chain_nested", "check_state", "continued", "dataset_states", "listed", "merge_states", "merged_work",
     "reader_state", "refetch_slices", "stage_states",
 ]
 
 #: the name and version of the state's layout; a state of another version is refused with a clear error
 FORMAT = "torchdata_s3ext.checkpoint"
-VERSION = 2
+VERSION = 3
 
 #: buffered samples of one shard closer than this are fetched again with one ranged GET
 MERGE_GAP = 1 << 20
@@ -39,9 +39,52 @@ class CheckpointMismatch(RuntimeError):
 
 
 def reader_state(epoch: int, reader: Sequence[int], stages: Optional[Dict[str, Any]], ended: bool = False) -> Dict[str, Any]:
-    """One reader's state (see the module docstring); ``ended``: it has delivered all of its epoch."""
+    """One reader's state (see the module docstring) of its chain's nested ``stages``; ``ended``: it has
+    delivered all of its epoch. The chain is kept as a list of its stages' states, outermost first
+    (:func:`chain_list`): a loader that diffs states key by key at every step (``StatefulDataLoader``) then
+    walks a few keys, not every stage's."""
     return {"format": FORMAT, "version": VERSION, "package": __version__, "epoch": int(epoch),
-            "reader": list(reader), "stages": stages, "ended": ended}
+            "reader": list(reader), "stages": chain_list(stages), "ended": ended}
+
+
+def chain_list(stages: Optional[Mapping[str, Any]]) -> Optional[List[Dict[str, Any]]]:
+    """A chain's nested state as the list of its stages' states, outermost first, each without its source's
+    (a mix's sources each a list of their own); ``None`` stays ``None``. (Stages' states are plain dicts: the
+    check is ``dict``'s, which is quicker than ``Mapping``'s, at every step of a loader that snapshots.)"""
+    if stages is None:
+        return None
+    listed: List[Dict[str, Any]] = []
+    stage: Any = stages
+    while isinstance(stage, dict):
+        entry = dict(stage)
+        inner = entry.get("source")
+        if isinstance(inner, dict):
+            del entry["source"]
+        if isinstance(entry.get("sources"), dict):
+            entry["sources"] = {name: chain_list(source) for name, source in entry["sources"].items()}
+        listed.append(entry)
+        stage = inner if isinstance(inner, dict) else None
+    return listed
+
+
+def chain_nested(listed: Optional[Sequence[Mapping[str, Any]]]) -> Optional[Dict[str, Any]]:
+    """The nested state :func:`chain_list` made ``listed`` of."""
+    if listed is None:
+        return None
+    nested: Optional[Dict[str, Any]] = None
+    for entry in reversed(listed):
+        stage = dict(entry)
+        if isinstance(stage.get("sources"), dict):
+            stage["sources"] = {name: chain_nested(source) for name, source in stage["sources"].items()}
+        if nested is not None:
+            stage["source"] = nested
+        nested = stage
+    return nested
+
+
+def listed(state: Dict[str, Any]) -> Dict[str, Any]:
+    """A reader state as kept (the chain a list) from one as used (the chain nested)."""
+    return dict(state, stages=chain_list(state.get("stages")))
 
 
 def unavailable_state(reason: str) -> Dict[str, Any]:
@@ -65,7 +108,9 @@ def check_state(state: Any) -> Dict[str, Any]:
         )
     if state.get("unavailable"):
         raise CheckpointMismatch(f"this pipe cannot be checkpointed: {state['unavailable']}")
-    return dict(state)
+    if state.get("stages") is not None and not isinstance(state["stages"], (list, tuple)):
+        raise CheckpointMismatch(f"not a reader state of version {VERSION}: its stages are not a list")
+    return dict(state, stages=chain_nested(state.get("stages")))
 
 
 def stage_states(stages: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
@@ -277,7 +322,8 @@ def _before_next(state: Dict[str, Any]) -> Dict[str, Any]:
     """The state of a reader whose loader has ended the epoch (its last snapshot may be from before it found
     nothing was left), as the state before the next one."""
     if state.get("stages") is not None:
-        return dict(state, epoch=state["epoch"] + 1, stages=continued(state["stages"]), ended=False)
+        return dict(state, epoch=state["epoch"] + 1, stages=chain_list(continued(chain_nested(state["stages"]))),
+                    ended=False)
     return state
 
 

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..epochs.checkpoint import check_state, continued, dataset_states, reader_state, unavailable_state
+from ..epochs.checkpoint import check_state, continued, dataset_states, listed, reader_state, unavailable_state
 from ..epochs.clock import EpochClock, Resume
 from ..epochs.readers import Ranks, current_reader
 from ..stage import Stage, StateUnavailable
@@ -168,7 +168,7 @@ class StageDataset(IterableDataset):
             return reader_state(self._clock.next_epoch(), reader, None)
         state = self._loaded[1]
         if state.get("reader") is not None or not state.get("merged"):
-            return dict(state, reader=list(reader)) if state.get("reader") is None else dict(state)
+            return listed(dict(state, reader=list(reader)) if state.get("reader") is None else dict(state))
         chain = self._process_chain()
         self._clock.look_at(state["epoch"])
         chain.reset(self._stages_of(chain, state))

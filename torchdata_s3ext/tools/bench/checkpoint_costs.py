@@ -21,6 +21,7 @@ def make_shards(folder: str, count: int, samples: int) -> List[str]:
     """``count`` shard names in ``folder``, each a link to one tar of ``samples`` samples."""
     from ...testing import tar_bytes
 
+    os.makedirs(folder, exist_ok=True)
     source = os.path.join(folder, "source.tar")
     if not os.path.exists(source):
         with open(source, "wb") as shard:
@@ -100,9 +101,11 @@ def measure_epochs(urls: Sequence[str], workers: int, buffer: int, runs: int = 3
 def main(argv: Any = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shards", type=int, nargs="+", default=[1000, 100_000], help="shard counts to measure")
-    parser.add_argument("--samples", type=int, default=4, help="samples per shard")
+    parser.add_argument("--samples", type=int, default=40, help="samples per shard (enough that a reader's buffer fills)")
     parser.add_argument("--buffer", type=int, default=100, help="shuffle buffer")
     parser.add_argument("--readers", type=int, default=512, help="readers (ranks x workers) the shards are split over")
+    parser.add_argument("--epoch-samples", type=int, nargs="*", default=[4, 40],
+                        help="samples per shard of the epochs timed (few: opening shards dominates; many: each step)")
     parser.add_argument("--merged-shards", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--epoch-shards", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=4)
@@ -111,16 +114,18 @@ def main(argv: Any = None) -> int:
     args = parser.parse_args(argv)
     folder = args.folder or tempfile.mkdtemp(prefix="checkpoint-costs-")
     urls = make_shards(folder, max(args.shards + args.merged_shards + [args.epoch_shards]), args.samples)
-    results: Dict[str, Any] = {"state": [], "merged": [], "epochs": None}
+    results: Dict[str, Any] = {"state": [], "merged": []}
     for count in args.shards:
         results["state"].append(measure_state(urls[:count], args.readers, args.buffer, taken=args.buffer * 2))
         print(json.dumps(results["state"][-1]), flush=True)
     for count in args.merged_shards:
         results["merged"].append(measure_merged(urls[:count], args.readers, args.buffer, taken=args.buffer // 2))
         print(json.dumps(results["merged"][-1]), flush=True)
-    if args.epoch_shards:
-        results["epochs"] = measure_epochs(urls[:args.epoch_shards], args.workers, args.buffer, args.runs)
-        print(json.dumps(results["epochs"]), flush=True)
+    results["epochs"] = []
+    for samples in args.epoch_samples if args.epoch_shards else []:
+        epoch_urls = make_shards(os.path.join(folder, f"epochs-{samples}"), args.epoch_shards, samples)
+        results["epochs"].append(dict(measure_epochs(epoch_urls, args.workers, args.buffer, args.runs), samples_per_shard=samples))
+        print(json.dumps(results["epochs"][-1]), flush=True)
     return 0
 
 
