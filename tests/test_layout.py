@@ -10,7 +10,7 @@ import pytest
 import torchdata_s3ext
 
 PACKAGE = pathlib.Path(torchdata_s3ext.__file__).parent
-#: what each part of the package may import of the package (besides _config, _version and stage)
+#: what each part of the package may import of the package (besides _config, _version, stage, compat and tally)
 ALLOWED = {
     "s3": {"s3"},
     "samples": {"s3", "samples"},
@@ -18,7 +18,8 @@ ALLOWED = {
     "faces": {"s3", "samples", "epochs", "faces"},
     "pipeline": {"s3", "samples", "epochs", "faces"},
     "writing": {"s3", "samples", "writing"},
-    "sagemaker": {"s3", "samples", "epochs", "faces", "pipeline"},
+    "sagemaker": {"s3", "samples", "epochs", "faces", "pipeline", "sagemaker_fifo"},
+    "sagemaker_fifo": set(),
     "__init__": {"s3", "samples", "epochs", "faces", "pipeline", "sagemaker", "writing"},
     "testing": {"s3", "samples", "epochs", "faces", "pipeline", "testing", "writing"},
     "tools": {"s3", "samples", "epochs", "faces", "pipeline", "testing", "tools", "writing"},
@@ -26,6 +27,8 @@ ALLOWED = {
     "_config": set(),
     "_version": set(),
     "stage": set(),
+    "compat": set(),
+    "tally": set(),
 }
 
 
@@ -53,7 +56,7 @@ def _imported(path: pathlib.Path, parts: Tuple[str, ...]) -> Iterator[Tuple[str,
 
 @pytest.mark.parametrize("path, parts", list(_modules()), ids=[str(path.relative_to(PACKAGE)) for path, _ in _modules()])
 def test_each_module_imports_only_its_own_layer_and_those_before_it(path, parts):
-    allowed = ALLOWED[parts[0]] | {"_config", "_version", "stage"}
+    allowed = ALLOWED[parts[0]] | {"_config", "_version", "stage", "compat", "tally"}
     for target in _imported(path, parts):
         assert target and target[0] in allowed, f"{'/'.join(parts)} imports torchdata_s3ext.{'.'.join(target)}"
 

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from torchdata_s3ext.s3 import compat
+from torchdata_s3ext import compat
 
 
 def test_iopath_without_its_private_client_hook_is_named_with_the_versions_known_to_work(monkeypatch):

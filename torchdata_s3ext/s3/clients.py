@@ -13,8 +13,8 @@ import os
 import threading
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tuple
 
+from .. import compat
 from .._config import S3Config
-from . import compat
 from .environ import scoped_environ
 from .errors import WrongLength, botocore_errors_translated
 from .retry import call_with_retries

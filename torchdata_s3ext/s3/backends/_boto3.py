@@ -7,8 +7,8 @@ import threading
 from typing import Any, BinaryIO, Optional, Tuple
 
 from ..._config import S3Config
+from ...compat import http_response_of
 from ..clients import boto3_client
-from ..compat import http_response_of
 from ..errors import ShortRead, WrongLength, botocore_errors_translated
 from ..objects import head_object
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader

@@ -4,8 +4,8 @@ part of another version fails with "the object changed while it was read")."""
 from typing import Any, BinaryIO, Optional
 
 from ..._config import S3Config
+from ...compat import iopath_read_range
 from ..clients import VersionPin, iopath_path_manager
-from ..compat import iopath_read_range
 from ..errors import botocore_errors_translated
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from ..retry import call_with_retries

@@ -27,8 +27,8 @@ import threading
 from typing import Any, BinaryIO, Callable, Deque, Iterable, Iterator, Optional
 
 from ..._config import S3Config
+from ...compat import crt_object_stream
 from ..clients import credential_env, crt_client
-from ..compat import crt_object_stream
 from ..environ import scoped_environ
 from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, Stalled, translate_client_error, translate_report
 from ..retry import call_with_retries

@@ -184,8 +184,8 @@ def _boto3_bytesio(context: MethodContext) -> Iterable:
 def _s3torchconnector_reader(endpoint_url: Optional[str], region: Optional[str], url: str) -> Tuple[str, Any]:
     from s3torchconnector import S3ClientConfig
 
+    from ...compat import crt_s3_client_class
     from ...s3.clients import process_client
-    from ...s3.compat import crt_s3_client_class
     from ...s3.url import parse_s3_url
 
     def make_client() -> Any:
