@@ -3,7 +3,7 @@ import errno
 
 import pytest
 
-from torchdata_s3ext.s3.errors import (
+from torchdata_s3ext.s3.client.errors import (
     CONNECTION_BROKEN,
     ENDPOINT_UNREACHABLE,
     RETRYABLE_CODES,
@@ -14,7 +14,7 @@ from torchdata_s3ext.s3.errors import (
     translate_report,
     unreachable_endpoint,
 )
-from torchdata_s3ext.s3.retry import is_transient
+from torchdata_s3ext.s3.client.retry import is_transient
 
 URL = "s3://bucket/train/shard-000000.tar"
 

@@ -1,8 +1,8 @@
 """The one retry loop: transient failures are attempted again up to the limit, others raise at once."""
 import pytest
 
-from torchdata_s3ext.s3.errors import TransientError
-from torchdata_s3ext.s3.retry import call_with_retries
+from torchdata_s3ext.s3.client.errors import TransientError
+from torchdata_s3ext.s3.client.retry import call_with_retries
 from torchdata_s3ext.s3.stats import process_stats
 
 URL = "s3://bucket/train/shard-000000.tar"

@@ -33,7 +33,7 @@ from .._config import S3Config
 from .cache_store import CacheStore, cache_store
 from .cache_tee import FINALIZE_AT_EXIT_S, CacheEntry, TeeReader, join_finalizers
 from .cache_writer import WRITE_BEHIND_BYTES, CacheWriter
-from .objects import ObjectHead, head_object
+from .client.objects import ObjectHead, head_object
 from .stats import process_stats
 from .streams import ByteRange, clamp_range
 from .url import is_s3_url

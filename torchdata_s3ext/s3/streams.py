@@ -3,8 +3,8 @@ large reads, or cut to a byte range of the object (``start .. end-1``, with abso
 import io
 from typing import Callable, Optional, Tuple
 
-from .errors import ShortRead, WrongLength
-from .retry import Attempts, call_with_retries
+from .client.errors import ShortRead, WrongLength
+from .client.retry import Attempts, call_with_retries
 from .stats import process_stats
 
 __all__ = ["ByteRange", "ChunkReader", "MIN_PROGRESS", "RESUMES_PER_ATTEMPT", "ResumingReader", "buffered", "check_range",

@@ -27,9 +27,10 @@ import threading
 from typing import BinaryIO, List, Optional, Sequence
 
 from ..._config import S3Config
-from ..clients import aws_cli_options, credential_env
-from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, translate_report
-from ..objects import ObjectHead, head_object
+from ..client.clients import aws_cli_options
+from ..client.credentials import credential_env
+from ..client.errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, translate_report
+from ..client.objects import ObjectHead, head_object
 from ..stats import process_stats
 from ..streams import ChunkReader, ResumingReader, buffered, check_range, clamp_range, empty_range, is_whole
 from ..url import parse_s3_url

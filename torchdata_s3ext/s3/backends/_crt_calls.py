@@ -17,7 +17,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, TypeVar
 
-from ..errors import Stalled
+from ..client.errors import Stalled
 
 __all__ = ["call_within", "close_at_exit", "start_thread"]
 

@@ -7,16 +7,18 @@ s3fs reports failures its own way, which we read back into ours here: an S3 erro
 and a 503 mean what they mean everywhere); a stalled body is a bare ``FSTimeoutError`` ("[Errno None] :"), a
 request nobody answers is botocore's ``ReadTimeoutError``, a cut body aiohttp's ``ClientPayloadError`` - what
 s3fs itself would retry (``s3fs.core.S3_RETRYABLE_ERRORS``), each raised here as a
-:class:`~torchdata_s3ext.s3.errors.TransientError` naming the URL, for our retry loop.
+:class:`~torchdata_s3ext.s3.client.errors.TransientError` naming the URL, for our retry loop.
 """
 import errno
 from typing import Any, BinaryIO, Callable, Optional, TypeVar
 
 from ..._config import S3Config
-from ..clients import VersionPin, s3fs_filesystem
-from ..errors import TransientError, botocore_errors_translated, translate_client_error
+from ..client.botocore_errors import botocore_errors_translated
+from ..client.clients import s3fs_filesystem
+from ..client.errors import TransientError, translate_client_error
+from ..client.pins import VersionPin
+from ..client.retry import call_with_retries
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
-from ..retry import call_with_retries
 from ..streams import check_part_length, check_range
 from ..url import parse_s3_url
 
@@ -66,7 +68,7 @@ def open_url(
 ) -> BinaryIO:
     """One HEAD (s3fs's ``info``: size and ETag), then ``cat_file`` parts of bytes ``start .. end-1``, at the
     object's offsets (see :class:`~torchdata_s3ext.s3.ranged.RangedReader`), each checked to announce and
-    carry the bytes asked for of an object of that size (:class:`~torchdata_s3ext.s3.clients.VersionPin`)."""
+    carry the bytes asked for of an object of that size (:class:`~torchdata_s3ext.s3.client.clients.VersionPin`)."""
     check_range(url, start, end)
     location = parse_s3_url(url)
     path = f"{location.bucket}/{location.key}"

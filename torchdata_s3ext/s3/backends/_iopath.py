@@ -5,10 +5,11 @@ from typing import Any, BinaryIO, Optional
 
 from ..._config import S3Config
 from ...compat import iopath_read_range
-from ..clients import VersionPin, iopath_path_manager
-from ..errors import botocore_errors_translated
+from ..client.botocore_errors import botocore_errors_translated
+from ..client.clients import iopath_path_manager
+from ..client.pins import VersionPin
+from ..client.retry import call_with_retries
 from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
-from ..retry import call_with_retries
 from ..streams import check_part_length, check_range
 from ..url import parse_s3_url
 

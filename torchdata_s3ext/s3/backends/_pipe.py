@@ -38,7 +38,7 @@ import threading
 from typing import BinaryIO, Callable, IO, Optional
 
 from ..._config import S3Config
-from ..errors import ClientReport, translate_report
+from ..client.errors import ClientReport, translate_report
 from ..streams import ByteRange, ChunkReader, check_range
 from ..url import pipe_command
 

@@ -24,11 +24,11 @@ import warnings
 from typing import BinaryIO, Optional
 
 from ..._config import S3Config
-from ..clients import credential_env, native_s3_handler
-from ..environ import scoped_environ
-from ..errors import CONNECTION_BROKEN, ClientReport, translate_report
-from ..objects import check_content, head_object, is_checkable
-from ..retry import call_with_retries
+from ..client.clients import native_s3_handler
+from ..client.credentials import credential_env, scoped_environ
+from ..client.errors import CONNECTION_BROKEN, ClientReport, translate_report
+from ..client.objects import check_content, head_object, is_checkable
+from ..client.retry import call_with_retries
 from ..stats import process_stats
 from ..streams import ByteRange, check_range, clamp_range, empty_range, is_empty, is_whole
 from ..url import S3Location, parse_s3_url

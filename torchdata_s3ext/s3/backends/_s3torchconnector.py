@@ -28,10 +28,17 @@ from typing import Any, BinaryIO, Callable, Deque, Iterable, Iterator, Optional
 
 from ..._config import S3Config
 from ...compat import crt_object_stream
-from ..clients import credential_env, crt_client
-from ..environ import scoped_environ
-from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, Stalled, translate_client_error, translate_report
-from ..retry import call_with_retries
+from ..client.clients import crt_client
+from ..client.credentials import credential_env, scoped_environ
+from ..client.errors import (
+    CONNECTION_BROKEN,
+    ENDPOINT_UNREACHABLE,
+    ClientReport,
+    Stalled,
+    translate_client_error,
+    translate_report,
+)
+from ..client.retry import call_with_retries
 from ..stats import process_stats
 from ..streams import ChunkReader, ResumingReader, buffered, check_range, clamp_range, empty_range
 from ..url import S3Location, parse_s3_url

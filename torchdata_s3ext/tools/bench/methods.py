@@ -142,7 +142,7 @@ def _fsspec_file_opener(context: MethodContext) -> Iterable:
 def _iopath_file_opener(context: MethodContext) -> Iterable:
     from torchdata.datapipes.iter import IoPathFileOpener
 
-    from ...s3.clients import iopath_path_manager
+    from ...s3.client.clients import iopath_path_manager
 
     # iopath's own S3 handler wants an AWS profile; ours hands it this endpoint's client.
     path_manager = iopath_path_manager(context.s3_config())
@@ -166,7 +166,7 @@ def _file_opener(context: MethodContext) -> Iterable:
 
 
 def _whole_object(config: Any, url: str) -> Tuple[str, io.BytesIO]:
-    from ...s3.clients import boto3_client
+    from ...s3.client.clients import boto3_client
     from ...s3.url import parse_s3_url
 
     location = parse_s3_url(url)
@@ -185,7 +185,7 @@ def _s3torchconnector_reader(endpoint_url: Optional[str], region: Optional[str],
     from s3torchconnector import S3ClientConfig
 
     from ...compat import crt_s3_client_class
-    from ...s3.clients import process_client
+    from ...s3.client.process import process_client
     from ...s3.url import parse_s3_url
 
     def make_client() -> Any:
