@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from torchdata_s3ext import S3Config
 from torchdata_s3ext.tools.bench.methods import MethodContext
-from torchdata_s3ext.s3 import parts
-from torchdata_s3ext.s3.ranged import RangedReader
+from torchdata_s3ext.s3.io import parts
+from torchdata_s3ext.s3.io.ranged import RangedReader
 from torchdata_s3ext.s3.stats import process_stats
 from torchdata_s3ext.s3.backends import _boto3
 from torchdata_s3ext.s3.client.objects import plain_md5

@@ -34,8 +34,8 @@ from .cache_store import CacheStore, cache_store
 from .cache_tee import FINALIZE_AT_EXIT_S, CacheEntry, TeeReader, join_finalizers
 from .cache_writer import WRITE_BEHIND_BYTES, CacheWriter
 from .client.objects import ObjectHead, head_object
+from .io.ranges import ByteRange, clamp_range
 from .stats import process_stats
-from .streams import ByteRange, clamp_range
 from .url import is_s3_url
 
 __all__ = ["open_cached", "join_finalizers", "FINALIZE_AT_EXIT_S", "STALLED_AFTER_S", "WRITE_BEHIND_BYTES"]

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Callable, Optional, Set
 from .cache_store import CacheStore
 from .cache_writer import CacheWriter
 from .client.objects import ObjectHead
-from .streams import seek_target
+from .io.ranges import seek_target
 
 __all__ = ["CacheEntry", "FINALIZE_AT_EXIT_S", "TeeReader", "join_finalizers"]
 

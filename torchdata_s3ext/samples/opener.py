@@ -10,7 +10,7 @@ from typing import Any, BinaryIO, Deque, Dict, Iterable, List, Mapping, Optional
 from .._config import S3Config
 from ..s3.backends import PIPE_BACKEND, backend_for_url, check_backend_name, get_opener
 from ..s3.cache import open_cached
-from ..s3.prefetch import OpenAhead, start_after_last_request
+from ..s3.io.prefetch import OpenAhead, start_after_last_request
 from ..s3.stats import PipeStats
 from ..s3.url import is_pipe_url, is_s3_url
 from ..stage import SOURCE, IterableStage, Stage

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from .._version import __version__
-from ..s3.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+from ..s3.io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 from .bench.decoders import JPEG_ROW
 from .bench.link import LINKS
 from .bench.methods import DECODE_SAMPLES, NO_DECODE, RANGED_BACKENDS

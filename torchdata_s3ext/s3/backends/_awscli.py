@@ -31,8 +31,9 @@ from ..client.clients import aws_cli_options
 from ..client.credentials import credential_env
 from ..client.errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, translate_report
 from ..client.objects import ObjectHead, head_object
+from ..io.ranges import check_range, clamp_range, empty_range, is_whole
+from ..io.streams import ChunkReader, ResumingReader, buffered
 from ..stats import process_stats
-from ..streams import ChunkReader, ResumingReader, buffered, check_range, clamp_range, empty_range, is_whole
 from ..url import parse_s3_url
 
 __all__ = ["open_url", "find_aws_command", "key_bytes"]

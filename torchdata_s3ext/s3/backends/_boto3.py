@@ -13,8 +13,8 @@ from ..client.clients import boto3_client
 from ..client.errors import ShortRead, WrongLength
 from ..client.objects import head_object, plain_md5
 from ..client.retry import call_with_retries
-from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
-from ..streams import check_range, is_whole
+from ..io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from ..io.ranges import check_range, is_whole
 from ..url import S3Location, parse_s3_url
 
 __all__ = ["open_url"]
@@ -89,7 +89,7 @@ def open_url(
     """Open ``url`` for streaming; ``part_size`` bytes per GET, ``concurrency`` GETs in flight; with
     ``verify_etag``, the content is checked against an ETag that is a plain MD5 before the last part is read
     (a whole object only). ``start``/``end``: bytes ``start .. end-1`` only, at the object's offsets (see
-    :class:`~torchdata_s3ext.s3.ranged.RangedReader`)."""
+    :class:`~torchdata_s3ext.s3.io.ranged.RangedReader`)."""
     check_range(url, start, end)
     parts = _ObjectParts(url, parse_s3_url(url), config)
     if end is not None and end == start:  # no byte to GET: a HEAD tells the object is there, and its size

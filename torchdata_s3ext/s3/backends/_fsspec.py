@@ -18,8 +18,8 @@ from ..client.clients import s3fs_filesystem
 from ..client.errors import TransientError, translate_client_error
 from ..client.pins import VersionPin
 from ..client.retry import call_with_retries
-from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
-from ..streams import check_part_length, check_range
+from ..io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from ..io.ranges import check_part_length, check_range
 from ..url import parse_s3_url
 
 __all__ = ["open_url"]
@@ -67,7 +67,7 @@ def open_url(
     start: int = 0, end: Optional[int] = None,
 ) -> BinaryIO:
     """One HEAD (s3fs's ``info``: size and ETag), then ``cat_file`` parts of bytes ``start .. end-1``, at the
-    object's offsets (see :class:`~torchdata_s3ext.s3.ranged.RangedReader`), each checked to announce and
+    object's offsets (see :class:`~torchdata_s3ext.s3.io.ranged.RangedReader`), each checked to announce and
     carry the bytes asked for of an object of that size (:class:`~torchdata_s3ext.s3.client.clients.VersionPin`)."""
     check_range(url, start, end)
     location = parse_s3_url(url)

@@ -9,8 +9,8 @@ from ..client.botocore_errors import botocore_errors_translated
 from ..client.clients import iopath_path_manager
 from ..client.pins import VersionPin
 from ..client.retry import call_with_retries
-from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
-from ..streams import check_part_length, check_range
+from ..io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from ..io.ranges import check_part_length, check_range
 from ..url import parse_s3_url
 
 __all__ = ["open_url"]

@@ -39,7 +39,8 @@ from typing import BinaryIO, Callable, IO, Optional
 
 from ..._config import S3Config
 from ..client.errors import ClientReport, translate_report
-from ..streams import ByteRange, ChunkReader, check_range
+from ..io.ranges import ByteRange, check_range
+from ..io.streams import ChunkReader
 from ..url import pipe_command
 
 __all__ = ["open_url", "exit_description"]

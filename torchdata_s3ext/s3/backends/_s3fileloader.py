@@ -29,8 +29,8 @@ from ..client.credentials import credential_env, scoped_environ
 from ..client.errors import CONNECTION_BROKEN, ClientReport, translate_report
 from ..client.objects import check_content, head_object, is_checkable
 from ..client.retry import call_with_retries
+from ..io.ranges import ByteRange, check_range, clamp_range, empty_range, is_empty, is_whole
 from ..stats import process_stats
-from ..streams import ByteRange, check_range, clamp_range, empty_range, is_empty, is_whole
 from ..url import S3Location, parse_s3_url
 from . import _boto3
 

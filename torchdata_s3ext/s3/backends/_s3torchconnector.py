@@ -39,8 +39,9 @@ from ..client.errors import (
     translate_report,
 )
 from ..client.retry import call_with_retries
+from ..io.ranges import check_range, clamp_range, empty_range
+from ..io.streams import ChunkReader, ResumingReader, buffered
 from ..stats import process_stats
-from ..streams import ChunkReader, ResumingReader, buffered, check_range, clamp_range, empty_range
 from ..url import S3Location, parse_s3_url
 from ._crt_calls import call_within, close_at_exit, start_thread
 

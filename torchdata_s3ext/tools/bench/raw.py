@@ -120,7 +120,7 @@ def object_parts(url: str, config: S3Config, part_size: int, concurrency: int) -
 
 def raw_chunks(parallel: bool, url: str, config: S3Config, part_size: Optional[int], concurrency: Optional[int]) -> Iterator[Any]:
     """``raw-parallel``'s parts (``None``: ``auto``'s defaults) if ``parallel``, else ``raw``'s single stream."""
-    from ...s3.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+    from ...s3.io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 
     if not parallel:
         return object_chunks(url, config)
