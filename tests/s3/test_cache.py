@@ -25,7 +25,7 @@ from torchdata_s3ext.s3.cache.store import ENTRY_OVERHEAD, CacheStore, cache_sto
 from torchdata_s3ext.s3.cache.writer import CacheWriter
 from torchdata_s3ext.s3.client.objects import ObjectHead
 from torchdata_s3ext.s3.stats import process_stats
-from torchdata_s3ext.samples.opener import split_s3_settings
+from torchdata_s3ext.s3.settings import split_s3_settings
 from torchdata_s3ext.testing import S3Proxy, seed_samples, tar_bytes
 
 
