@@ -117,7 +117,7 @@ def test_a_key_full_of_error_words_does_not_make_a_dead_endpoint_retried():
     ],
 )
 def test_crt_messages_are_read_into_codes_at_their_fixed_places(message, code):
-    from torchdata_s3ext.s3.backends._s3torchconnector import crt_report
+    from torchdata_s3ext.s3.backends._crt_errors import crt_report
 
     assert crt_report(message).code == code
 

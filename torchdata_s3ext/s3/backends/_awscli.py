@@ -29,14 +29,21 @@ from typing import BinaryIO, List, Optional, Sequence
 from ..._config import S3Config
 from ..client.clients import aws_cli_options
 from ..client.credentials import credential_env
-from ..client.errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, translate_report
+from ..client.errors import (
+    CONNECTION_BROKEN,
+    ENDPOINT_UNREACHABLE,
+    Classification,
+    ClientReport,
+    classification,
+    translate_report,
+)
 from ..client.objects import ObjectHead, head_object
 from ..io.ranges import check_range, clamp_range, empty_range, is_whole
 from ..io.streams import ChunkReader, ResumingReader, buffered
 from ..stats import process_stats
 from ..url import parse_s3_url
 
-__all__ = ["open_url", "find_aws_command", "key_bytes"]
+__all__ = ["classify", "cli_report", "find_aws_command", "key_bytes", "open_url"]
 
 ALTERNATIVES = "boto3, fsspec, iopath, s3torchconnector"
 _STDERR_LIMIT = 64 << 10
@@ -91,18 +98,23 @@ def _command(
     return command + aws_cli_options(config) + list(extra_args)
 
 
-def cli_report(stderr: str, returncode: int) -> ClientReport:
-    """What the CLI's stderr says went wrong, with the S3 error code (or our code for a broken transfer or an
-    unreachable endpoint) read from the lines botocore prints, never from words that a key could contain."""
-    message = f"`aws` exited with status {returncode}: {stderr.strip()}"
+def classify(stderr: str) -> Classification:
+    """The AWS CLI's classifier: the S3 error code (or our code for a broken transfer or an unreachable
+    endpoint) of what it printed, read from the lines botocore prints, never from words that a key could
+    contain, and whether another attempt may help; code ``None`` for anything else (not retried)."""
     code_match = _S3_ERROR.search(stderr)
     if code_match:
-        return ClientReport("the AWS CLI", code_match.group("code"), message)
+        return classification(code_match.group("code"))
     if _BROKEN.search(stderr):
-        return ClientReport("the AWS CLI", CONNECTION_BROKEN, message)
+        return classification(CONNECTION_BROKEN)
     if _UNREACHABLE.search(stderr):
-        return ClientReport("the AWS CLI", ENDPOINT_UNREACHABLE, message)
-    return ClientReport("the AWS CLI", None, message)
+        return classification(ENDPOINT_UNREACHABLE)
+    return classification(None)
+
+
+def cli_report(stderr: str, returncode: int) -> ClientReport:
+    """What the CLI's stderr says went wrong, as a :class:`~torchdata_s3ext.s3.client.errors.ClientReport`."""
+    return ClientReport("the AWS CLI", classify(stderr).code, f"`aws` exited with status {returncode}: {stderr.strip()}")
 
 
 def _open_process(

@@ -12,7 +12,7 @@ from ..client.botocore_errors import botocore_errors_translated
 from ..client.clients import boto3_client
 from ..client.errors import ShortRead, WrongLength
 from ..client.objects import head_object, plain_md5
-from ..client.retry import call_with_retries
+from ..client.retry import call_with_retries, code_of
 from ..io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
 from ..io.ranges import check_range, is_whole
 from ..url import S3Location, parse_s3_url
@@ -99,7 +99,7 @@ def open_url(
     try:
         first = call_with_retries(url, config.max_attempts, lambda: parts.get(start, first_end))
     except OSError as error:
-        if "InvalidRange" not in str(error):
+        if code_of(error) != "InvalidRange":
             raise
         # an empty object (as before: no more requests), or a start at or past the end (a HEAD for the size)
         size = head_object(url, config).size if start else 0

@@ -19,7 +19,7 @@ from .errors import (
     unreachable_endpoint,
 )
 
-__all__ = ["botocore_errors_translated", "classify"]
+__all__ = ["botocore_errors_translated", "classify", "translated"]
 
 
 def classify(error: Optional[BaseException]) -> Optional[Classification]:
@@ -53,7 +53,7 @@ def classify(error: Optional[BaseException]) -> Optional[Classification]:
     return None
 
 
-def _translated(url: str, config: S3Config, error: Exception, verdict: Classification) -> Exception:
+def translated(url: str, config: S3Config, error: Exception, verdict: Classification) -> Exception:
     """The Python error for botocore's ``error``, classified as ``verdict``, naming ``url``."""
     if verdict.code == ENDPOINT_UNREACHABLE:
         return unreachable_endpoint(url, config.endpoint_url, error)
@@ -78,4 +78,4 @@ def botocore_errors_translated(url: str, config: S3Config) -> Iterator[None]:
         verdict = classify(error)
         if verdict is None:
             raise
-        raise _translated(url, config, error, verdict) from error
+        raise translated(url, config, error, verdict) from error

@@ -22,7 +22,7 @@ CHECKSUMS: Dict[str, Callable[[bytes], bytes]] = {
     "SHA256": lambda data: hashlib.sha256(data).digest(),
 }
 
-__all__ = ["ObjectHead", "check_content", "head_object", "is_checkable", "plain_md5"]
+__all__ = ["ObjectHead", "check_content", "head_not_found", "head_object", "is_checkable", "plain_md5"]
 
 
 class ObjectHead(NamedTuple):
@@ -59,18 +59,37 @@ def _head_once(url: str, config: S3Config) -> ObjectHead:
     with botocore_errors_translated(url, config):
         try:
             head = client.head_object(Bucket=location.bucket, Key=location.key, ChecksumMode="ENABLED")
-            return ObjectHead(head["ContentLength"], head.get("ETag", ""), plain_md5(head), _full_object_checksum(head))
         except ClientError as error:
-            if str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")) != "404":
+            if _status(error) != "404":
                 raise
-            not_found = error
-        try:
-            client.head_bucket(Bucket=location.bucket)
-        except ClientError as error:
-            if str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")) != "404":
-                raise not_found  # the bucket may well exist (HeadBucket denied, say): keep "no such key"
-            raise translate_client_error(url, "NoSuchBucket", f"HeadBucket found no bucket {location.bucket!r}") from not_found
-        raise not_found
+            raise head_not_found(url, error, lambda: _bucket_missing(client, location.bucket), "HeadBucket")
+    return ObjectHead(head["ContentLength"], head.get("ETag", ""), plain_md5(head), _full_object_checksum(head))
+
+
+def _status(error: Any) -> str:
+    return str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+
+
+def _bucket_missing(client: Any, bucket: str) -> bool:
+    """Whether HeadBucket says ``bucket`` is missing (any other answer, denied say: it may well exist)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        return _status(error) == "404"
+    return False
+
+
+def head_not_found(url: str, not_found: BaseException, bucket_missing: Callable[[], bool], how: str) -> BaseException:
+    """What a HEAD of ``url`` answered with 404 (``not_found``) means. Its answer has no body, so no code says
+    whether the bucket or the key is missing: ``bucket_missing()``, one more request (``how``) made only then,
+    tells; a "no such bucket" error is raised from ``not_found``, else ``not_found`` itself (no such key)."""
+    if not bucket_missing():
+        return not_found
+    missing = translate_client_error(url, "NoSuchBucket", f"{how} found no bucket {parse_s3_url(url).bucket!r}")
+    missing.__cause__ = not_found
+    return missing
 
 
 def plain_md5(answer: Any) -> Optional[str]:

@@ -21,7 +21,7 @@ from .errors import (
 
 T = TypeVar("T")
 
-__all__ = ["Attempts", "backoff_sleep", "call_with_retries", "classify", "is_retryable", "is_transient"]
+__all__ = ["Attempts", "backoff_sleep", "call_with_retries", "classify", "code_of", "is_retryable", "is_transient"]
 
 BASE_DELAY = 0.1
 MAX_DELAY = 5.0
@@ -45,6 +45,12 @@ def classify(error: Optional[BaseException]) -> Optional[Classification]:
     if verdict is None and isinstance(error, (ConnectionError, TimeoutError)):
         return Classification(CONNECTION_BROKEN, True)
     return verdict
+
+
+def code_of(error: BaseException) -> Optional[str]:
+    """The code of a translated error, by its cause's classifier (``None``: not a client's error we know)."""
+    verdict = classify(error.__cause__)
+    return verdict.code if verdict is not None else None
 
 
 def is_retryable(error: Optional[BaseException]) -> bool:
