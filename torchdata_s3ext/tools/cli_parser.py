@@ -168,3 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(server="moto", src=None, endpoint_url=None, region=None, profile=None, anonymous=False)
     add_writing_commands(add_command, _add_s3_options)
     return parser
+
+
+def s3_config(args: argparse.Namespace) -> Any:
+    """The :class:`S3Config` the S3 options of ``make-dataset`` and ``bench`` say."""
+    from .._config import S3Config
+
+    return S3Config(endpoint_url=args.endpoint_url, region=args.region, profile=args.profile, anonymous=args.anonymous)
+
+
+def dataset_spec(args: argparse.Namespace) -> Any:
+    """The :class:`DatasetSpec` the dataset options say."""
+    from .dataset import DatasetSpec
+
+    return DatasetSpec(args.shards, args.samples_per_shard, args.size, args.classes, args.seed)

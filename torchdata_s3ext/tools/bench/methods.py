@@ -11,12 +11,12 @@ Only the four methods built on torchdata 0.9's openers (:data:`NEEDS_TORCHDATA_D
 ``torchdata.datapipes``, which torchdata 0.10 and later lack; every other method is made of torch's own
 datapipes (``IterableWrapper``, ``sharding_filter``, ``map``) and ours, its tars read by ``load_wds_shards``.
 """
-import dataclasses
 import functools
 import importlib.util
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from ...s3.backends import BACKENDS
+from .context import RANGED_BACKENDS, MethodContext
 from .peers import (
     aws_cp_pipes,
     boto3_bytesio,
@@ -38,8 +38,6 @@ RAW = "raw"
 RAW_PARALLEL = "raw-parallel"
 #: the ceilings: bytes read and discarded, the samples counted from the tar headers, no DataLoader
 RAW_METHODS = (RAW, RAW_PARALLEL)
-#: the backends that read an object as ranged parts, several in flight (``part_size``, ``concurrency``)
-RANGED_BACKENDS = tuple(name for name, backend in BACKENDS.items() if backend.ranged)
 #: ``--decode`` value that leaves the PNG bytes as they are
 NO_DECODE = "none"
 #: ``--decode`` value that decodes every field with ``decode_sample`` (the article's extension-less
@@ -48,47 +46,6 @@ DECODE_SAMPLES = "samples"
 SAMPLES_HANDLERS = {"image": "png", "label": "png"}
 #: the field a decoded sample keeps its encoded size in, so that MB/s still counts the bytes read
 ENCODED_BYTES = "__encoded_bytes__"
-
-
-@dataclasses.dataclass(frozen=True)
-class MethodContext:
-    """Where the shards are: S3 URLs, and optionally the same shards on a local mount (for ``local``-style
-    methods); every method reads its list ``repeats`` times over."""
-
-    urls: Tuple[str, ...]
-    mount_paths: Optional[Tuple[str, ...]] = None
-    endpoint_url: Optional[str] = None
-    region: Optional[str] = None
-    profile: Optional[str] = None
-    anonymous: bool = False
-    repeats: int = 1
-    #: ``part_size`` and ``concurrency`` for the backends that read ranged parts (``None``: their defaults)
-    part_size: Optional[int] = None
-    concurrency: Optional[int] = None
-    #: the ``open_s3`` methods' shard cache (``bench --cache-dir``, see ``cached.py``), and its limit
-    cache_dir: Optional[str] = None
-    cache_limit_bytes: Optional[int] = None
-
-    @classmethod
-    def from_dict(cls, fields: Dict[str, Any]) -> "MethodContext":
-        """The context back from ``dataclasses.asdict`` after a trip through JSON (lists made tuples again)."""
-        fields = dict(fields)
-        for name in ("urls", "mount_paths"):
-            fields[name] = tuple(fields[name]) if fields[name] is not None else None
-        return cls(**fields)
-
-    def s3_config(self) -> Any:
-        """The :class:`S3Config` of this endpoint, region, profile and anonymity, environment filled in."""
-        from ..._config import S3Config
-
-        return S3Config(endpoint_url=self.endpoint_url, region=self.region, profile=self.profile,
-                        anonymous=self.anonymous).resolved()
-
-    def ranged_options(self, backend: str) -> Dict[str, int]:
-        if backend not in RANGED_BACKENDS:
-            return {}
-        options = {"part_size": self.part_size, "concurrency": self.concurrency}
-        return {name: value for name, value in options.items() if value is not None}
 
 
 def _open_s3_method(backend: str) -> Callable[[MethodContext], Iterable]:

@@ -1,14 +1,13 @@
 """The compositions the benchmark's methods are made of: the URL list split over DataLoader workers, our tar
 reader or the article's, ``pipe:aws s3 cp`` URLs; and the peers our backends are judged against (torchdata
 0.9's openers, webdataset, boto3 into ``BytesIO``, s3torchconnector into ``tarfile``), each a builder of a
-dataset from a :class:`~.methods.MethodContext`."""
+dataset from a :class:`~.context.MethodContext`."""
 import functools
 import io
 import os
-from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
-if TYPE_CHECKING:
-    from .methods import MethodContext
+from .context import MethodContext
 
 __all__ = ["article_samples", "aws_cp_pipes", "boto3_bytesio", "file_opener", "fsspec_file_opener", "iopath_file_opener",
            "repeated", "s3_file_loader", "s3torchconnector_tarfile", "samples", "url_pipe", "webdataset_pipe"]
@@ -18,14 +17,14 @@ def repeated(urls: Sequence[str], repeats: int) -> List[str]:
     return list(urls) * repeats
 
 
-def url_pipe(urls: Sequence[str], context: "MethodContext"):
+def url_pipe(urls: Sequence[str], context: MethodContext):
     from torch.utils.data.datapipes.iter import IterableWrapper
 
     # A finite list split over the DataLoader workers by sharding_filter(), like webdataset's split_by_worker.
     return IterableWrapper(repeated(urls, context.repeats)).sharding_filter()
 
 
-def aws_cp_pipes(urls: Sequence[str], context: "MethodContext") -> List[str]:
+def aws_cp_pipes(urls: Sequence[str], context: MethodContext) -> List[str]:
     """``pipe:aws s3 cp URL -`` for each URL, as the article and webdataset write them (the URLs quoted)."""
     import shlex
 
@@ -49,7 +48,7 @@ def article_samples(tar_streams):
     return tar_streams.load_from_tar().group_wds_samples()
 
 
-def fsspec_file_opener(context: "MethodContext") -> Iterable:
+def fsspec_file_opener(context: MethodContext) -> Iterable:
     from torchdata.datapipes.iter import FSSpecFileOpener
 
     given = {"endpoint_url": context.endpoint_url, "profile": context.profile, "anon": context.anonymous or None}
@@ -57,7 +56,7 @@ def fsspec_file_opener(context: "MethodContext") -> Iterable:
     return article_samples(FSSpecFileOpener(url_pipe(context.urls, context), mode="rb", **connection))
 
 
-def iopath_file_opener(context: "MethodContext") -> Iterable:
+def iopath_file_opener(context: MethodContext) -> Iterable:
     from torchdata.datapipes.iter import IoPathFileOpener
 
     from ...s3.client.clients import iopath_path_manager
@@ -67,7 +66,7 @@ def iopath_file_opener(context: "MethodContext") -> Iterable:
     return article_samples(IoPathFileOpener(url_pipe(context.urls, context), mode="rb", pathmgr=path_manager))
 
 
-def s3_file_loader(context: "MethodContext") -> Iterable:
+def s3_file_loader(context: MethodContext) -> Iterable:
     from torchdata.datapipes.iter import S3FileLoader
 
     if context.endpoint_url:
@@ -77,7 +76,7 @@ def s3_file_loader(context: "MethodContext") -> Iterable:
     return article_samples(S3FileLoader(url_pipe(context.urls, context), region=context.region or "us-east-1"))
 
 
-def file_opener(context: "MethodContext") -> Iterable:
+def file_opener(context: MethodContext) -> Iterable:
     from torchdata.datapipes.iter import FileOpener
 
     return article_samples(FileOpener(url_pipe(context.mount_paths, context), mode="b"))
@@ -92,7 +91,7 @@ def _whole_object(config: Any, url: str) -> Tuple[str, io.BytesIO]:
     return url, io.BytesIO(body)
 
 
-def boto3_bytesio(context: "MethodContext") -> Iterable:
+def boto3_bytesio(context: MethodContext) -> Iterable:
     # The article's boto3: the whole object read into memory, then a tar reader over it (ours, load_wds_shards:
     # torchdata's load_from_tar is gone from torchdata 0.10).
     config = context.s3_config()
@@ -115,13 +114,13 @@ def _s3torchconnector_reader(endpoint_url: Optional[str], region: Optional[str],
     return url, client.get_object(location.bucket, location.key)
 
 
-def s3torchconnector_tarfile(context: "MethodContext") -> Iterable:
+def s3torchconnector_tarfile(context: MethodContext) -> Iterable:
     # s3torchconnector's sequential reader, read forward by tarfile in stream mode (r|*) in load_wds_shards.
     reader = functools.partial(_s3torchconnector_reader, context.endpoint_url, context.region)
     return samples(url_pipe(context.urls, context).map(reader))
 
 
-def webdataset_pipe(context: "MethodContext") -> Iterable:
+def webdataset_pipe(context: MethodContext) -> Iterable:
     import webdataset
 
     from ...s3.backends._awscli import find_aws_command
