@@ -10,7 +10,7 @@ from .cache import open_cached
 from .io.prefetch import OpenAhead, start_after_last_request
 from .settings import OpenSettings
 
-__all__ = ["open_ahead", "open_shard"]
+__all__ = ["OpenAhead", "open_ahead", "open_shard"]
 
 
 def open_shard(url: str, settings: OpenSettings, *, start: int = 0, end: Optional[int] = None) -> BinaryIO:

@@ -5,8 +5,7 @@ import collections
 import functools
 from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
 
-from ..s3.io.prefetch import OpenAhead
-from ..s3.opening import open_ahead, open_shard
+from ..s3.opening import OpenAhead, open_ahead, open_shard
 from ..s3.settings import OpenSettings
 from ..s3.stats import PipeStats
 from ..stage import SOURCE, IterableStage, Stage
