@@ -11,6 +11,7 @@ from . import botocore_errors
 from .errors import (
     CONNECTION_BROKEN,
     ENDPOINT_UNREACHABLE,
+    STALLED,
     AttemptsSpent,
     Classification,
     ClientReport,
@@ -40,7 +41,7 @@ def classify(error: Optional[BaseException]) -> Optional[Classification]:
     if isinstance(error, ClientReport):
         return error.classification
     if isinstance(error, TransientError):
-        return Classification(CONNECTION_BROKEN, True)
+        return Classification(STALLED if isinstance(error, TimeoutError) else CONNECTION_BROKEN, True)
     verdict = botocore_errors.classify(error)
     if verdict is None and isinstance(error, (ConnectionError, TimeoutError)):
         return Classification(CONNECTION_BROKEN, True)
