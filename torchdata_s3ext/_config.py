@@ -5,8 +5,6 @@ from typing import Any, Optional, Tuple
 
 __all__ = ["S3Config"]
 
-_SECRET_FIELDS = ("aws_secret_access_key", "aws_session_token")
-
 
 @dataclasses.dataclass(frozen=True)
 class S3Config:

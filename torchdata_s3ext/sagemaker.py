@@ -8,7 +8,7 @@ from .epochs.clock import EpochClock
 from .faces.datapipes import Pipe
 from .faces.decoding import PngPairDecoderIterDataPipe
 from .faces.epoch_pipes import SampleShufflerIterDataPipe
-from .s3.pipe_mode import DEFAULT_INPUT_DIR, DEFAULT_TIMEOUT, fifo_path, open_fifo, second_reader_error
+from .sagemaker_fifo import DEFAULT_INPUT_DIR, DEFAULT_TIMEOUT, fifo_path, open_fifo, second_reader_error
 from .samples.concatenated import archive_samples
 from .samples.grouping import check_required_fields
 from .samples.policy import ErrorCounts, check_on_error

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from torchdata_s3ext import wds_pipe
 from torchdata_s3ext.s3.cache import join_finalizers
-from torchdata_s3ext.s3.cache_store import ENTRY_OVERHEAD, CacheStore
+from torchdata_s3ext.s3.cache.store import ENTRY_OVERHEAD, CacheStore
 from torchdata_s3ext.testing import S3Proxy
 
 #: a job reading every shard through the cache, in a process of its own: argv = cache_dir, then the URLs
@@ -44,7 +44,7 @@ _EXITS_AT_ONCE = """
 import sys, time
 from torch.utils.data import DataLoader
 from torchdata_s3ext import wds_pipe
-from torchdata_s3ext.s3.cache_writer import CacheWriter
+from torchdata_s3ext.s3.cache.writer import CacheWriter
 hash_chunks = CacheWriter._hash
 def slow_hash(writer, chunks):
     time.sleep(0.3)

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from torchdata_s3ext import S3Config
 from torchdata_s3ext.s3.backends import get_opener
-from torchdata_s3ext.s3.clients import boto3_client
-from torchdata_s3ext.s3.ranged import RangedReader
+from torchdata_s3ext.s3.client.clients import boto3_client
+from torchdata_s3ext.s3.io.ranged import RangedReader
 from torchdata_s3ext.s3.stats import process_stats
-from torchdata_s3ext.samples.opener import split_s3_settings
+from torchdata_s3ext.s3.settings import split_s3_settings
 from torchdata_s3ext.testing import seed_samples, tar_bytes
 
 PART = 64 << 10

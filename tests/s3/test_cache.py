@@ -20,12 +20,12 @@ from torchdata_s3ext import wds_pipe
 from torchdata_s3ext._config import S3Config
 from torchdata_s3ext.s3.backends import get_opener
 from torchdata_s3ext.s3.cache import join_finalizers, open_cached
-from torchdata_s3ext.s3 import cache as cache_module
-from torchdata_s3ext.s3.cache_store import ENTRY_OVERHEAD, CacheStore, cache_store
-from torchdata_s3ext.s3.cache_writer import CacheWriter
-from torchdata_s3ext.s3.objects import ObjectHead
+from torchdata_s3ext.s3.cache import opening as cache_module
+from torchdata_s3ext.s3.cache.store import ENTRY_OVERHEAD, CacheStore, cache_store
+from torchdata_s3ext.s3.cache.writer import CacheWriter
+from torchdata_s3ext.s3.client.objects import ObjectHead
 from torchdata_s3ext.s3.stats import process_stats
-from torchdata_s3ext.samples.opener import split_s3_settings
+from torchdata_s3ext.s3.settings import split_s3_settings
 from torchdata_s3ext.testing import S3Proxy, seed_samples, tar_bytes
 
 

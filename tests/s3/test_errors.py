@@ -3,7 +3,7 @@ import errno
 
 import pytest
 
-from torchdata_s3ext.s3.errors import (
+from torchdata_s3ext.s3.client.errors import (
     CONNECTION_BROKEN,
     ENDPOINT_UNREACHABLE,
     RETRYABLE_CODES,
@@ -14,7 +14,7 @@ from torchdata_s3ext.s3.errors import (
     translate_report,
     unreachable_endpoint,
 )
-from torchdata_s3ext.s3.retry import is_transient
+from torchdata_s3ext.s3.client.retry import is_transient
 
 URL = "s3://bucket/train/shard-000000.tar"
 
@@ -117,7 +117,7 @@ def test_a_key_full_of_error_words_does_not_make_a_dead_endpoint_retried():
     ],
 )
 def test_crt_messages_are_read_into_codes_at_their_fixed_places(message, code):
-    from torchdata_s3ext.s3.backends._s3torchconnector import crt_report
+    from torchdata_s3ext.s3.backends._crt_errors import crt_report
 
     assert crt_report(message).code == code
 
@@ -146,3 +146,50 @@ def test_a_client_report_is_translated_by_the_one_table_and_kept_as_the_cause(co
 def test_retryable_codes_come_from_the_translation_table():
     assert {"SlowDown", "503", "500", "InternalError", CONNECTION_BROKEN} <= RETRYABLE_CODES
     assert not {"NoSuchKey", "AccessDenied", "PermanentRedirect", ENDPOINT_UNREACHABLE} & RETRYABLE_CODES
+
+
+def test_botocore_s_classifier_is_what_translation_and_retries_read():
+    from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+    from torchdata_s3ext import S3Config
+    from torchdata_s3ext.s3.client.botocore_errors import botocore_errors_translated, classify
+
+    slow_down = ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")
+    unknown_503 = ClientError({"Error": {"Code": "Odd"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")
+    assert classify(slow_down) == ("SlowDown", True) and classify(unknown_503) == ("Odd", True)
+    assert classify(EndpointConnectionError(endpoint_url="http://127.0.0.1:9")) == (ENDPOINT_UNREACHABLE, False)
+    assert classify(ReadTimeoutError(endpoint_url="http://127.0.0.1:9")).retryable
+    assert classify(ValueError("not botocore's")) is None
+    for error, kind, transient in [(slow_down, OSError, True), (EndpointConnectionError(endpoint_url="http://x"),
+                                                                 EndpointUnreachable, False)]:
+        with pytest.raises(kind) as raised, botocore_errors_translated(URL, S3Config()):
+            raise error
+        assert URL in str(raised.value) and is_transient(raised.value) is transient
+
+
+@pytest.mark.parametrize(
+    "module, text, code, retryable",
+    [
+        ("_awscli", CLI_SLOW_DOWN, "SlowDown", True),
+        ("_awscli", CLI_NO_SUCH_KEY, "NoSuchKey", False),
+        ("_awscli", CLI_DEAD, ENDPOINT_UNREACHABLE, False),
+        ("_crt_errors", "Client error: Request throttled", "SlowDown", True),
+        ("_crt_errors", "Service error: The key does not exist", "NoSuchKey", False),
+    ],
+)
+def test_a_text_only_client_s_classifier_gives_the_code_and_whether_to_retry(module, text, code, retryable):
+    import importlib
+
+    classify = importlib.import_module(f"torchdata_s3ext.s3.backends.{module}").classify
+    assert classify(text) == (code, retryable)
+
+
+def test_a_translated_error_tells_its_code_through_its_cause():
+    from botocore.exceptions import ClientError
+
+    from torchdata_s3ext.s3.client.retry import code_of
+
+    error = translate_client_error(URL, "InvalidRange")
+    error.__cause__ = ClientError({"Error": {"Code": "InvalidRange"}, "ResponseMetadata": {"HTTPStatusCode": 416}}, "GetObject")
+    assert code_of(error) == "InvalidRange"
+    assert code_of(translate_report(URL, None, ClientReport("the AWS CLI", "NoSuchKey", "printed"))) == "NoSuchKey"

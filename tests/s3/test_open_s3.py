@@ -177,11 +177,11 @@ def test_open_s3_missing_key_on_local_backend_names_path(tmp_path):
 def test_s3fileloader_without_native_extension_names_alternatives(wds_shards, monkeypatch):
     import torchdata
 
-    from torchdata_s3ext.s3 import clients as _clients
+    from torchdata_s3ext.s3.client import process
 
     shards = wds_shards(num_shards=1)
     monkeypatch.setattr(torchdata, "_torchdata", None, raising=False)
-    monkeypatch.setattr(_clients, "_clients", {})
+    monkeypatch.setattr(process, "_clients", {})
     with pytest.raises(ModuleNotFoundError, match="native S3 extension.*boto3, fsspec"):
         read_members(IterableWrapper(shards.urls).open_s3(backend="s3fileloader"))
     assert read_members(IterableWrapper(shards.urls).open_s3(backend="boto3")) == expected_members(shards)
@@ -241,7 +241,7 @@ def test_tar_with_directory_member_reads_files_only(s3_server, s3_bucket):
 
 def test_s3config_verify_ssl_reaches_boto3_and_the_aws_cli():
     from torchdata_s3ext.s3.backends._awscli import _command
-    from torchdata_s3ext.s3.clients import boto3_client_kwargs
+    from torchdata_s3ext.s3.client.clients import boto3_client_kwargs
 
     config = S3Config(endpoint_url="https://127.0.0.1:9443", verify_ssl=False)
     assert boto3_client_kwargs(config)["verify"] is False

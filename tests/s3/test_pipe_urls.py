@@ -15,7 +15,7 @@ from torch.utils.data.datapipes.iter import IterableWrapper
 import torchdata_s3ext  # noqa: F401  (registers open_s3 and the sample pipes)
 from torchdata_s3ext import S3Config, list_shards, wds_pipe
 from torchdata_s3ext.s3.backends import backend_for_url
-from torchdata_s3ext.samples.opener import split_s3_settings
+from torchdata_s3ext.s3.settings import split_s3_settings
 from torchdata_s3ext.testing import seed_samples, tar_bytes
 
 

@@ -9,7 +9,8 @@ from torch.utils.data.datapipes.iter import IterableWrapper
 from torchdata_s3ext import wds_pipe
 from torchdata_s3ext.s3.stats import process_stats
 from torchdata_s3ext.samples import opener
-from torchdata_s3ext.samples.opener import OpenSettings, ShardOpener
+from torchdata_s3ext.s3.settings import OpenSettings
+from torchdata_s3ext.samples.opener import ShardOpener
 from torchdata_s3ext.samples.positions import ShardSlice
 from torchdata_s3ext.stage import IterableStage, Stage
 from torchdata_s3ext.testing import seed_samples, tar_bytes
@@ -101,7 +102,8 @@ def test_closing_early_closes_the_stream_opened_ahead_and_leaves_no_thread(wds_s
     shards = wds_shards(num_shards=3, samples_per_shard=3, image_size=16)
     opened = []
     open_shard = opener.open_shard
-    monkeypatch.setattr(opener, "open_shard", lambda part, settings: opened.append(open_shard(part, settings)) or opened[-1])
+    monkeypatch.setattr(opener, "open_shard",
+                        lambda url, settings, **byte_range: opened.append(open_shard(url, settings, **byte_range)) or opened[-1])
     baseline = len(_prefetch_threads())
     for _ in range(3):  # the same every time: nothing piles up
         iterator = iter(_opener(shards.urls))
@@ -125,10 +127,10 @@ class _Opened:
         pass
 
 
-def _stand_in_open(part, settings):
-    if part.url.endswith("bad.tar"):
-        raise OSError(f"{part.url}: no")
-    return _Opened(part.url)
+def _stand_in_open(url, settings, start=0, end=None):
+    if url.endswith("bad.tar"):
+        raise OSError(f"{url}: no")
+    return _Opened(url)
 
 
 def test_the_opener_raises_the_error_of_the_opening_ahead_only_when_its_shard_is_reached(monkeypatch):

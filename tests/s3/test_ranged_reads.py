@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 
 from torchdata_s3ext import S3Config
 from torchdata_s3ext.tools.bench.methods import MethodContext
-from torchdata_s3ext.s3 import parts
-from torchdata_s3ext.s3.ranged import RangedReader
+from torchdata_s3ext.s3.io import parts
+from torchdata_s3ext.s3.io.ranged import RangedReader
 from torchdata_s3ext.s3.stats import process_stats
 from torchdata_s3ext.s3.backends import _boto3
+from torchdata_s3ext.s3.client.objects import plain_md5
 
 
 @pytest.fixture
@@ -112,7 +113,7 @@ def test_tar_members_skipped_by_seeking_are_never_fetched(put_object):
 def test_ranged_read_checks_content_against_a_plain_md5_etag(put_object, monkeypatch):
     url = put_object(bytes(range(256)) * 40)
     assert read_all(url, part_size=1000, verify_etag=True) == bytes(range(256)) * 40  # matches: no error
-    monkeypatch.setattr(_boto3, "_plain_md5", lambda response: "0" * 32)
+    monkeypatch.setattr(_boto3, "plain_md5", lambda response: "0" * 32)
     with pytest.raises(OSError, match="do not match the object's ETag"):
         read_all(url, part_size=1000, verify_etag=True)
     assert read_all(url, part_size=1000) == bytes(range(256)) * 40  # the check is opt-in
@@ -129,7 +130,7 @@ def test_ranged_read_checks_content_against_a_plain_md5_etag(put_object, monkeyp
     ],
 )
 def test_only_plain_single_part_etags_are_taken_as_md5(response, expected):
-    assert _boto3._plain_md5(response) == expected
+    assert plain_md5(response) == expected
 
 
 @hypothesis.settings(max_examples=30, deadline=None)

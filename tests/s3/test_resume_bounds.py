@@ -9,8 +9,8 @@ import pytest
 
 from torchdata_s3ext import S3Config
 from torchdata_s3ext.s3.backends import get_opener
-from torchdata_s3ext.s3.errors import TransientError
-from torchdata_s3ext.s3.streams import RESUMES_PER_ATTEMPT, ResumingReader
+from torchdata_s3ext.s3.client.errors import TransientError
+from torchdata_s3ext.s3.io.streams import RESUMES_PER_ATTEMPT, ResumingReader
 from torchdata_s3ext.testing import FaultPlan, S3Proxy
 
 URL = "s3://bucket/train/shard-000000.tar"

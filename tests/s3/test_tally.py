@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from torchdata_s3ext.s3.tally import ROWS, SharedTally
+from torchdata_s3ext.tally import ROWS, SharedTally
 
 
 def _add_in_child(tally: SharedTally, times: int) -> None:

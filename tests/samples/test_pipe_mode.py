@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from torchdata_s3ext.s3.pipe_mode import fifo_path, open_fifo
 from torchdata_s3ext.sagemaker import PipeModeChannelIterDataPipe, sagemaker_pipe
+from torchdata_s3ext.sagemaker_fifo import fifo_path, open_fifo
 from torchdata_s3ext.samples.concatenated import archive_samples
 from torchdata_s3ext.samples.policy import ErrorCounts
 from torchdata_s3ext.testing import seed_samples, tar_bytes

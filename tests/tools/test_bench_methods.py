@@ -14,7 +14,8 @@ from torchdata_s3ext.tools.bench.decoders import DecodeJob, first_samples, pil_p
 from torchdata_s3ext.s3.backends import get_opener
 from torchdata_s3ext.tools.bench.methods import (ENCODED_BYTES, METHODS, NEEDS_TORCHDATA_DATAPIPES, PEERS, RANGED_BACKENDS,
                                                  MethodContext, build_dataset, decoded_sample, unavailable_reason, with_decode)
-from torchdata_s3ext.tools.bench.runner import BenchJob, payload_bytes
+from torchdata_s3ext.tools.bench.measure import payload_bytes
+from torchdata_s3ext.tools.bench.runner import BenchJob
 from torchdata_s3ext.testing import seed_samples
 
 needs_s3torchconnector = pytest.mark.skipif(importlib.util.find_spec("s3torchconnector") is None,

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from torchdata_s3ext.tools.bench.raw import TarSampleCounter
 from torchdata_s3ext.tools.bench.report import format_table, with_ratios
-from torchdata_s3ext.tools.bench.runner import payload_bytes
+from torchdata_s3ext.tools.bench.measure import payload_bytes
 from torchdata_s3ext.tools.bench.stats import stall_fraction, window_durations, window_stats
 from torchdata_s3ext.testing import seed_samples, tar_bytes
 

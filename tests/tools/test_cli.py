@@ -12,7 +12,7 @@ import boto3
 import pytest
 from PIL import Image
 
-from torchdata_s3ext.s3.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+from torchdata_s3ext.s3.io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 from torchdata_s3ext.tools.bench.decoders import PIL_BASELINE
 from torchdata_s3ext.testing._rclone import RcloneServer, find_rclone
 from torchdata_s3ext.testing._s3rver import default_cache_dir

@@ -7,7 +7,7 @@ import pytest
 import webdataset
 
 from torchdata_s3ext import wds_pipe
-from torchdata_s3ext.s3.clients import forget_clients
+from torchdata_s3ext.s3.client.process import forget_clients
 from torchdata_s3ext.writing import ShardWriter, read_shard_index
 
 from writing_samples import MIB, PART_SIZE, as_written, mib_samples, without_url

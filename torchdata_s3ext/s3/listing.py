@@ -21,10 +21,10 @@ import warnings
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .._config import S3Config
-from .clients import boto3_client
-from .errors import botocore_errors_translated
+from .client.botocore_errors import botocore_errors_translated
+from .client.clients import boto3_client
+from .client.retry import call_with_retries
 from .shard_index import is_index_url, read_shard_index
-from .retry import call_with_retries
 from .url import is_pipe_url, is_s3_url, local_path, parse_s3_url, pipe_command
 
 __all__ = ["SHARD_SUFFIXES", "expand_braces", "list_shards"]

@@ -22,9 +22,9 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from .._config import S3Config
-from .clients import boto3_client
-from .errors import botocore_errors_translated
-from .retry import call_with_retries
+from .client.botocore_errors import botocore_errors_translated
+from .client.clients import boto3_client
+from .client.retry import call_with_retries
 from .url import is_pipe_url, is_s3_url, local_path, parse_s3_url
 
 __all__ = ["INDEX_NAME", "INDEX_KIND", "ShardIndex", "ShardRecord", "index_url_beside", "is_index_url",

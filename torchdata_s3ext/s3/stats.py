@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Any, Dict, Optional
 
-from .tally import SharedTally, summed_over_ranks
+from ..tally import SharedTally, summed_over_ranks
 
 __all__ = ["PipeStats", "RequestStats", "process_stats", "count_botocore_requests", "GET_PRICE_PER_1000",
            "LIST_PRICE_PER_1000"]

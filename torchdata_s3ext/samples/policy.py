@@ -7,14 +7,14 @@ shard) and goes on; ``"warn"`` does the same after ``warnings.warn`` (category :
 
 Every pipe with an ``on_error`` argument counts what it met, raised or not, in its ``error_counts``
 (an :class:`ErrorCounts`). The counts are shared by the processes that read the pipe: what DataLoader
-workers met shows in the main process's ``error_counts`` (see :class:`~torchdata_s3ext.s3.tally.SharedTally`);
+workers met shows in the main process's ``error_counts`` (see :class:`~torchdata_s3ext.tally.SharedTally`);
 ``over_ranks()`` adds up the ranks of a ``torch.distributed`` group too.
 """
 import logging
 import warnings
 from typing import Any, Dict, Optional
 
-from ..s3.tally import SharedTally, summed_over_ranks
+from ..tally import SharedTally, summed_over_ranks
 
 __all__ = ["ON_ERROR", "DataErrorWarning", "ErrorCounts", "check_on_error", "handle_data_error", "with_message"]
 

@@ -5,27 +5,13 @@ Parsing and checking the options import nothing heavy; each command imports what
 found right, so ``--help``, ``--version`` and a mistake answer at once and a mistake leaves nothing behind."""
 import argparse
 import sys
-from typing import Any, List, Optional
+from typing import List, Optional
 
 from .cli_checks import answering_mistakes, check_arguments
-from .cli_parser import build_parser
+from .cli_parser import build_parser, dataset_spec, s3_config
 from .writing_cli import WRITING_COMMANDS
 
 __all__ = ["main", "build_parser", "s3_config", "dataset_spec"]
-
-
-def s3_config(args: argparse.Namespace) -> Any:
-    """The :class:`S3Config` the S3 options of ``make-dataset`` and ``bench`` say."""
-    from .._config import S3Config
-
-    return S3Config(endpoint_url=args.endpoint_url, region=args.region, profile=args.profile, anonymous=args.anonymous)
-
-
-def dataset_spec(args: argparse.Namespace) -> Any:
-    """The :class:`DatasetSpec` the dataset options say."""
-    from .dataset import DatasetSpec
-
-    return DatasetSpec(args.shards, args.samples_per_shard, args.size, args.classes, args.seed)
 
 
 def _make_dataset(args: argparse.Namespace) -> int:

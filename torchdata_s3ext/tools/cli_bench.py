@@ -14,7 +14,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 from .bench.cpus import affinity, format_cpus
 from .bench.link import link_label, through_link
 from .bench.methods import NO_DECODE, RAW_METHODS, MethodContext, check_method_names
-from .cli import dataset_spec, s3_config
+from .cli_parser import dataset_spec, s3_config
 from .servers import server_config, start_server
 
 __all__ = ["run_bench", "BENCH_BUCKET"]

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from .._version import __version__
-from ..s3.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+from ..s3.io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 from .bench.decoders import JPEG_ROW
 from .bench.link import LINKS
 from .bench.methods import DECODE_SAMPLES, NO_DECODE, RANGED_BACKENDS
@@ -168,3 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(server="moto", src=None, endpoint_url=None, region=None, profile=None, anonymous=False)
     add_writing_commands(add_command, _add_s3_options)
     return parser
+
+
+def s3_config(args: argparse.Namespace) -> Any:
+    """The :class:`S3Config` the S3 options of ``make-dataset`` and ``bench`` say."""
+    from .._config import S3Config
+
+    return S3Config(endpoint_url=args.endpoint_url, region=args.region, profile=args.profile, anonymous=args.anonymous)
+
+
+def dataset_spec(args: argparse.Namespace) -> Any:
+    """The :class:`DatasetSpec` the dataset options say."""
+    from .dataset import DatasetSpec
+
+    return DatasetSpec(args.shards, args.samples_per_shard, args.size, args.classes, args.seed)

@@ -79,7 +79,7 @@ def _upload_file(client: Any, path: str, url: str) -> None:
 
 def upload_shards(paths: List[str], dest: str, config: Optional[S3Config] = None, jobs: int = 2) -> List[str]:
     """Upload local shard files to ``dest`` (``s3://bucket/prefix``) under their own names, ``jobs`` at once."""
-    from ..s3.clients import boto3_client
+    from ..s3.client.clients import boto3_client
 
     client = boto3_client((config or S3Config()).resolved())
     urls = [dest.rstrip("/") + "/" + os.path.basename(path) for path in paths]
@@ -92,7 +92,7 @@ def upload_shards(paths: List[str], dest: str, config: Optional[S3Config] = None
 def _check_bucket(dest: str, client: Any, config: S3Config) -> None:
     """Raise, naming the bucket, when ``dest``'s bucket is missing, denied or unreachable (a LIST of at most one
     key), so a mistyped destination fails before any shard is generated rather than at the first upload."""
-    from ..s3.errors import botocore_errors_translated
+    from ..s3.client.botocore_errors import botocore_errors_translated
 
     bucket_url = "s3://" + dest[len("s3://"):].partition("/")[0]
     if bucket_url == "s3://":
@@ -114,7 +114,7 @@ def write_dataset(
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     resolved = (config or S3Config()).resolved()
     if is_s3_url(dest):
-        from ..s3.clients import boto3_client
+        from ..s3.client.clients import boto3_client
 
         _check_bucket(dest, boto3_client(resolved), resolved)
     pattern = _join(dest.replace("%", "%%"), "shard-%06d.tar")

@@ -24,7 +24,7 @@ def start_server(kind: str, buckets: Sequence[str], stack: contextlib.ExitStack,
         stack.enter_context(server)
     if kind != "moto":
         return server
-    from ..s3.clients import boto3_client
+    from ..s3.client.clients import boto3_client
 
     client = boto3_client(server_config(server))
     for bucket in buckets:
@@ -70,7 +70,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def _put_example(server: Any) -> str:
     """Put README's example in ``server``; what it holds, in a line."""
-    from ..s3.clients import boto3_client
+    from ..s3.client.clients import boto3_client
     from ..testing import put_example_dataset
 
     urls = put_example_dataset(boto3_client(server_config(server)))

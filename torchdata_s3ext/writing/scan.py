@@ -23,8 +23,8 @@ from typing import Any, BinaryIO, Callable, Iterator, List, Optional, Sequence, 
 
 from .._config import S3Config
 from ..s3.backends import get_opener
-from ..s3.clients import VersionPin
-from ..s3.objects import head_object
+from ..s3.client.objects import head_object
+from ..s3.client.pins import VersionPin
 from ..s3.url import is_s3_url, local_path
 from ..samples.grouping import split_member_name
 from ..samples.tar import DamagedShard, archive_members

@@ -12,7 +12,7 @@ Memory: the pool lets at most ``max_in_flight`` parts travel at once; the writer
 until a slot frees, while the samples of the part after it are still referenced: at most
 ``(max_in_flight + 2) * part_size`` per writer (and a sample).
 
-Every request goes through the one retry loop (:func:`~torchdata_s3ext.s3.retry.call_with_retries`) with
+Every request goes through the one retry loop (:func:`~torchdata_s3ext.s3.client.retry.call_with_retries`) with
 botocore's own retries off, and its errors are translated naming the shard's ``s3://`` URL. A complete whose
 answer was lost is retried; S3 then says ``NoSuchUpload``, and a HEAD tells whether the object is there with
 the size written. As boto3's ``upload_file`` does, parts carry a CRC32 checksum (and the complete, each
@@ -24,10 +24,10 @@ import warnings
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, TypeVar
 
 from .._config import S3Config
-from ..s3.clients import boto3_client
-from ..s3.errors import botocore_errors_translated
-from ..s3.objects import head_object
-from ..s3.retry import call_with_retries
+from ..s3.client.botocore_errors import botocore_errors_translated
+from ..s3.client.clients import boto3_client
+from ..s3.client.objects import head_object
+from ..s3.client.retry import call_with_retries
 from ..s3.url import parse_s3_url
 
 __all__ = ["MIN_PART_SIZE", "MAX_PARTS", "StoredObject", "S3ShardUpload", "UploadPool"]

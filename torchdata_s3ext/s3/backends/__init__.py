@@ -18,10 +18,10 @@ import importlib
 import importlib.util
 from typing import BinaryIO, Callable, Dict, NamedTuple, Tuple
 
-from ..url import is_pipe_url
+from ..url import is_pipe_url, is_s3_url
 
 __all__ = ["Backend", "BACKENDS", "AUTO_BACKEND", "PIPE_BACKEND", "backend_for_url", "backend_names", "check_backend_name",
-           "get_opener", "missing_libraries"]
+           "check_url", "get_opener", "missing_libraries"]
 
 
 class Backend(NamedTuple):
@@ -81,6 +81,17 @@ def backend_for_url(name: str, url: str) -> str:
     if name == "auto" and is_pipe_url(url):
         return PIPE_BACKEND
     return check_backend_name(name)
+
+
+def check_url(backend: str, url: str) -> None:
+    """``ValueError`` naming ``url`` when ``backend`` cannot open it: ``pipe`` opens ``pipe:`` URLs only,
+    ``local`` any path, every other backend ``s3://`` URLs only."""
+    if backend == PIPE_BACKEND:
+        if not is_pipe_url(url):
+            raise ValueError(f"not a pipe: URL (expected pipe:COMMAND) for backend {backend!r}: {url!r}")
+    elif backend != "local" and not is_s3_url(url):
+        hint = f" (pipe: URLs open with backend='auto' or {PIPE_BACKEND!r})" if is_pipe_url(url) else ""
+        raise ValueError(f"not an S3 URL (expected s3://bucket/key) for backend {backend!r}{hint}: {url!r}")
 
 
 def missing_libraries(name: str) -> Tuple[str, ...]:

@@ -24,17 +24,26 @@ import shutil
 import subprocess
 import sys
 import threading
-from typing import BinaryIO, List, Optional, Sequence
+from typing import BinaryIO, Dict, List, Optional, Sequence
 
 from ..._config import S3Config
-from ..clients import aws_cli_options, credential_env
-from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, translate_report
-from ..objects import ObjectHead, head_object
+from ..client.clients import aws_cli_options
+from ..client.credentials import credential_env
+from ..client.errors import (
+    CONNECTION_BROKEN,
+    ENDPOINT_UNREACHABLE,
+    Classification,
+    ClientReport,
+    classification,
+    translate_report,
+)
+from ..client.objects import ObjectHead, head_object
+from ..io.ranges import check_range, clamp_range, empty_range, is_whole
+from ..io.streams import ChunkReader, ResumingReader, buffered
 from ..stats import process_stats
-from ..streams import ChunkReader, ResumingReader, buffered, check_range, clamp_range, empty_range, is_whole
 from ..url import parse_s3_url
 
-__all__ = ["open_url", "find_aws_command", "key_bytes"]
+__all__ = ["classify", "cli_report", "find_aws_command", "key_bytes", "open_url"]
 
 ALTERNATIVES = "boto3, fsspec, iopath, s3torchconnector"
 _STDERR_LIMIT = 64 << 10
@@ -89,79 +98,95 @@ def _command(
     return command + aws_cli_options(config) + list(extra_args)
 
 
-def cli_report(stderr: str, returncode: int) -> ClientReport:
-    """What the CLI's stderr says went wrong, with the S3 error code (or our code for a broken transfer or an
-    unreachable endpoint) read from the lines botocore prints, never from words that a key could contain."""
-    message = f"`aws` exited with status {returncode}: {stderr.strip()}"
+def classify(stderr: str) -> Classification:
+    """The AWS CLI's classifier: the S3 error code (or our code for a broken transfer or an unreachable
+    endpoint) of what it printed, read from the lines botocore prints, never from words that a key could
+    contain, and whether another attempt may help; code ``None`` for anything else (not retried)."""
     code_match = _S3_ERROR.search(stderr)
     if code_match:
-        return ClientReport("the AWS CLI", code_match.group("code"), message)
+        return classification(code_match.group("code"))
     if _BROKEN.search(stderr):
-        return ClientReport("the AWS CLI", CONNECTION_BROKEN, message)
+        return classification(CONNECTION_BROKEN)
     if _UNREACHABLE.search(stderr):
-        return ClientReport("the AWS CLI", ENDPOINT_UNREACHABLE, message)
-    return ClientReport("the AWS CLI", None, message)
+        return classification(ENDPOINT_UNREACHABLE)
+    return classification(None)
+
+
+def cli_report(stderr: str, returncode: int) -> ClientReport:
+    """What the CLI's stderr says went wrong, as a :class:`~torchdata_s3ext.s3.client.errors.ClientReport`."""
+    return ClientReport("the AWS CLI", classify(stderr).code, f"`aws` exited with status {returncode}: {stderr.strip()}")
+
+
+def _start_cli(command: List[str], key: bytes, env: Dict[str, str], body_write: int) -> "subprocess.Popen[bytes]":
+    """The CLI's process for ``command``, ``key`` on its stdin (it fits in the pipe's buffer), the body to the
+    pipe ``body_write`` (get-object prints its JSON answer on stdout)."""
+    key_read, key_write = os.pipe()
+    with os.fdopen(key_write, "wb") as key_pipe:
+        key_pipe.write(key)
+    try:
+        return subprocess.Popen(command, stdin=key_read, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                                pass_fds=(body_write,))
+    finally:
+        os.close(key_read)
+
+
+class _CliRun:
+    """One CLI run's body, read in chunks; its exit status is read at the body's end, and a failure raised as
+    ours, naming the URL, with what the CLI printed (its stderr drained on a thread, the first 64 KiB kept, so
+    a chatty CLI cannot block on a full pipe)."""
+
+    def __init__(self, url: str, config: S3Config, process: "subprocess.Popen[bytes]", body_read: int) -> None:
+        self.url, self.config, self.process = url, config, process
+        self.body = os.fdopen(body_read, "rb")
+        self._stderr: List[bytes] = []
+        self._stderr_thread = threading.Thread(target=self._collect_stderr, daemon=True)
+        self._stderr_thread.start()
+
+    def _collect_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            if sum(map(len, self._stderr)) < _STDERR_LIMIT:
+                self._stderr.append(line)
+
+    def read_chunk(self, size: int) -> bytes:
+        chunk = self.body.read1(size)
+        if not chunk:
+            returncode = self.process.wait()
+            self._stderr_thread.join(timeout=5)
+            if returncode != 0:
+                stderr = b"".join(self._stderr).decode(errors="replace")
+                raise translate_report(self.url, self.config.endpoint_url, cli_report(stderr, returncode))
+        return chunk
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.body.close()
 
 
 def _open_process(
     url: str, offset: int, config: S3Config, aws_command: Optional[str], extra_args: Sequence[str], head: ObjectHead,
     end: int,
 ) -> io.RawIOBase:
-    """The CLI's run that streams bytes ``offset .. end-1``, checked to deliver them all."""
+    """The CLI's run that streams bytes ``offset .. end-1``, checked to deliver them all. One attempt per run
+    (``AWS_MAX_ATTEMPTS=1``): a failed run is resumed by ``ResumingReader``, which counts it."""
     env = dict(os.environ, **credential_env(config), AWS_MAX_ATTEMPTS="1", PYTHONUTF8="1")
     aws = aws_command or find_aws_command()
-    # The key goes through the CLI's stdin (see the module's docstring); it fits in the pipe's buffer.
-    key = key_bytes(url)
-    key_read, key_write = os.pipe()
-    with os.fdopen(key_write, "wb") as key_pipe:
-        key_pipe.write(key)
-    # get-object prints its JSON answer on stdout, so the body goes to a pipe of its own.
+    key = key_bytes(url)  # the key goes through the CLI's stdin: see the module's docstring
     body_read, body_write = os.pipe()
     command = _command(url, offset, f"/dev/fd/{body_write}", config, aws, extra_args, head.etag,
                        None if end >= head.size else end)
-    # One attempt per run (AWS_MAX_ATTEMPTS=1): a failed run is resumed by ResumingReader, which counts it.
     process_stats().add(gets=1)
     try:
-        process = subprocess.Popen(
-            command, stdin=key_read, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, pass_fds=(body_write,),
-        )
+        process = _start_cli(command, key, env, body_write)
     except BaseException:
         os.close(body_read)
         raise
     finally:
-        os.close(key_read)
         os.close(body_write)
-    stdout = os.fdopen(body_read, "rb")
-    stderr_chunks: List[bytes] = []
-
-    def collect_stderr() -> None:
-        # Drained on a thread so a chatty CLI cannot block on a full pipe; only the first 64 KiB are kept.
-        assert process.stderr is not None
-        for line in process.stderr:
-            if sum(map(len, stderr_chunks)) < _STDERR_LIMIT:
-                stderr_chunks.append(line)
-
-    stderr_thread = threading.Thread(target=collect_stderr, daemon=True)
-    stderr_thread.start()
-    assert stdout is not None
-
-    def read_chunk(size: int) -> bytes:
-        chunk = stdout.read1(size)
-        if not chunk:
-            returncode = process.wait()
-            stderr_thread.join(timeout=5)
-            if returncode != 0:
-                stderr = b"".join(stderr_chunks).decode(errors="replace")
-                raise translate_report(url, config.endpoint_url, cli_report(stderr, returncode))
-        return chunk
-
-    def close() -> None:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        stdout.close()
-
-    return ChunkReader(url, read_chunk, close=close, expected_size=end - offset, start=offset)
+    run = _CliRun(url, config, process, body_read)
+    return ChunkReader(url, run.read_chunk, close=run.close, expected_size=end - offset, start=offset)
 
 
 def open_url(

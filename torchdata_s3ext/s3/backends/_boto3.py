@@ -7,13 +7,14 @@ import threading
 from typing import Any, BinaryIO, Optional, Tuple
 
 from ..._config import S3Config
-from ..clients import boto3_client
-from ..compat import http_response_of
-from ..errors import ShortRead, WrongLength, botocore_errors_translated
-from ..objects import head_object
-from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
-from ..retry import call_with_retries
-from ..streams import check_range, is_whole
+from ...compat import http_response_of
+from ..client.botocore_errors import botocore_errors_translated
+from ..client.clients import boto3_client
+from ..client.errors import ShortRead, WrongLength
+from ..client.objects import head_object, plain_md5
+from ..client.retry import call_with_retries, code_of
+from ..io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from ..io.ranges import check_range, is_whole
 from ..url import S3Location, parse_s3_url
 
 __all__ = ["open_url"]
@@ -88,7 +89,7 @@ def open_url(
     """Open ``url`` for streaming; ``part_size`` bytes per GET, ``concurrency`` GETs in flight; with
     ``verify_etag``, the content is checked against an ETag that is a plain MD5 before the last part is read
     (a whole object only). ``start``/``end``: bytes ``start .. end-1`` only, at the object's offsets (see
-    :class:`~torchdata_s3ext.s3.ranged.RangedReader`)."""
+    :class:`~torchdata_s3ext.s3.io.ranged.RangedReader`)."""
     check_range(url, start, end)
     parts = _ObjectParts(url, parse_s3_url(url), config)
     if end is not None and end == start:  # no byte to GET: a HEAD tells the object is there, and its size
@@ -98,7 +99,7 @@ def open_url(
     try:
         first = call_with_retries(url, config.max_attempts, lambda: parts.get(start, first_end))
     except OSError as error:
-        if "InvalidRange" not in str(error):
+        if code_of(error) != "InvalidRange":
             raise
         # an empty object (as before: no more requests), or a start at or past the end (a HEAD for the size)
         size = head_object(url, config).size if start else 0
@@ -110,7 +111,7 @@ def open_url(
     parts.etag = first.get("ETag")
     parts.first_start = start
     parts.first_response = first  # its body is read as the first part, on the pool, while the next are requested
-    content_md5 = _plain_md5(first) if verify_etag and is_whole(start, end, size) else None
+    content_md5 = plain_md5(first) if verify_etag and is_whole(start, end, size) else None
     return RangedReader(  # type: ignore[return-value]
         url, size, part_size=part_size, concurrency=concurrency, content_md5=content_md5, fetch_into=parts.fetch_into,
         start=start, end=end, etag=parts.etag,
@@ -142,15 +143,6 @@ def _range_length(response: Any) -> int:
     """The number of bytes a ranged GET's answer carries, from its ``Content-Range: bytes a-b/size``."""
     first, last, _ = _parse_content_range(response["ContentRange"])
     return last - first + 1
-
-
-def _plain_md5(response: Any) -> Optional[str]:
-    """The ETag as an MD5 hex digest when it is one: a single-part upload without SSE-KMS or SSE-C."""
-    etag = (response.get("ETag") or "").strip('"')
-    encrypted = response.get("ServerSideEncryption") == "aws:kms" or response.get("SSECustomerAlgorithm")
-    if encrypted or len(etag) != 32 or any(c not in "0123456789abcdef" for c in etag.lower()):
-        return None
-    return etag.lower()
 
 
 def _read_body_into(body: Any, view: memoryview) -> int:

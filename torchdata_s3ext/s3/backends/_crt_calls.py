@@ -10,16 +10,18 @@ pyo3 then aborts the whole process (measured: "FATAL: exception not rethrown", e
 wait for their reader, and the threads still inside the CRT get up to their ``read_timeout`` to come back.
 """
 import atexit
+import collections
 import errno
 import os
+import queue
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, TypeVar
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, TypeVar
 
-from ..errors import Stalled
+from ..client.errors import Stalled
 
-__all__ = ["call_within", "close_at_exit", "start_thread"]
+__all__ = ["PartQueue", "call_within", "close_at_exit", "start_thread"]
 
 T = TypeVar("T")
 
@@ -73,6 +75,61 @@ def call_within(url: str, read_timeout: float, call: Callable[[], T]) -> T:
     if not succeeded:
         raise value
     return value
+
+
+class PartQueue:
+    """The CRT's parts of one GET, pulled by a thread of their own, at most ``depth`` waiting for the reader:
+    memory stays at ``depth`` parts plus the one the thread holds, and the reader can wait with a timeout.
+
+    The GET itself is started on that thread too (``open_parts()``): the CRT's ``get_object`` returns only
+    once the first part has arrived, so a stall there is a stall like any other. At exit, the queue is closed
+    and its thread waited for up to ``exit_wait`` seconds (see this module's docstring)."""
+
+    def __init__(self, open_parts: Callable[[], Iterable[bytes]], exit_wait: float, depth: int = 1) -> None:
+        self._changed = threading.Condition()
+        self._waiting: Deque[bytes] = collections.deque()
+        self._depth = depth
+        self._ended = False
+        self._error: Optional[BaseException] = None
+        self._closed = False
+        close_at_exit(self)
+        start_thread(lambda: self._pull(open_parts), "s3-crt-parts", exit_wait)
+
+    def _pull(self, open_parts: Callable[[], Iterable[bytes]]) -> None:
+        try:
+            for part in open_parts():
+                with self._changed:
+                    self._changed.wait_for(lambda: len(self._waiting) < self._depth or self._closed)
+                    if self._closed:
+                        return  # the reader gave up on this GET: drop the CRT's stream
+                    self._waiting.append(part)
+                    self._changed.notify_all()
+        except Exception as error:  # the reader raises it, translated
+            self._error = error
+        finally:
+            with self._changed:
+                self._ended = True
+                self._changed.notify_all()
+
+    def next_part(self, timeout: float) -> Optional[bytes]:
+        """The next part, ``None`` once the GET ended; ``queue.Empty`` if none arrived within ``timeout`` s."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._waiting or self._ended, timeout):
+                raise queue.Empty
+            if self._waiting:
+                part = self._waiting.popleft()
+                self._changed.notify_all()
+                return part
+        if self._error is not None:
+            raise self._error
+        return None
+
+    def close(self) -> None:
+        """Stop pulling; a thread stuck in the CRT's ``next()`` leaves once it returns."""
+        with self._changed:
+            self._closed = True
+            self._waiting.clear()
+            self._changed.notify_all()
 
 
 def _wait_at_exit() -> None:

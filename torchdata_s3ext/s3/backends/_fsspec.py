@@ -7,22 +7,36 @@ s3fs reports failures its own way, which we read back into ours here: an S3 erro
 and a 503 mean what they mean everywhere); a stalled body is a bare ``FSTimeoutError`` ("[Errno None] :"), a
 request nobody answers is botocore's ``ReadTimeoutError``, a cut body aiohttp's ``ClientPayloadError`` - what
 s3fs itself would retry (``s3fs.core.S3_RETRYABLE_ERRORS``), each raised here as a
-:class:`~torchdata_s3ext.s3.errors.TransientError` naming the URL, for our retry loop.
+:class:`~torchdata_s3ext.s3.client.errors.TransientError` naming the URL, for our retry loop.
 """
 import errno
 from typing import Any, BinaryIO, Callable, Optional, TypeVar
 
 from ..._config import S3Config
-from ..clients import VersionPin, s3fs_filesystem
-from ..errors import TransientError, botocore_errors_translated, translate_client_error
-from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
-from ..retry import call_with_retries
-from ..streams import check_part_length, check_range
+from ..client import botocore_errors
+from ..client.clients import s3fs_filesystem
+from ..client.errors import CONNECTION_BROKEN, STALLED, Classification, TransientError
+from ..client.pins import VersionPin
+from ..client.retry import call_with_retries
+from ..io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from ..io.ranges import check_part_length, check_range
 from ..url import parse_s3_url
 
 __all__ = ["open_url"]
 
 T = TypeVar("T")
+
+
+def classify(error: BaseException) -> Optional[Classification]:
+    """s3fs's classifier: what s3fs itself would retry (``s3fs.core.S3_RETRYABLE_ERRORS``: a stall, a cut) is
+    transient; an S3 answer s3fs turned into an ``OSError`` is read by botocore's classifier from the
+    ``ClientError`` under it; ``None`` for anything else."""
+    from s3fs.core import S3_RETRYABLE_ERRORS
+
+    if isinstance(error, S3_RETRYABLE_ERRORS):
+        timed_out = isinstance(error, TimeoutError) or "timeout" in type(error).__name__.lower()
+        return Classification(STALLED if timed_out else CONNECTION_BROKEN, True)
+    return botocore_errors.classify(_client_error_under(error))
 
 
 def _client_error_under(error: BaseException) -> Any:
@@ -35,29 +49,31 @@ def _client_error_under(error: BaseException) -> Any:
 
 def _named(url: str, config: S3Config, operation: Callable[[], T]) -> T:
     """``operation()`` (an s3fs call), its failures raised as ours, naming ``url``."""
-    from s3fs.core import S3_RETRYABLE_ERRORS
-
     try:
-        with botocore_errors_translated(url, config):
+        with botocore_errors.botocore_errors_translated(url, config):
             return operation()
-    except S3_RETRYABLE_ERRORS as error:
-        timed_out = isinstance(error, TimeoutError) or "timeout" in type(error).__name__.lower()
-        what = f"nothing received for read_timeout={config.read_timeout:g} s" if timed_out else "connection broken"
-        raise TransientError(errno.ETIMEDOUT if timed_out else errno.ECONNRESET,
+    except Exception as error:
+        verdict = classify(error)
+        if verdict is None:
+            raise _with_url(url, error) if isinstance(error, OSError) else error
+        if verdict.code not in (STALLED, CONNECTION_BROKEN):
+            client_error = _client_error_under(error)
+            raise botocore_errors.translated(url, config, client_error, verdict) from client_error
+        what = f"nothing received for read_timeout={config.read_timeout:g} s" if verdict.code == STALLED else "connection broken"
+        raise TransientError(errno.ETIMEDOUT if verdict.code == STALLED else errno.ECONNRESET,
                              f"{what} ({type(error).__name__}: {error or 'no message'})", url) from error
-    except OSError as error:
-        client_error = _client_error_under(error)
-        if client_error is not None:
-            info = client_error.response.get("Error", {})
-            status = client_error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
-            raise translate_client_error(url, str(info.get("Code") or status), info.get("Message")) from client_error
-        if url in str(error):
-            raise
-        # s3fs names the path without the scheme; say which URL failed, as the builtin kind of the error
-        # (FileNotFoundError, PermissionError, ...): a class of a library's own may not take errno, strerror
-        # and filename (botocore's ReadTimeoutError raised TypeError).
-        builtin = next(kind for kind in type(error).__mro__ if kind.__module__ == "builtins")
-        raise builtin(error.errno, error.strerror or str(error) or type(error).__name__, url) from error
+
+
+def _with_url(url: str, error: OSError) -> OSError:
+    """``error`` naming ``url``: s3fs names the path without the scheme. As the builtin kind of the error
+    (FileNotFoundError, PermissionError, ...): a class of a library's own may not take errno, strerror and
+    filename (botocore's ReadTimeoutError raised TypeError)."""
+    if url in str(error):
+        return error
+    builtin = next(kind for kind in type(error).__mro__ if kind.__module__ == "builtins")
+    named = builtin(error.errno, error.strerror or str(error) or type(error).__name__, url)
+    named.__cause__ = error
+    return named
 
 
 def open_url(
@@ -65,8 +81,8 @@ def open_url(
     start: int = 0, end: Optional[int] = None,
 ) -> BinaryIO:
     """One HEAD (s3fs's ``info``: size and ETag), then ``cat_file`` parts of bytes ``start .. end-1``, at the
-    object's offsets (see :class:`~torchdata_s3ext.s3.ranged.RangedReader`), each checked to announce and
-    carry the bytes asked for of an object of that size (:class:`~torchdata_s3ext.s3.clients.VersionPin`)."""
+    object's offsets (see :class:`~torchdata_s3ext.s3.io.ranged.RangedReader`), each checked to announce and
+    carry the bytes asked for of an object of that size (:class:`~torchdata_s3ext.s3.client.clients.VersionPin`)."""
     check_range(url, start, end)
     location = parse_s3_url(url)
     path = f"{location.bucket}/{location.key}"

@@ -4,12 +4,13 @@ part of another version fails with "the object changed while it was read")."""
 from typing import Any, BinaryIO, Optional
 
 from ..._config import S3Config
-from ..clients import VersionPin, iopath_path_manager
-from ..compat import iopath_read_range
-from ..errors import botocore_errors_translated
-from ..ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
-from ..retry import call_with_retries
-from ..streams import check_part_length, check_range
+from ...compat import iopath_read_range
+from ..client.botocore_errors import botocore_errors_translated
+from ..client.clients import iopath_path_manager
+from ..client.pins import VersionPin
+from ..client.retry import call_with_retries
+from ..io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from ..io.ranges import check_part_length, check_range
 from ..url import parse_s3_url
 
 __all__ = ["open_url"]

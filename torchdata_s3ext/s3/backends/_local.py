@@ -4,7 +4,7 @@ import os
 from typing import Any, BinaryIO, Optional
 
 from ..._config import S3Config
-from ..streams import ByteRange, check_range, clamp_range
+from ..io.ranges import ByteRange, check_range, clamp_range
 from ..url import local_path
 
 __all__ = ["open_url"]

@@ -38,8 +38,9 @@ import threading
 from typing import BinaryIO, Callable, IO, Optional
 
 from ..._config import S3Config
-from ..errors import ClientReport, translate_report
-from ..streams import ByteRange, ChunkReader, check_range
+from ..client.errors import ClientReport, translate_report
+from ..io.ranges import ByteRange, check_range
+from ..io.streams import ChunkReader
 from ..url import pipe_command
 
 __all__ = ["open_url", "exit_description"]

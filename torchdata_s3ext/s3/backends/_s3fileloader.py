@@ -24,17 +24,17 @@ import warnings
 from typing import BinaryIO, Optional
 
 from ..._config import S3Config
-from ..clients import credential_env, native_s3_handler
-from ..environ import scoped_environ
-from ..errors import CONNECTION_BROKEN, ClientReport, translate_report
-from ..objects import check_content, head_object, is_checkable
-from ..retry import call_with_retries
+from ..client.clients import native_s3_handler
+from ..client.credentials import credential_env, scoped_environ
+from ..client.errors import CONNECTION_BROKEN, Classification, ClientReport, classification, translate_report
+from ..client.objects import check_content, head_object, is_checkable
+from ..client.retry import call_with_retries
+from ..io.ranges import ByteRange, check_range, clamp_range, empty_range, is_empty, is_whole
 from ..stats import process_stats
-from ..streams import ByteRange, check_range, clamp_range, empty_range, is_empty, is_whole
 from ..url import S3Location, parse_s3_url
 from . import _boto3
 
-__all__ = ["UncheckableObjectWarning", "check_key", "open_url"]
+__all__ = ["UncheckableObjectWarning", "check_key", "classify", "open_url"]
 
 ALTERNATIVES = "boto3, fsspec, iopath, awscli, s3torchconnector"
 
@@ -76,6 +76,13 @@ def check_key(url: str) -> S3Location:
     return location
 
 
+def classify(error: ValueError) -> Classification:
+    """The native handler's classifier. It reports curl's and S3's errors as a ``ValueError`` whose message
+    carries no S3 error code; our HEAD found the object just before, so a failing read is a broken transfer:
+    retried, then reported with the handler's words."""
+    return classification(CONNECTION_BROKEN)
+
+
 def open_url(
     url: str, config: S3Config, request_timeout_ms: Optional[int] = None, *, start: int = 0, end: Optional[int] = None,
 ) -> BinaryIO:
@@ -108,9 +115,7 @@ def open_url(
             with scoped_environ(settings) if settings else contextlib.nullcontext():
                 data = handler.s3_read(url)
         except ValueError as error:  # how the native handler reports curl and S3 errors (of its HEAD only)
-            # Its messages carry no S3 error code; the HEAD above found the object, so a failing read is
-            # taken as a broken transfer: retried, then reported with the handler's words.
-            report = ClientReport("torchdata's S3 handler", CONNECTION_BROKEN, str(error), error)
+            report = ClientReport("torchdata's S3 handler", classify(error).code, str(error), error)
             raise translate_report(url, config.endpoint_url, report)
         process_stats().add(bytes_received=len(data))
         check_content(url, data, head)

@@ -7,7 +7,7 @@ Three things the CRT's client lacks are added here:
 
 - a read timeout: its ``next()`` and its HEAD block until the CRT's own timeouts give up (about a minute on a
   stalled body), so the parts are pulled on a thread of their own into a queue of one, a HEAD runs on a
-  thread of its own, and the reader waits at most ``S3Config.read_timeout`` for each (see ``_crt_calls``);
+  thread of its own, and the reader waits at most ``S3Config.read_timeout`` for each (see ``_crt_calls``; the CRT's messages are read in ``_crt_errors``);
   a timeout is transient: the HEAD is tried again, the stream resumes at the byte reached. The CRT itself
   makes one attempt per request, so attempts do not multiply;
 - a length check: a GET that reads to the object's end asks for everything from its first byte on, so a body
@@ -19,174 +19,114 @@ Three things the CRT's client lacks are added here:
   is reported ("the object changed while it was read"), never retried. (A change between that HEAD and
   the open, while no fault happened, is invisible to the CRT client and to us.)
 """
-import collections
 import errno
 import queue
-import re
-import threading
-from typing import Any, BinaryIO, Callable, Deque, Iterable, Iterator, Optional
+from typing import Any, BinaryIO, Iterator, Optional
 
 from ..._config import S3Config
-from ..clients import credential_env, crt_client
-from ..compat import crt_object_stream
-from ..environ import scoped_environ
-from ..errors import CONNECTION_BROKEN, ENDPOINT_UNREACHABLE, ClientReport, Stalled, translate_client_error, translate_report
-from ..retry import call_with_retries
+from ...compat import crt_object_stream
+from ..client.clients import crt_client
+from ..client.credentials import credential_env, scoped_environ
+from ..client.errors import Stalled, translate_client_error
+from ..client.objects import head_not_found
+from ..client.retry import call_with_retries, code_of
+from ..io.ranges import check_range, clamp_range, empty_range
+from ..io.streams import ChunkReader, ResumingReader, buffered
 from ..stats import process_stats
-from ..streams import ChunkReader, ResumingReader, buffered, check_range, clamp_range, empty_range
-from ..url import S3Location, parse_s3_url
-from ._crt_calls import call_within, close_at_exit, start_thread
+from ..url import parse_s3_url
+from ._crt_calls import PartQueue, call_within
+from ._crt_errors import classify, translated
 
-__all__ = ["open_url", "crt_report"]
-
-# The CRT client's messages are its error chain joined by ": ", starting "Service error: " for the errors S3
-# itself answers (mountpoint-s3-client's GetObjectError / HeadObjectError) ...
-_SERVICE_ERRORS = {
-    "The key does not exist": "NoSuchKey",
-    "The bucket does not exist": "NoSuchBucket",
-    "The object was not found": "404",  # HeadObject cannot tell a missing bucket from a missing key: see _head_error
-    "At least one of the preconditions specified did not hold": "PreconditionFailed",
-}
-# ... and "Client error: " for the rest (its S3RequestError), whose first words name the kind.
-_CLIENT_ERRORS = (
-    ("Forbidden", "AccessDenied"),
-    ("No signing credentials available", "AccessDenied"),
-    ("Request throttled", "SlowDown"),
-    ("Wrong region", "PermanentRedirect"),
-)
-_RESPONSE_STATUS = re.compile(r"\bresponse_status: (\d{3})\b")
-_CRT_ERROR_NAME = re.compile(r"\bCRT error \d+: [\w-]+: (AWS_[A-Z0-9_]+)\b")
-#: CRT errors that mean nothing answers at the endpoint
-_UNREACHABLE_CRT_ERRORS = frozenset({
-    "AWS_IO_SOCKET_CONNECTION_REFUSED", "AWS_IO_SOCKET_NO_ROUTE_TO_HOST", "AWS_IO_SOCKET_NETWORK_DOWN",
-    "AWS_IO_DNS_INVALID_NAME", "AWS_IO_DNS_QUERY_FAILED", "AWS_IO_DNS_NO_ADDRESS_FOR_HOST",
-})
-#: CRT errors of a transfer cut or stalled mid-request
-_BROKEN_CRT_ERRORS = frozenset({
-    "AWS_IO_SOCKET_CLOSED", "AWS_IO_SOCKET_TIMEOUT", "AWS_IO_BROKEN_PIPE", "AWS_ERROR_HTTP_CONNECTION_CLOSED",
-    "AWS_ERROR_HTTP_SERVER_CLOSED", "AWS_ERROR_HTTP_RESPONSE_FIRST_BYTE_TIMEOUT", "AWS_IO_SOCKET_CONNECT_ABORTED",
-    "AWS_ERROR_S3_SLOW_DOWN", "AWS_ERROR_S3_INTERNAL_ERROR",
-})
+__all__ = ["open_url"]
 
 
-def crt_report(message: str, original: Optional[BaseException] = None) -> ClientReport:
-    """The S3 error code (or our code for a broken transfer or an unreachable endpoint) of a CRT message,
-    read from the client's fixed error texts at their fixed places, never from words a key could contain."""
-    kind, _, rest = message.partition(": ")
-    code = None
-    if kind == "Service error":
-        code = _SERVICE_ERRORS.get(rest.split(": ", 1)[0])
-    elif kind == "Client error":
-        code = next((code for start, code in _CLIENT_ERRORS if rest.startswith(start)), None)
-        status = _RESPONSE_STATUS.search(rest) if rest.startswith("Unknown response error") else None
-        crt_error = _CRT_ERROR_NAME.search(rest) if code is None and status is None else None
-        if status is not None:
-            code = status.group(1)
-        elif crt_error is not None and crt_error.group(1) in _UNREACHABLE_CRT_ERRORS:
-            code = ENDPOINT_UNREACHABLE
-        elif crt_error is not None and crt_error.group(1) in _BROKEN_CRT_ERRORS:
-            code = CONNECTION_BROKEN
-    return ClientReport("s3torchconnector", code, message, original)
+class _CrtObject:
+    """One object read through the CRT client: its HEADs, and its GETs from a byte on."""
 
+    def __init__(self, url: str, config: S3Config, part_size: int) -> None:
+        self.url, self.config, self.part_size = url, config, part_size
+        self.location = parse_s3_url(url)
+        self.client = crt_client(config, part_size)
 
-def _translated(url: str, config: S3Config, error: Exception) -> OSError:
-    from s3torchconnector import S3Exception
+    def head(self) -> Any:
+        """One HeadObject, bounded by ``read_timeout``; its failure raised as ours."""
 
-    if not isinstance(error, S3Exception):
-        unexpected = OSError(f"{url}: s3torchconnector failed: {error!r}")
-        unexpected.__cause__ = error
-        return unexpected
-    return translate_report(url, config.endpoint_url, crt_report(str(error), error))
+        def head_once() -> Any:
+            # The native client reads credentials from the environment when it signs; give it ours.
+            with scoped_environ(credential_env(self.config)):
+                return self.client.head_object(self.location.bucket, self.location.key)
 
-
-class _PartQueue:
-    """The CRT's parts of one GET, pulled by a thread of their own, at most ``depth`` waiting for the reader:
-    memory stays at ``depth`` parts plus the one the thread holds, and the reader can wait with a timeout.
-
-    The GET itself is started on that thread too (``open_parts()``): the CRT's ``get_object`` returns only
-    once the first part has arrived, so a stall there is a stall like any other. At exit, the queue is closed
-    and its thread waited for up to ``exit_wait`` seconds (see ``_crt_calls``)."""
-
-    def __init__(self, open_parts: Callable[[], Iterable[bytes]], exit_wait: float, depth: int = 1) -> None:
-        self._changed = threading.Condition()
-        self._waiting: Deque[bytes] = collections.deque()
-        self._depth = depth
-        self._ended = False
-        self._error: Optional[BaseException] = None
-        self._closed = False
-        close_at_exit(self)
-        start_thread(lambda: self._pull(open_parts), "s3-crt-parts", exit_wait)
-
-    def _pull(self, open_parts: Callable[[], Iterable[bytes]]) -> None:
         try:
-            for part in open_parts():
-                with self._changed:
-                    self._changed.wait_for(lambda: len(self._waiting) < self._depth or self._closed)
-                    if self._closed:
-                        return  # the reader gave up on this GET: drop the CRT's stream
-                    self._waiting.append(part)
-                    self._changed.notify_all()
-        except Exception as error:  # the reader raises it, translated
-            self._error = error
-        finally:
-            with self._changed:
-                self._ended = True
-                self._changed.notify_all()
+            head = call_within(self.url, self.config.read_timeout, head_once)
+        except Stalled:
+            raise
+        except Exception as error:
+            raise self._head_error(error)
+        process_stats().add(heads=1)
+        return head
 
-    def next_part(self, timeout: float) -> Optional[bytes]:
-        """The next part, ``None`` once the GET ended; ``queue.Empty`` if none arrived within ``timeout`` s."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: self._waiting or self._ended, timeout):
-                raise queue.Empty
-            if self._waiting:
-                part = self._waiting.popleft()
-                self._changed.notify_all()
-                return part
-        if self._error is not None:
-            raise self._error
-        return None
+    def _head_error(self, error: Exception) -> BaseException:
+        failed = translated(self.url, self.config, error)
+        if code_of(failed) != "404":
+            return failed
+        return head_not_found(self.url, failed, self._bucket_missing, "a LIST")
 
-    def close(self) -> None:
-        """Stop pulling; a thread stuck in the CRT's ``next()`` leaves once it returns."""
-        with self._changed:
-            self._closed = True
-            self._waiting.clear()
-            self._changed.notify_all()
+    def _bucket_missing(self) -> bool:
+        """Whether a LIST of at most one key says the bucket is missing."""
+        process_stats().add(lists=1)
+        try:
+            with scoped_environ(credential_env(self.config)):
+                next(iter(self.client.list_objects(self.location.bucket, prefix=self.location.key, max_keys=1)), None)
+        except Exception as error:
+            return classify(str(error)).code == "NoSuchBucket"
+        return False
 
-
-def _head_error(url: str, config: S3Config, client: Any, location: S3Location, error: Exception) -> OSError:
-    """The error of a failed HeadObject. Its 404 has no body, so no code says whether the bucket or the key is
-    missing; a LIST of at most one key in the bucket, made only then, says which."""
-    translated = _translated(url, config, error)
-    if not (isinstance(translated.__cause__, ClientReport) and translated.__cause__.code == "404"):
-        return translated
-    process_stats().add(lists=1)
-    try:
-        with scoped_environ(credential_env(config)):
-            next(iter(client.list_objects(location.bucket, prefix=location.key, max_keys=1)), None)
-    except Exception as list_error:
-        listed = _translated(url, config, list_error)
-        if isinstance(listed.__cause__, ClientReport) and listed.__cause__.code == "NoSuchBucket":
-            return listed
-    return translated  # the bucket is there (or cannot be listed): the key is what is missing
+    def parts(self, offset: int, end: Optional[int]) -> Iterator[bytes]:
+        """The CRT's part stream of bytes ``offset .. end-1`` (``end=None``: to the object's end)."""
+        location, env = self.location, credential_env(self.config)
+        if not env:  # nothing to set: no need to hold the environment's lock while the first part is awaited
+            return iter(crt_object_stream(self.client, location.bucket, location.key, offset, end))
+        # (With credentials of S3Config's own, a stall before the first part holds that lock, and a resumed
+        # GET waits for it: the timeout fires, the resume waits for the CRT's own.)
+        with scoped_environ(env):
+            return iter(crt_object_stream(self.client, location.bucket, location.key, offset, end))
 
 
-def _head(url: str, config: S3Config, client: Any, location: S3Location) -> Any:
-    """One HeadObject through the CRT, bounded by ``read_timeout``; its failure raised as ours."""
+class _PartReader:
+    """``read_chunk(n)`` over one GET's parts, from a :class:`~._crt_calls.PartQueue`, each awaited at most
+    ``read_timeout``; a resumed GET (``etag`` given) checks, at its first part, that the object is still the
+    version it started with."""
 
-    def head_once() -> Any:
-        # The native client reads credentials from the environment when it signs; give it ours.
-        with scoped_environ(credential_env(config)):
-            return client.head_object(location.bucket, location.key)
+    def __init__(self, crt: _CrtObject, parts: PartQueue, offset: int, etag: Optional[str]) -> None:
+        self.crt, self.parts, self.offset, self.etag = crt, parts, offset, etag
+        self._pending = memoryview(b"")
 
-    try:
-        head = call_within(url, config.read_timeout, head_once)
-    except Stalled:
-        raise
-    except Exception as error:
-        raise _head_error(url, config, client, location, error)
-    process_stats().add(heads=1)
-    return head
+    def read_chunk(self, size_wanted: int) -> bytes:
+        while not self._pending:
+            part = self._next_part()
+            if part is None:
+                return b""
+            if self.etag is not None:
+                self._check_version()
+            self._pending = memoryview(part)
+        chunk, self._pending = self._pending[:size_wanted], self._pending[size_wanted:]
+        return chunk.tobytes()
+
+    def _next_part(self) -> Optional[bytes]:
+        url, config = self.crt.url, self.crt.config
+        try:
+            return self.parts.next_part(config.read_timeout)
+        except queue.Empty:
+            raise Stalled(errno.ETIMEDOUT, f"no bytes for read_timeout={config.read_timeout:g} s", url) from None
+        except Exception as error:
+            raise translated(url, config, error)
+
+    def _check_version(self) -> None:
+        now = self.crt.head()
+        if now.etag != self.etag:
+            raise translate_client_error(self.crt.url, "PreconditionFailed",
+                                         f"ETag {self.etag} at open, {now.etag} on resuming at byte {self.offset}")
+        self.etag = None
 
 
 def open_url(
@@ -197,9 +137,8 @@ def open_url(
     ``start``/``end``: the CRT's GET covers bytes ``start .. end-1`` only; forward-only, not seekable. An empty
     range makes only the HEAD."""
     check_range(url, start, end)
-    location = parse_s3_url(url)
-    client = crt_client(config, part_size)
-    head = call_with_retries(url, config.max_attempts, lambda: _head(url, config, client, location))
+    crt = _CrtObject(url, config, part_size)
+    head = call_with_retries(url, config.max_attempts, crt.head)
     start, end = clamp_range(start, end, head.size)
     if start == end:  # no byte to GET (a zero-byte object, or an empty range)
         return empty_range(url, start)  # type: ignore[return-value]
@@ -209,43 +148,8 @@ def open_url(
     def open_at(offset: int) -> ChunkReader:
         # The CRT splits one GET into ranged GETs of ``part_size``; counted as such, not seen one by one.
         process_stats().add(gets=max(1, -(-(end - offset) // part_size)))
-
-        def open_parts() -> Iterator[bytes]:
-            env = credential_env(config)
-            if not env:  # nothing to set: no need to hold the environment's lock while the first part is awaited
-                return iter(crt_object_stream(client, location.bucket, location.key, offset, get_end))
-            # (With credentials of S3Config's own, a stall before the first part holds that lock, and a
-            # resumed GET waits for it: the timeout fires, the resume waits for the CRT's own.)
-            with scoped_environ(env):
-                return iter(crt_object_stream(client, location.bucket, location.key, offset, get_end))
-
-        parts = _PartQueue(open_parts, config.read_timeout)
-        pending = memoryview(b"")
-        version_unchecked = offset > start  # a resumed GET: is it still the object we started?
-
-        def read_chunk(size_wanted: int) -> bytes:
-            nonlocal pending, version_unchecked
-            while not pending:
-                try:
-                    part = parts.next_part(config.read_timeout)
-                except queue.Empty:
-                    raise Stalled(errno.ETIMEDOUT, f"no bytes for read_timeout={config.read_timeout:g} s", url) from None
-                except Exception as error:
-                    raise _translated(url, config, error)
-                if part is None:
-                    return b""
-                if version_unchecked:
-                    _check_version(offset)
-                    version_unchecked = False
-                pending = memoryview(part)
-            chunk, pending = pending[:size_wanted], pending[size_wanted:]
-            return chunk.tobytes()
-
-        return ChunkReader(url, read_chunk, close=parts.close, expected_size=end - offset, start=offset)
-
-    def _check_version(offset: int) -> None:
-        now = _head(url, config, client, location)
-        if now.etag != head.etag:
-            raise translate_client_error(url, "PreconditionFailed", f"ETag {head.etag} at open, {now.etag} on resuming at byte {offset}")
+        parts = PartQueue(lambda: crt.parts(offset, get_end), config.read_timeout)
+        reader = _PartReader(crt, parts, offset, head.etag if offset > start else None)  # resumed: same version?
+        return ChunkReader(url, reader.read_chunk, close=parts.close, expected_size=end - offset, start=offset)
 
     return buffered(ResumingReader(url, open_at, config.max_attempts, start=start), buffer_size)  # type: ignore[return-value]

@@ -21,6 +21,7 @@ from ...s3.backends import BACKENDS, PIPE_BACKEND
 from ...s3.cache import join_finalizers
 from ...s3.stats import PipeStats
 from .cpus import affinity
+from .measure import PeakMemory, cpu_seconds, payload_bytes
 from .methods import METHODS, MethodContext, with_decode
 
 __all__ = ["CACHED_METHODS", "EPOCHS", "cached_epochs", "epoch_rows"]
@@ -35,12 +36,10 @@ def _pass(job: Any, dataset: Any, stats: PipeStats) -> Dict[str, Any]:
     """One whole pass of a fresh DataLoader over ``dataset``: rates, first batch, requests, peak memory, CPU."""
     from torch.utils.data import DataLoader
 
-    from .runner import _PeakMemory, _cpu_seconds, payload_bytes
-
-    before, cpu_start = stats.snapshot(), _cpu_seconds()
+    before, cpu_start = stats.snapshot(), cpu_seconds()
     counts = {"samples": 0, "payload_bytes": 0}
     first_batch_s: Optional[float] = None
-    with _PeakMemory() as memory:
+    with PeakMemory() as memory:
         start = time.perf_counter()
         for batch in DataLoader(dataset, batch_size=job.batch_size, num_workers=job.num_workers):
             if first_batch_s is None:
@@ -56,7 +55,7 @@ def _pass(job: Any, dataset: Any, stats: PipeStats) -> Dict[str, Any]:
         "samples_per_s": counts["samples"] / elapsed if elapsed > 0 else None,
         "mb_per_s": counts["payload_bytes"] / elapsed / 1e6 if elapsed > 0 else None,
         "peak_rss_mb": memory.peak_bytes / 1e6,
-        "cpu_s": _cpu_seconds() - cpu_start,
+        "cpu_s": cpu_seconds() - cpu_start,
         "requests_per_epoch": requests.requests,
         "request_stats_per_epoch": requests.as_dict(),
         "cost_usd_per_epoch": requests.cost_usd(),

@@ -11,14 +11,25 @@ Only the four methods built on torchdata 0.9's openers (:data:`NEEDS_TORCHDATA_D
 ``torchdata.datapipes``, which torchdata 0.10 and later lack; every other method is made of torch's own
 datapipes (``IterableWrapper``, ``sharding_filter``, ``map``) and ours, its tars read by ``load_wds_shards``.
 """
-import dataclasses
 import functools
 import importlib.util
-import io
-import os
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from ...s3.backends import BACKENDS
+from .context import RANGED_BACKENDS, MethodContext
+from .peers import (
+    aws_cp_pipes,
+    boto3_bytesio,
+    file_opener,
+    fsspec_file_opener,
+    iopath_file_opener,
+    repeated,
+    s3_file_loader,
+    s3torchconnector_tarfile,
+    samples,
+    url_pipe,
+    webdataset_pipe,
+)
 
 __all__ = ["MethodContext", "METHODS", "PEERS", "UNCOUNTED", "repeated", "RAW", "RAW_PARALLEL", "RAW_METHODS", "RANGED_BACKENDS", "NO_DECODE",
            "DECODE_SAMPLES", "SAMPLES_HANDLERS", "ENCODED_BYTES", "NEEDS_TORCHDATA_DATAPIPES", "check_method_names", "build_dataset", "with_decode", "decoded_sample", "unavailable_reason"]
@@ -27,8 +38,6 @@ RAW = "raw"
 RAW_PARALLEL = "raw-parallel"
 #: the ceilings: bytes read and discarded, the samples counted from the tar headers, no DataLoader
 RAW_METHODS = (RAW, RAW_PARALLEL)
-#: the backends that read an object as ranged parts, several in flight (``part_size``, ``concurrency``)
-RANGED_BACKENDS = tuple(name for name, backend in BACKENDS.items() if backend.ranged)
 #: ``--decode`` value that leaves the PNG bytes as they are
 NO_DECODE = "none"
 #: ``--decode`` value that decodes every field with ``decode_sample`` (the article's extension-less
@@ -39,178 +48,20 @@ SAMPLES_HANDLERS = {"image": "png", "label": "png"}
 ENCODED_BYTES = "__encoded_bytes__"
 
 
-@dataclasses.dataclass(frozen=True)
-class MethodContext:
-    """Where the shards are: S3 URLs, and optionally the same shards on a local mount (for ``local``-style
-    methods); every method reads its list ``repeats`` times over."""
-
-    urls: Tuple[str, ...]
-    mount_paths: Optional[Tuple[str, ...]] = None
-    endpoint_url: Optional[str] = None
-    region: Optional[str] = None
-    profile: Optional[str] = None
-    anonymous: bool = False
-    repeats: int = 1
-    #: ``part_size`` and ``concurrency`` for the backends that read ranged parts (``None``: their defaults)
-    part_size: Optional[int] = None
-    concurrency: Optional[int] = None
-    #: the ``open_s3`` methods' shard cache (``bench --cache-dir``, see ``cached.py``), and its limit
-    cache_dir: Optional[str] = None
-    cache_limit_bytes: Optional[int] = None
-
-    @classmethod
-    def from_dict(cls, fields: Dict[str, Any]) -> "MethodContext":
-        """The context back from ``dataclasses.asdict`` after a trip through JSON (lists made tuples again)."""
-        fields = dict(fields)
-        for name in ("urls", "mount_paths"):
-            fields[name] = tuple(fields[name]) if fields[name] is not None else None
-        return cls(**fields)
-
-    def s3_config(self) -> Any:
-        """The :class:`S3Config` of this endpoint, region, profile and anonymity, environment filled in."""
-        from ..._config import S3Config
-
-        return S3Config(endpoint_url=self.endpoint_url, region=self.region, profile=self.profile,
-                        anonymous=self.anonymous).resolved()
-
-    def ranged_options(self, backend: str) -> Dict[str, int]:
-        if backend not in RANGED_BACKENDS:
-            return {}
-        options = {"part_size": self.part_size, "concurrency": self.concurrency}
-        return {name: value for name, value in options.items() if value is not None}
-
-
-def repeated(urls: Sequence[str], repeats: int) -> List[str]:
-    return list(urls) * repeats
-
-
-def _url_pipe(urls: Sequence[str], context: MethodContext):
-    from torch.utils.data.datapipes.iter import IterableWrapper
-
-    # A finite list split over the DataLoader workers by sharding_filter(), like webdataset's split_by_worker.
-    return IterableWrapper(repeated(urls, context.repeats)).sharding_filter()
-
-
-def _aws_cp_pipes(urls: Sequence[str], context: MethodContext) -> List[str]:
-    """``pipe:aws s3 cp URL -`` for each URL, as the article and webdataset write them (the URLs quoted)."""
-    import shlex
-
-    from ...s3.backends._awscli import find_aws_command
-
-    endpoint = f" --endpoint-url {shlex.quote(context.endpoint_url)}" if context.endpoint_url else ""
-    return [f"pipe:{shlex.quote(find_aws_command())} s3 cp{endpoint} {shlex.quote(url)} -" for url in urls]
-
-
-def _samples(tar_streams):
-    """``(url, stream)`` pairs to samples with our ``load_wds_shards``, the tar reader of every method but torchdata's."""
-    import torchdata_s3ext  # noqa: F401  (registers load_wds_shards)
-
-    return tar_streams.load_wds_shards()
-
-
-def _article_samples(tar_streams):
-    """torchdata's ``load_from_tar`` then ``group_wds_samples``, as the article composes torchdata's openers."""
-    import torchdata_s3ext  # noqa: F401  (registers group_wds_samples)
-
-    return tar_streams.load_from_tar().group_wds_samples()
-
-
 def _open_s3_method(backend: str) -> Callable[[MethodContext], Iterable]:
     def build(context: MethodContext, stats: Any = None) -> Iterable:
         import torchdata_s3ext  # noqa: F401  (registers open_s3)
 
         urls = context.mount_paths if backend == "local" else context.urls
         if backend == "pipe":
-            urls = _aws_cp_pipes(urls, context)
-        streams = _url_pipe(urls, context).open_s3(
+            urls = aws_cp_pipes(urls, context)
+        streams = url_pipe(urls, context).open_s3(
             backend=backend, config=context.s3_config(), stats=stats, cache_dir=context.cache_dir,
             cache_limit_bytes=context.cache_limit_bytes, **context.ranged_options(backend)
         )
-        return _samples(streams)
+        return samples(streams)
 
     return build
-
-
-def _fsspec_file_opener(context: MethodContext) -> Iterable:
-    from torchdata.datapipes.iter import FSSpecFileOpener
-
-    given = {"endpoint_url": context.endpoint_url, "profile": context.profile, "anon": context.anonymous or None}
-    connection = {name: value for name, value in given.items() if value is not None}
-    return _article_samples(FSSpecFileOpener(_url_pipe(context.urls, context), mode="rb", **connection))
-
-
-def _iopath_file_opener(context: MethodContext) -> Iterable:
-    from torchdata.datapipes.iter import IoPathFileOpener
-
-    from ...s3.clients import iopath_path_manager
-
-    # iopath's own S3 handler wants an AWS profile; ours hands it this endpoint's client.
-    path_manager = iopath_path_manager(context.s3_config())
-    return _article_samples(IoPathFileOpener(_url_pipe(context.urls, context), mode="rb", pathmgr=path_manager))
-
-
-def _s3_file_loader(context: MethodContext) -> Iterable:
-    from torchdata.datapipes.iter import S3FileLoader
-
-    if context.endpoint_url:
-        # The native handler reads its endpoint from these variables; this process runs this method only.
-        scheme, _, host = context.endpoint_url.partition("://")
-        os.environ.update(S3_ENDPOINT_URL=host, S3_USE_HTTPS="1" if scheme == "https" else "0", S3_VERIFY_SSL="0")
-    return _article_samples(S3FileLoader(_url_pipe(context.urls, context), region=context.region or "us-east-1"))
-
-
-def _file_opener(context: MethodContext) -> Iterable:
-    from torchdata.datapipes.iter import FileOpener
-
-    return _article_samples(FileOpener(_url_pipe(context.mount_paths, context), mode="b"))
-
-
-def _whole_object(config: Any, url: str) -> Tuple[str, io.BytesIO]:
-    from ...s3.clients import boto3_client
-    from ...s3.url import parse_s3_url
-
-    location = parse_s3_url(url)
-    body = boto3_client(config).get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
-    return url, io.BytesIO(body)
-
-
-def _boto3_bytesio(context: MethodContext) -> Iterable:
-    # The article's boto3: the whole object read into memory, then a tar reader over it (ours, load_wds_shards:
-    # torchdata's load_from_tar is gone from torchdata 0.10).
-    config = context.s3_config()
-    return _samples(_url_pipe(context.urls, context).map(functools.partial(_whole_object, config)))
-
-
-def _s3torchconnector_reader(endpoint_url: Optional[str], region: Optional[str], url: str) -> Tuple[str, Any]:
-    from s3torchconnector import S3ClientConfig
-
-    from ...s3.clients import process_client
-    from ...s3.compat import crt_s3_client_class
-    from ...s3.url import parse_s3_url
-
-    def make_client() -> Any:
-        config = S3ClientConfig(force_path_style=endpoint_url is not None)
-        return crt_s3_client_class()(region or "us-east-1", endpoint=endpoint_url, s3client_config=config)
-
-    location = parse_s3_url(url)
-    client = process_client("bench-s3torchconnector", (endpoint_url, region), make_client)
-    return url, client.get_object(location.bucket, location.key)
-
-
-def _s3torchconnector_tarfile(context: MethodContext) -> Iterable:
-    # s3torchconnector's sequential reader, read forward by tarfile in stream mode (r|*) in load_wds_shards.
-    reader = functools.partial(_s3torchconnector_reader, context.endpoint_url, context.region)
-    return _samples(_url_pipe(context.urls, context).map(reader))
-
-
-def _webdataset_pipe(context: MethodContext) -> Iterable:
-    import webdataset
-
-    from ...s3.backends._awscli import find_aws_command
-
-    endpoint = f" --endpoint-url {context.endpoint_url}" if context.endpoint_url else ""
-    urls = [f"pipe:{find_aws_command()} s3 cp{endpoint} {url} -" for url in repeated(context.urls, context.repeats)]
-    return webdataset.WebDataset(urls, shardshuffle=False, empty_check=False)
 
 
 #: name -> (what it measures, builder, needs: "s3" or "mount")
@@ -219,13 +70,13 @@ METHODS: Dict[str, Tuple[str, Optional[Callable[[MethodContext], Iterable]], str
         name: (f"open_s3(backend={name!r}): {backend.description}", _open_s3_method(name), "mount" if name == "local" else "s3")
         for name, backend in BACKENDS.items()
     },
-    "torchdata-fsspec": ("torchdata FSSpecFileOpener (article)", _fsspec_file_opener, "s3"),
-    "torchdata-iopath": ("torchdata IoPathFileOpener (article)", _iopath_file_opener, "s3"),
-    "torchdata-s3fileloader": ("torchdata S3FileLoader (article)", _s3_file_loader, "s3"),
-    "torchdata-fileopener": ("torchdata FileOpener on a mounted path (article's FFM)", _file_opener, "mount"),
-    "webdataset-awscli": ("webdataset with pipe:aws s3 cp URL - (article)", _webdataset_pipe, "s3"),
-    "boto3-bytesio": ("boto3 get_object -> BytesIO + tarfile stream (the article's boto3)", _boto3_bytesio, "s3"),
-    "s3torchconnector-tarfile": ("s3torchconnector S3Client.get_object + tarfile stream (r|)", _s3torchconnector_tarfile, "s3"),
+    "torchdata-fsspec": ("torchdata FSSpecFileOpener (article)", fsspec_file_opener, "s3"),
+    "torchdata-iopath": ("torchdata IoPathFileOpener (article)", iopath_file_opener, "s3"),
+    "torchdata-s3fileloader": ("torchdata S3FileLoader (article)", s3_file_loader, "s3"),
+    "torchdata-fileopener": ("torchdata FileOpener on a mounted path (article's FFM)", file_opener, "mount"),
+    "webdataset-awscli": ("webdataset with pipe:aws s3 cp URL - (article)", webdataset_pipe, "s3"),
+    "boto3-bytesio": ("boto3 get_object -> BytesIO + tarfile stream (the article's boto3)", boto3_bytesio, "s3"),
+    "s3torchconnector-tarfile": ("s3torchconnector S3Client.get_object + tarfile stream (r|)", s3torchconnector_tarfile, "s3"),
     RAW: ("one streamed GET per shard, nothing parsed (the ceiling)", None, "s3"),
     RAW_PARALLEL: ("auto's ranged GETs (part size, concurrency), bodies discarded, nothing parsed", None, "s3"),
 }

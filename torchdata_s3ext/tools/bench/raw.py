@@ -63,7 +63,7 @@ class TarSampleCounter:
 
 def object_chunks(url: str, config: S3Config, chunk_size: int = 8 << 20) -> Iterator[bytes]:
     """The object's bytes in ``chunk_size`` pieces from one streamed ``get_object``."""
-    from ...s3.clients import boto3_client
+    from ...s3.client.clients import boto3_client
 
     location = parse_s3_url(url)
     body = boto3_client(config).get_object(Bucket=location.bucket, Key=location.key)["Body"]
@@ -81,7 +81,7 @@ def object_parts(url: str, config: S3Config, part_size: int, concurrency: int) -
     ``boto3`` backend's own body reader), the first GET telling the size. Yields a view of each part in order,
     valid until the next one is asked for; no retries, no ETag pinning, no checks beyond the length."""
     from ...s3.backends._boto3 import _read_body_into
-    from ...s3.clients import boto3_client
+    from ...s3.client.clients import boto3_client
 
     location = parse_s3_url(url)
     client = boto3_client(config)
@@ -120,7 +120,7 @@ def object_parts(url: str, config: S3Config, part_size: int, concurrency: int) -
 
 def raw_chunks(parallel: bool, url: str, config: S3Config, part_size: Optional[int], concurrency: Optional[int]) -> Iterator[Any]:
     """``raw-parallel``'s parts (``None``: ``auto``'s defaults) if ``parallel``, else ``raw``'s single stream."""
-    from ...s3.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+    from ...s3.io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 
     if not parallel:
         return object_chunks(url, config)

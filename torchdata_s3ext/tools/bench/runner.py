@@ -9,19 +9,18 @@ import dataclasses
 import importlib
 import itertools
 import json
-import resource
 import sys
-import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from ..._config import S3Config
 from ...s3.stats import process_stats
-from .methods import (ENCODED_BYTES, METHODS, NO_DECODE, RAW_METHODS, RAW_PARALLEL, UNCOUNTED, MethodContext, build_dataset, repeated,
-                      unavailable_reason, with_decode)
 from .cached import CACHED_METHODS, cached_epochs, epoch_rows
 from .child import ChildFailed, child_main, run_in_child
 from .cpus import affinity
+from .measure import PeakMemory, cpu_seconds, payload_bytes
+from .methods import (METHODS, NO_DECODE, RAW_METHODS, RAW_PARALLEL, UNCOUNTED, MethodContext, build_dataset, repeated,
+                      unavailable_reason, with_decode)
 from .progress import ProgressFile, progress_bar
 from .stats import WindowClock, WindowStats, stall_fraction
 
@@ -65,70 +64,6 @@ def load_train_step(spec: str) -> Callable[[Any], Any]:
     if not callable(function):
         raise ValueError(f"--train-step {spec!r}: {function_name!r} is not a function of {module_name!r}")
     return function
-
-
-def payload_bytes(batch: Any) -> int:
-    """Bytes of sample data in a collated batch: every ``bytes`` value, however the batch nests them; for
-    decoded samples, the encoded sizes they keep in ``ENCODED_BYTES`` (their tensors are not counted)."""
-    if isinstance(batch, (bytes, bytearray)):
-        return len(batch)
-    if isinstance(batch, dict):
-        return sum(_encoded_total(value) if key == ENCODED_BYTES else payload_bytes(value) for key, value in batch.items())
-    if isinstance(batch, (list, tuple)):
-        return sum(payload_bytes(value) for value in batch)
-    return 0
-
-
-def _encoded_total(sizes: Any) -> int:
-    import torch
-
-    # collated, a batch's sizes are one tensor; uncollated, an int or a list
-    return int(torch.as_tensor(sizes).sum())
-
-
-class _PeakMemory:
-    """Samples the summed RSS of this process and its descendants (DataLoader workers, CLI children)."""
-
-    def __init__(self, interval: float = 0.1) -> None:
-        import psutil
-
-        self._process = psutil.Process()
-        self._interval = interval
-        self.peak_bytes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        import psutil
-
-        total = 0
-        for process in [self._process] + self._process.children(recursive=True):
-            try:
-                total += process.memory_info().rss
-            except psutil.Error:
-                continue  # a worker that exited between listing and reading
-        self.peak_bytes = max(self.peak_bytes, total)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._sample()
-
-    def __enter__(self) -> "_PeakMemory":
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-def _cpu_seconds() -> float:
-    # RUSAGE_CHILDREN covers waited-for descendants: DataLoader workers and the CLI processes they ran.
-    return sum(
-        usage.ru_utime + usage.ru_stime
-        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
-    )
 
 
 def _timed(items: Iterable[Any], clock: WindowClock, limit: int, deadline: float, on_item: Callable[[Any], None]) -> bool:
@@ -252,10 +187,10 @@ def run_method(job: BenchJob) -> Dict[str, Any]:
         return cached_epochs(job)
     accounting = epoch_requests(job)
     deadline = time.monotonic() + job.time_limit
-    cpu_start = _cpu_seconds()
-    with _PeakMemory() as memory:
+    cpu_start = cpu_seconds()
+    with PeakMemory() as memory:
         loop = _raw_loop(job, deadline) if job.method in RAW_METHODS else _empty_loop(job, deadline)
-        cpu_s = _cpu_seconds() - cpu_start  # the loop's alone: the train step's compute is not reading
+        cpu_s = cpu_seconds() - cpu_start  # the loop's alone: the train step's compute is not reading
         # raw yields bytes, not batches: there is nothing to train on
         train = _train_step_measurement(job, deadline) if job.train_step and job.method not in RAW_METHODS else None
     stats: WindowStats = loop["clock"].stats()

@@ -7,11 +7,12 @@ import hashlib
 import zlib
 from typing import Any, Callable, Dict, NamedTuple, Optional
 
-from .._config import S3Config
+from ..._config import S3Config
+from ..url import parse_s3_url
+from .botocore_errors import botocore_errors_translated
 from .clients import boto3_client
-from .errors import WrongLength, botocore_errors_translated, translate_client_error
+from .errors import WrongLength, translate_client_error
 from .retry import call_with_retries
-from .url import parse_s3_url
 
 #: the full-object checksums S3 may keep (``x-amz-checksum-*``) that Python's standard library computes, as
 #: S3 writes them (base64 of the big-endian digest)
@@ -21,7 +22,7 @@ CHECKSUMS: Dict[str, Callable[[bytes], bytes]] = {
     "SHA256": lambda data: hashlib.sha256(data).digest(),
 }
 
-__all__ = ["ObjectHead", "check_content", "head_object", "is_checkable"]
+__all__ = ["ObjectHead", "check_content", "head_not_found", "head_object", "is_checkable", "plain_md5"]
 
 
 class ObjectHead(NamedTuple):
@@ -53,25 +54,52 @@ def _full_object_checksum(head: Any) -> Optional[Any]:
 def _head_once(url: str, config: S3Config) -> ObjectHead:
     from botocore.exceptions import ClientError
 
-    from .backends._boto3 import _plain_md5
-
     location = parse_s3_url(url)
     client = boto3_client(config, retries=False)
     with botocore_errors_translated(url, config):
         try:
             head = client.head_object(Bucket=location.bucket, Key=location.key, ChecksumMode="ENABLED")
-            return ObjectHead(head["ContentLength"], head.get("ETag", ""), _plain_md5(head), _full_object_checksum(head))
         except ClientError as error:
-            if str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")) != "404":
+            if _status(error) != "404":
                 raise
-            not_found = error
-        try:
-            client.head_bucket(Bucket=location.bucket)
-        except ClientError as error:
-            if str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")) != "404":
-                raise not_found  # the bucket may well exist (HeadBucket denied, say): keep "no such key"
-            raise translate_client_error(url, "NoSuchBucket", f"HeadBucket found no bucket {location.bucket!r}") from not_found
-        raise not_found
+            raise head_not_found(url, error, lambda: _bucket_missing(client, location.bucket), "HeadBucket")
+    return ObjectHead(head["ContentLength"], head.get("ETag", ""), plain_md5(head), _full_object_checksum(head))
+
+
+def _status(error: Any) -> str:
+    return str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+
+
+def _bucket_missing(client: Any, bucket: str) -> bool:
+    """Whether HeadBucket says ``bucket`` is missing (any other answer, denied say: it may well exist)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        return _status(error) == "404"
+    return False
+
+
+def head_not_found(url: str, not_found: BaseException, bucket_missing: Callable[[], bool], how: str) -> BaseException:
+    """What a HEAD of ``url`` answered with 404 (``not_found``) means. Its answer has no body, so no code says
+    whether the bucket or the key is missing: ``bucket_missing()``, one more request (``how``) made only then,
+    tells; a "no such bucket" error is raised from ``not_found``, else ``not_found`` itself (no such key)."""
+    if not bucket_missing():
+        return not_found
+    missing = translate_client_error(url, "NoSuchBucket", f"{how} found no bucket {parse_s3_url(url).bucket!r}")
+    missing.__cause__ = not_found
+    return missing
+
+
+def plain_md5(answer: Any) -> Optional[str]:
+    """The ETag of a HEAD's or a GET's ``answer`` as an MD5 hex digest when it is one: a single-part upload
+    without SSE-KMS or SSE-C."""
+    etag = (answer.get("ETag") or "").strip('"')
+    encrypted = answer.get("ServerSideEncryption") == "aws:kms" or answer.get("SSECustomerAlgorithm")
+    if encrypted or len(etag) != 32 or any(c not in "0123456789abcdef" for c in etag.lower()):
+        return None
+    return etag.lower()
 
 
 def is_checkable(head: ObjectHead) -> bool:

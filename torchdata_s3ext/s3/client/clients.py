@@ -1,86 +1,33 @@
 """Every S3 client we make, and how an :class:`~torchdata_s3ext.S3Config` reaches each: one place.
 
-One client per process and configuration, made lazily and forgotten after a fork. boto3 sessions, s3fs file
-systems and the SSL state they hold are not fork-safe: a client inherited by a DataLoader worker can hang or
-fail with "bad record mac". Pipes therefore never hold clients; backends ask this module, which builds a
-fresh one in each process on first use.
+Each is made once per process and configuration (:mod:`.process` says why, and forgets them after a fork),
+with its library's own retries off wherever our loop (:mod:`.retry`) runs above it: botocore's
+``max_attempts=1`` for every client we retry around, s3fs's loop off, the CRT's and the AWS C++ SDK's one
+attempt per request, the AWS CLI's ``AWS_MAX_ATTEMPTS=1``. So the attempts and the time to an error are ours
+alone (``docs/failures.md`` has the table).
 """
-import contextlib
-import contextvars
 import dataclasses
 import math
-import os
-import threading
-from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List
 
-from .._config import S3Config
-from . import compat
-from .environ import scoped_environ
-from .errors import WrongLength, botocore_errors_translated
+from ... import compat
+from ..._config import S3Config
+from ..stats import count_botocore_requests
+from .botocore_errors import botocore_errors_translated
+from .credentials import credential_env, scoped_environ
+from .pins import pin_versions
+from .process import process_client
 from .retry import call_with_retries
-from .stats import count_botocore_requests
 
 __all__ = [
     "aws_cli_options",
     "boto3_client",
     "boto3_client_kwargs",
-    "credential_env",
     "crt_client",
-    "forget_clients",
     "iopath_path_manager",
     "native_s3_handler",
-    "process_client",
     "s3fs_filesystem",
-    "VersionPin",
 ]
-
-_lock = threading.Lock()
-_clients: Dict[Tuple[str, Hashable], Any] = {}
-_owner_pid = os.getpid()
-# Clients inherited through fork are kept alive, never used: destroying a native client (the CRT's, the AWS
-# C++ SDK's) in the child would join threads that only exist in the parent, and hang.
-_inherited: List[Dict[Tuple[str, Hashable], Any]] = []
-
-
-def forget_clients() -> None:
-    """Stop using every cached client (called in a child right after ``fork``)."""
-    global _lock, _owner_pid, _clients
-    _lock = threading.Lock()  # a lock held by another thread at fork time would never be released
-    if _clients:
-        _inherited.append(_clients)
-        _clients = {}
-    _owner_pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=forget_clients)
-
-
-def process_client(kind: str, key: Hashable, factory: Callable[[], Any]) -> Any:
-    """The client of this ``kind`` for ``key`` in this process, made by ``factory`` on first use."""
-    if os.getpid() != _owner_pid:
-        forget_clients()
-    with _lock:
-        client = _clients.get((kind, key))
-        if client is None:
-            client = _clients[(kind, key)] = factory()
-        return client
-
-
-def credential_env(config: S3Config) -> Dict[str, str]:
-    """Environment variables that hand ``config``'s credentials, profile and region to a subprocess or a
-    native client (the AWS CLI, the CRT, torchdata's handler), which read their settings from there."""
-    env: Dict[str, str] = {}
-    if config.aws_access_key_id is not None:
-        env["AWS_ACCESS_KEY_ID"] = config.aws_access_key_id
-        env["AWS_SECRET_ACCESS_KEY"] = config.aws_secret_access_key or ""
-        if config.aws_session_token:
-            env["AWS_SESSION_TOKEN"] = config.aws_session_token
-    if config.profile:
-        env["AWS_PROFILE"] = config.profile
-    if config.region:
-        env["AWS_REGION"] = config.region
-        env["AWS_DEFAULT_REGION"] = config.region
-    return env
 
 
 def boto3_client_kwargs(config: S3Config) -> Dict[str, Any]:
@@ -108,75 +55,6 @@ def boto3_client_kwargs(config: S3Config) -> Dict[str, Any]:
     return kwargs
 
 
-class VersionPin:
-    """One object version for one stream: every GET made inside :meth:`applied` carries ``IfMatch: etag``, so
-    S3 answers 412 PreconditionFailed instead of another version's bytes once the object is overwritten; and
-    every answer is checked against the object's ``size``, as :func:`check_get_answer` does.
-
-    ``etag`` and ``size`` are given (a HEAD's), or learnt from the first answer to a GET inside
-    :meth:`applied` (iopath's opening GET). The pin reaches the botocore hooks of :func:`boto3_client` and
-    :func:`s3fs_filesystem` through a context variable, so it holds for the calls of this thread only (and
-    for the asyncio tasks fsspec starts from it, which copy the caller's context): parts of one stream fetched
-    on several threads each apply it.
-    """
-
-    def __init__(self, url: str, etag: Optional[str] = None, size: Optional[int] = None) -> None:
-        self.url = url
-        self.etag = etag
-        self.size = size
-
-    @contextlib.contextmanager
-    def applied(self) -> Iterator[None]:
-        token = _current_pin.set(self)
-        try:
-            yield
-        finally:
-            _current_pin.reset(token)
-
-
-_current_pin: "contextvars.ContextVar[Optional[VersionPin]]" = contextvars.ContextVar("torchdata_s3ext_version_pin", default=None)
-
-
-def _send_if_match(params: Dict[str, Any], **_: Any) -> None:
-    pin = _current_pin.get()
-    if pin is not None and pin.etag and "IfMatch" not in params:
-        params["IfMatch"] = pin.etag
-
-
-def check_get_answer(url: str, answer: Dict[str, Any], size: Optional[int]) -> int:
-    """The object's size a GetObject's answer announces (its ``Content-Range``'s total, or its
-    ``Content-Length`` when it has none); ``WrongLength`` naming ``url`` when its ``Content-Length`` is not its
-    ``Content-Range``'s span, or the size is not ``size`` (where known: a HEAD's, or the first answer's)."""
-    length = answer.get("ContentLength")
-    content_range = answer.get("ContentRange")
-    announced = length
-    if content_range:
-        span, _, total = content_range.split(" ", 1)[-1].partition("/")
-        first, _, last = span.partition("-")
-        announced = int(total)
-        if length is not None and length != int(last) - int(first) + 1:
-            raise WrongLength(f"{url}: the answer announced Content-Range {content_range!r} and Content-Length {length}")
-    if size is not None and announced is not None and announced != size:
-        raise WrongLength(f"{url}: a GET announced an object of {announced} bytes, not the {size} bytes known at open")
-    return announced if announced is not None else -1
-
-
-def _check_answer(parsed: Dict[str, Any], **_: Any) -> None:
-    pin = _current_pin.get()
-    if pin is None or "Error" in parsed:
-        return
-    if pin.etag is None and parsed.get("ETag"):
-        pin.etag = parsed["ETag"]
-    announced = check_get_answer(pin.url, parsed, pin.size)
-    if pin.size is None and announced >= 0:
-        pin.size = announced
-
-
-def _pin_versions(events: Any) -> None:
-    """Let :class:`VersionPin` reach every GetObject of a botocore (or aiobotocore) client or session."""
-    events.register("before-parameter-build.s3.GetObject", _send_if_match, unique_id="torchdata_s3ext.if_match")
-    events.register("after-call.s3.GetObject", _check_answer, unique_id="torchdata_s3ext.learn_etag")
-
 
 def boto3_client(config: S3Config, retries: bool = True) -> Any:
     """This process's boto3 S3 client for ``config``; ``retries=False`` leaves every retry to the caller."""
@@ -189,7 +67,7 @@ def boto3_client(config: S3Config, retries: bool = True) -> Any:
         session = boto3.session.Session(profile_name=config.profile) if config.profile else boto3.session.Session()
         client = session.client("s3", **boto3_client_kwargs(config))
         count_botocore_requests(client.meta.events)
-        _pin_versions(client.meta.events)
+        pin_versions(client.meta.events)
         return client
 
     return process_client("boto3", config, make_client)
@@ -207,7 +85,7 @@ def s3fs_filesystem(config: S3Config) -> Any:
         # A session of our own, hooked before s3fs makes (or remakes) its client from it.
         session = aiobotocore.session.AioSession(profile=config.profile) if config.profile else aiobotocore.session.AioSession()
         count_botocore_requests(session)
-        _pin_versions(session)
+        pin_versions(session)
         client_kwargs: Dict[str, Any] = {"verify": config.verify_ssl}
         if config.region:
             client_kwargs["region_name"] = config.region

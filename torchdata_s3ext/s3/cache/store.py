@@ -30,7 +30,7 @@ import threading
 import warnings
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from .objects import ObjectHead
+from ..client.objects import ObjectHead
 
 __all__ = ["CacheStore", "ENTRY_OVERHEAD", "cache_store"]
 

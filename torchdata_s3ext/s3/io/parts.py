@@ -1,4 +1,4 @@
-"""Where the parts of a :class:`~torchdata_s3ext.s3.ranged.RangedReader` come from, and where their memory goes.
+"""Where the parts of a :class:`~torchdata_s3ext.s3.io.ranged.RangedReader` come from, and where their memory goes.
 
 A reader asks its part source for a job that fetches bytes ``start..end-1`` (run on the reader's threads) and
 tells it what became of each part. Two sources:
@@ -10,14 +10,17 @@ tells it what became of each part. Two sources:
 
 Buffers a finished stream no longer needs go to this process's :class:`SpareBuffers`, for the next stream.
 """
+import concurrent.futures
 import functools
+import hashlib
 import os
 import threading
 from typing import Callable, List, Optional, Union
 
-from .stats import process_stats
+from ..stats import process_stats
+from .daemon_pool import DaemonPool
 
-__all__ = ["PartData", "PartSource", "NewParts", "into_new_buffers", "PooledParts", "SpareBuffers"]
+__all__ = ["Md5Check", "part_source", "PartData", "PartSource", "NewParts", "into_new_buffers", "PooledParts", "SpareBuffers"]
 
 #: a fetched part: a new object (``fetch``), or a view of a buffer filled by ``fetch_into``
 PartData = Union[bytes, bytearray, memoryview]
@@ -200,3 +203,48 @@ class PooledParts(PartSource):
 def _pooled_buffer(data: PartData) -> Optional[bytearray]:
     """The pool buffer ``data`` is a view of (``None`` for the empty part a reader starts with)."""
     return data.obj if isinstance(data, memoryview) and isinstance(data.obj, bytearray) else None
+
+
+class Md5Check:
+    """The object's MD5 against ``content_md5``, hashed on a thread of its own as the parts arrive.
+
+    The reader adds the parts in the order it requested them (new objects only: a pooled buffer may be reused
+    before the thread reads it); the one thread hashes them in that order,
+    each as soon as it has arrived, so the digest is ready about when the last part is.
+    """
+
+    def __init__(self, url: str, content_md5: str) -> None:
+        self.url = url
+        self.content_md5 = content_md5
+        self._md5 = hashlib.md5()
+        self._hasher = DaemonPool(1, "s3-md5")
+
+    def add(self, part: "concurrent.futures.Future[PartData]") -> None:
+        self._hasher.submit(lambda: self._md5.update(part.result()))
+
+    def verify(self) -> None:
+        """Raise unless the parts added, in order, hash to ``content_md5`` (waits for the last of them)."""
+        self._hasher.shutdown(wait=True)
+        digest = self._md5.hexdigest()
+        if digest != self.content_md5:
+            raise OSError(f"{self.url}: the bytes received do not match the object's ETag "
+                          f"(MD5 {digest}, ETag {self.content_md5})")
+
+    def stop(self) -> None:
+        self._hasher.shutdown(wait=False, cancel_futures=True)
+
+
+def part_source(
+    url: str, end: int, fetch: Optional[Callable[[int, int], PartData]],
+    fetch_into: Optional[Callable[[int, memoryview], None]], part_size: int, concurrency: int,
+    content_md5: Optional[str],
+) -> PartSource:
+    """Where a reader's parts come from: new objects from ``fetch``, or ``fetch_into`` filling reused buffers."""
+    if fetch is not None and fetch_into is None:
+        return NewParts(url, fetch)
+    if fetch_into is not None and fetch is None:
+        if content_md5:
+            # No reuse: the hashing thread may read a part after the reader is done with it.
+            return NewParts(url, into_new_buffers(fetch_into))
+        return PooledParts(fetch_into, end, part_size, concurrency)
+    raise TypeError("give RangedReader one of fetch and fetch_into")

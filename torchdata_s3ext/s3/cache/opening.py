@@ -29,14 +29,15 @@ import os
 import time
 from typing import Any, BinaryIO, Callable, Optional
 
-from .._config import S3Config
-from .cache_store import CacheStore, cache_store
-from .cache_tee import FINALIZE_AT_EXIT_S, CacheEntry, TeeReader, join_finalizers
-from .cache_writer import WRITE_BEHIND_BYTES, CacheWriter
-from .objects import ObjectHead, head_object
-from .stats import process_stats
-from .streams import ByteRange, clamp_range
-from .url import is_s3_url
+from ..._config import S3Config
+from ..client.objects import ObjectHead, head_object
+from ..io.ranges import ByteRange, clamp_range
+from ..stats import process_stats
+from ..url import is_s3_url
+from .entry import FINALIZE_AT_EXIT_S, CacheEntry, join_finalizers
+from .store import CacheStore, cache_store
+from .tee import TeeReader
+from .writer import WRITE_BEHIND_BYTES, CacheWriter
 
 __all__ = ["open_cached", "join_finalizers", "FINALIZE_AT_EXIT_S", "STALLED_AFTER_S", "WRITE_BEHIND_BYTES"]
 

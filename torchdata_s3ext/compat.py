@@ -1,22 +1,24 @@
 """Every use of a third-party library's private parts, in one place, each checked before use.
 
-We reach past four libraries' public API, each for a reason given below. A part that is gone raises
+We reach past five libraries' public API, each for a reason given below. A part that is gone raises
 :class:`IncompatibleLibrary`, naming the library, the version installed and the versions we know to work,
 instead of an ``AttributeError`` deep in a worker; where a public path exists (reading a botocore body), that
 is the fallback. ``setup.cfg`` bounds these libraries to the versions listed here.
 """
 import importlib.metadata
 import importlib.util
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Mapping, NamedTuple, Optional
 
 __all__ = [
     "IncompatibleLibrary",
-    "checkpoints_through_datapipe_wrapper",
     "crt_object_stream",
     "crt_s3_client_class",
     "http_response_of",
     "iopath_handler_with_client",
     "iopath_read_range",
+    "LoaderSnapshot",
+    "stateful_loader_epoch_ended",
+    "stateful_loader_snapshot",
     "torchdata_native_s3_handler",
 ]
 
@@ -24,7 +26,7 @@ __all__ = [
 KNOWN_TO_WORK = {
     "iopath": ">=0.1.10,<0.2",
     "s3torchconnector": ">=1.2,<2",
-    "torchdata": ">=0.9 (the native S3 handler: 0.9 only)",
+    "torchdata": ">=0.9 (the native S3 handler: 0.9 only; StatefulDataLoader's state layout: checked on 0.9.0 and 0.11.0)",
     "torch": ">=2.0",
 }
 
@@ -117,40 +119,45 @@ def http_response_of(body: Any) -> Optional[Any]:
     return urllib3_response, http_response
 
 
-def checkpoints_through_datapipe_wrapper() -> None:
-    """Let ``StatefulDataLoader`` see a pipe's ``state_dict`` / ``load_state_dict``.
+# StatefulDataLoader's ``state_dict()`` keeps its workers' snapshots, and whether its last batches are in them,
+# under private keys (its iterator's class constants ``_SNAPSHOT``, ``_WORKER_SNAPSHOTS``,
+# ``_STEPS_SINCE_SNAPSHOT``, and the module's ``_ITERATOR_FINISHED``); a checkpoint of our readers reads them.
+class LoaderSnapshot(NamedTuple):
+    """What a multi-process ``StatefulDataLoader`` state says of its workers."""
 
-    torch's ``DataLoader`` (and torchdata 0.9's ``StatefulDataLoader``, a copy of it) wraps an ``IterDataPipe``
-    in ``torch.utils.data.datapipes.datapipe._IterDataPipeSerializationWrapper`` (for pickling), which hides
-    them: the loader then replays the epoch from its start instead of loading the pipe's state. A wrapper made
-    around a pipe that has both becomes a :class:`_CheckpointedWrapper`, which has them too; around any other
-    pipe it stays as it was (``StatefulDataLoader`` tells the two apart by the class's methods).
-    """
-    global _CheckpointedWrapper
+    #: each worker's snapshot, in worker order
+    workers: List[Mapping[str, Any]]
+    #: batches were handed out since the snapshot (``snapshot_every_n_steps > 1``)
+    lagging: bool
+    #: the epoch ended in every worker
+    epoch_ended: bool
+
+
+def _stateful_loader_keys() -> Any:
+    """The private key names of ``StatefulDataLoader``'s state, from torchdata itself."""
     try:
-        from torch.utils.data.datapipes.datapipe import _IterDataPipeSerializationWrapper as wrapper
-    except ImportError as error:
-        raise _incompatible("torch", "datapipe._IterDataPipeSerializationWrapper", "Checkpointing a pipe") from error
-    if _CheckpointedWrapper is not None:
-        return
+        from torchdata.stateful_dataloader import stateful_dataloader as module
 
-    class CheckpointedWrapper(wrapper):  # type: ignore[misc, valid-type]
-        def state_dict(self) -> Any:
-            return self._datapipe.state_dict()
-
-        def load_state_dict(self, state: Any) -> None:
-            self._datapipe.load_state_dict(state)
-
-    CheckpointedWrapper.__module__, CheckpointedWrapper.__qualname__ = __name__, "_CheckpointedWrapper"
-    _CheckpointedWrapper = CheckpointedWrapper  # importable by that name, so that it pickles
-    plain_init = wrapper.__init__
-
-    def __init__(self: Any, datapipe: Any) -> None:
-        plain_init(self, datapipe)
-        if type(self) is wrapper and hasattr(datapipe, "state_dict") and hasattr(datapipe, "load_state_dict"):
-            self.__class__ = CheckpointedWrapper
-
-    wrapper.__init__ = __init__
+        keys = module._StatefulMultiProcessingDataLoaderIter
+        return (keys._SNAPSHOT, keys._WORKER_SNAPSHOTS, keys._STEPS_SINCE_SNAPSHOT, module._ITERATOR_FINISHED)
+    except (ImportError, AttributeError) as error:
+        raise _incompatible("torchdata", "StatefulDataLoader's state keys (_SNAPSHOT, _WORKER_SNAPSHOTS, "
+                            "_STEPS_SINCE_SNAPSHOT, _ITERATOR_FINISHED)", "Reading a StatefulDataLoader checkpoint") from error
 
 
-_CheckpointedWrapper: Any = None
+def stateful_loader_snapshot(state: Any) -> Optional[LoaderSnapshot]:
+    """The workers' snapshots in a multi-process ``StatefulDataLoader.state_dict()``; ``None`` when ``state``
+    is not one."""
+    if not isinstance(state, Mapping):
+        return None
+    snapshot, worker_snapshots, steps_since_snapshot, iterator_finished = _stateful_loader_keys()
+    if snapshot not in state:
+        return None
+    workers = state[snapshot][worker_snapshots]
+    ordered = [workers[key] for key in sorted(workers, key=lambda key: int(str(key).split("_")[-1]))]
+    return LoaderSnapshot(ordered, bool(state.get(steps_since_snapshot)), bool(state.get(iterator_finished)))
+
+
+def stateful_loader_epoch_ended(state: Mapping[str, Any]) -> bool:
+    """Whether a ``StatefulDataLoader.state_dict()`` (of either kind) was taken once its epoch had ended."""
+    return bool(state.get(_stateful_loader_keys()[3]))

@@ -1,33 +1,37 @@
-"""Turn a store's errors into Python's: one table of S3 error codes, one translation, the URL in the message
-and the client's own error as ``__cause__``.
+"""What a store's errors mean: one table of S3 error codes (and our own codes for a cut, a stall, a dead
+endpoint), the Python error each becomes, naming the URL, and whether another attempt may help.
 
-Every backend ends here. botocore-based clients raise exceptions that carry the code
-(:func:`botocore_errors_translated`); the AWS CLI and the CRT report failures as text only, so their backends
-read the code out of that text by the exact forms those clients print and hand it over as a
-:class:`ClientReport`, which becomes the ``__cause__`` (see :func:`translate_report`). Whether a failure is
-worth another attempt is decided from the same table (``RETRYABLE_CODES``, used by :mod:`.retry`).
+Each client has one classifier, ``classify(error) -> Classification(code, retryable)``, that reads its own
+errors into a code of this table: botocore's and urllib3's exceptions (:mod:`.botocore_errors`, also for s3fs
+and iopath), the AWS CLI's stderr and the CRT's messages (in their backends, by the exact forms those clients
+print), torchdata's native handler (its backend). The same classification is what the translation to Python
+errors reads (:func:`translate_client_error`, :func:`translate_report`) and what the retry loop reads
+(:func:`.retry.is_transient`): a text-only client's is kept as a :class:`ClientReport`, the translated
+error's ``__cause__``; botocore's exceptions are classified again where they are the ``__cause__``.
 """
-import contextlib
 import errno
-from typing import Dict, Iterator, NamedTuple, Optional
-
-from .._config import S3Config
+from typing import Dict, NamedTuple, Optional
 
 __all__ = [
     "CONNECTION_BROKEN",
-    "ClientReport",
     "ENDPOINT_UNREACHABLE",
-    "EndpointUnreachable",
+    "NO_CREDENTIALS",
     "RETRYABLE_CODES",
+    "STALLED",
+    "attempts_spent",
+    "AttemptsSpent",
+    "classification",
+    "Classification",
+    "ClientReport",
     "ConnectionBroken",
+    "EndpointUnreachable",
     "ShortRead",
     "Stalled",
     "TransientError",
-    "WrongLength",
-    "botocore_errors_translated",
     "translate_client_error",
     "translate_report",
     "unreachable_endpoint",
+    "WrongLength",
 ]
 
 
@@ -57,6 +61,37 @@ class EndpointUnreachable(ConnectionError):
     """Nothing answers at the endpoint: reported at once, never retried with backoff."""
 
 
+class AttemptsSpent(OSError):
+    """The attempts a failing operation had are spent: final, never attempted again by a loop above the one that
+    gave up (so attempts never multiply)."""
+
+
+class TimedOutAttempts(AttemptsSpent, TimeoutError):
+    """Attempts spent, the last one on a stall."""
+
+
+class BrokenAttempts(AttemptsSpent, ConnectionError):
+    """Attempts spent, the last one on a cut connection."""
+
+
+def attempts_spent(last: BaseException, message: str) -> AttemptsSpent:
+    """The error that ends a run of attempts whose last fault was ``last``: of its builtin kind
+    (``TimeoutError``, ``ConnectionError``, else ``OSError``), so that it is caught as that fault would be."""
+    if isinstance(last, TimeoutError):
+        return TimedOutAttempts(message)
+    if isinstance(last, ConnectionError):
+        return BrokenAttempts(message)
+    return AttemptsSpent(message)
+
+
+class Classification(NamedTuple):
+    """What a client's error is (an S3 error code, an HTTP status, or one of our codes) and whether another
+    attempt may help."""
+
+    code: Optional[str]
+    retryable: bool
+
+
 class _Meaning(NamedTuple):
     error_type: type
     errno: int
@@ -75,9 +110,13 @@ _PAST_END = _Meaning(OSError, errno.EIO, "the object ends before the bytes asked
 _BROKEN = _Meaning(TransientError, errno.ECONNRESET, "connection broken", retryable=True)
 _OTHER = _Meaning(OSError, errno.EIO, "S3 error")
 
-#: the code a text-only client's report carries for a connection cut or timed out mid-request
+#: the code of a connection cut or timed out mid-request
 CONNECTION_BROKEN = "ConnectionBroken"
-#: the code a text-only client's report carries when nothing answers at the endpoint
+#: the code of a request nobody answered, or a body that stopped, within ``read_timeout``
+STALLED = "Stalled"
+#: the code of a request that found no credentials to sign with
+NO_CREDENTIALS = "NoCredentials"
+#: the code of an endpoint where nothing answers
 ENDPOINT_UNREACHABLE = "EndpointUnreachable"
 
 #: every code we act on (S3's codes, HTTP statuses, and the two above), by what it means
@@ -93,11 +132,16 @@ _CODES: Dict[str, _Meaning] = {
     "PermanentRedirect": _REGION, "AuthorizationHeaderMalformed": _REGION, "IllegalLocationConstraintException": _REGION,
     "PreconditionFailed": _CHANGED, "412": _CHANGED,
     "InvalidRange": _PAST_END, "416": _PAST_END,
-    CONNECTION_BROKEN: _BROKEN,
+    CONNECTION_BROKEN: _BROKEN, STALLED: _BROKEN,
 }
 
 #: codes that mean "try again later"
 RETRYABLE_CODES = frozenset(code for code, meaning in _CODES.items() if meaning.retryable)
+
+
+def classification(code: Optional[str], status: object = None) -> Classification:
+    """The classification of ``code`` (or of the HTTP ``status`` it came with, for a code we do not know)."""
+    return Classification(code, code in RETRYABLE_CODES or str(status) in RETRYABLE_CODES)
 
 
 def translate_client_error(url: str, code: str, message: Optional[str] = None) -> OSError:
@@ -126,8 +170,12 @@ class ClientReport(Exception):
         self.__cause__ = original  # the client's exception, where it raised one
 
     @property
+    def classification(self) -> Classification:
+        return classification(self.code)
+
+    @property
     def retryable(self) -> bool:
-        return self.code in RETRYABLE_CODES
+        return self.classification.retryable
 
 
 def translate_report(url: str, endpoint: Optional[str], report: ClientReport) -> OSError:
@@ -141,38 +189,3 @@ def translate_report(url: str, endpoint: Optional[str], report: ClientReport) ->
         error = translate_client_error(url, report.code, report.text)
     error.__cause__ = report
     return error
-
-
-@contextlib.contextmanager
-def botocore_errors_translated(url: str, config: S3Config) -> Iterator[None]:
-    """Raise botocore's errors inside the block as Python's, naming ``url`` (the original as ``__cause__``): S3's
-    answers by their code, a dead endpoint as :class:`EndpointUnreachable`, a request nobody answers in time or
-    a body that stops as :class:`Stalled` (a ``TimeoutError``), a cut connection as :class:`ConnectionBroken`."""
-    from botocore.exceptions import (
-        ClientError,
-        ConnectionClosedError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        IncompleteReadError,
-        NoCredentialsError,
-        ReadTimeoutError,
-        ResponseStreamingError,
-    )
-
-    from urllib3.exceptions import ProtocolError
-    from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
-
-    try:
-        yield
-    except ClientError as error:
-        info = error.response.get("Error", {})
-        code = str(info.get("Code") or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        raise translate_client_error(url, code, info.get("Message")) from error
-    except (EndpointConnectionError, ConnectTimeoutError) as error:
-        raise unreachable_endpoint(url, config.endpoint_url, error) from error
-    except (ReadTimeoutError, Urllib3ReadTimeout) as error:
-        raise Stalled(errno.ETIMEDOUT, f"nothing received for read_timeout={config.read_timeout:g} s ({error})", url) from error
-    except (ConnectionClosedError, IncompleteReadError, ResponseStreamingError, ProtocolError) as error:
-        raise ConnectionBroken(errno.ECONNRESET, f"connection broken ({error})", url) from error
-    except NoCredentialsError as error:
-        raise PermissionError(f"no AWS credentials found for {url} (set a profile, the AWS_* variables, or anonymous=True)") from error

@@ -11,20 +11,20 @@ reads it in its random-access mode: one read per member instead of its stream mo
 members nobody reads are skipped.
 
 Given ``content_md5`` (the ETag of a plain, single-part upload), the parts are hashed in order on one more
-thread as they arrive, and the last part is only handed out once the whole object matched it.
+thread as they arrive, and the last part is only handed out once the whole object matched it
+(:class:`~.parts.Md5Check`).
 
 A reader can also cover bytes ``start .. end-1`` of the object only (a job resumed mid-shard): nothing
 outside them is requested, and its offsets stay the object's (see :class:`RangedReader`).
 """
 import collections
 import concurrent.futures
-import hashlib
 import io
 from typing import Callable, Deque, List, NamedTuple, Optional
 
 from .daemon_pool import DaemonPool
-from .parts import NewParts, PartData, PartSource, PooledParts, into_new_buffers
-from .streams import check_range, clamp_range, is_whole, seek_target
+from .parts import Md5Check, PartData, part_source
+from .ranges import check_range, clamp_range, is_whole, seek_target
 
 __all__ = ["RangedReader", "DEFAULT_PART_SIZE", "DEFAULT_CONCURRENCY"]
 
@@ -40,50 +40,6 @@ class _Part(NamedTuple):
     start: int
     end: int
     data: "concurrent.futures.Future[PartData]"
-
-
-class _Md5Check:
-    """The object's MD5 against ``content_md5``, hashed on a thread of its own as the parts arrive.
-
-    The reader adds the parts in the order it requested them; the one thread hashes them in that order,
-    each as soon as it has arrived, so the digest is ready about when the last part is.
-    """
-
-    def __init__(self, url: str, content_md5: str) -> None:
-        self.url = url
-        self.content_md5 = content_md5
-        self._md5 = hashlib.md5()
-        self._hasher = DaemonPool(1, "s3-md5")
-
-    def add(self, part: "concurrent.futures.Future[PartData]") -> None:
-        self._hasher.submit(lambda: self._md5.update(part.result()))
-
-    def verify(self) -> None:
-        """Raise unless the parts added, in order, hash to ``content_md5`` (waits for the last of them)."""
-        self._hasher.shutdown(wait=True)
-        digest = self._md5.hexdigest()
-        if digest != self.content_md5:
-            raise OSError(f"{self.url}: the bytes received do not match the object's ETag "
-                          f"(MD5 {digest}, ETag {self.content_md5})")
-
-    def stop(self) -> None:
-        self._hasher.shutdown(wait=False, cancel_futures=True)
-
-
-def _part_source(
-    url: str, end: int, fetch: Optional[Callable[[int, int], PartData]],
-    fetch_into: Optional[Callable[[int, memoryview], None]], part_size: int, concurrency: int,
-    content_md5: Optional[str],
-) -> PartSource:
-    """Where a reader's parts come from: new objects from ``fetch``, or ``fetch_into`` filling reused buffers."""
-    if fetch is not None and fetch_into is None:
-        return NewParts(url, fetch)
-    if fetch_into is not None and fetch is None:
-        if content_md5:
-            # No reuse: the hashing thread may read a part after the reader is done with it.
-            return NewParts(url, into_new_buffers(fetch_into))
-        return PooledParts(fetch_into, end, part_size, concurrency)
-    raise TypeError("give RangedReader one of fetch and fetch_into")
 
 
 class RangedReader(io.RawIOBase):
@@ -158,8 +114,8 @@ class RangedReader(io.RawIOBase):
         self.start, self.end = clamp_range(start, end, size)
         self._part_size = part_size
         self._concurrency = concurrency
-        self._parts = _part_source(url, self.end, fetch, fetch_into, part_size, concurrency, content_md5)
-        self._md5 = _Md5Check(url, content_md5) if content_md5 else None
+        self._parts = part_source(url, self.end, fetch, fetch_into, part_size, concurrency, content_md5)
+        self._md5 = Md5Check(url, content_md5) if content_md5 else None
         self._error: Optional[BaseException] = None  # a part that failed for good fails every later read
         self._position = self.start
         self._part = _NO_PART  # the current part, which starts at byte _part_start

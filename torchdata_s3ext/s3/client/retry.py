@@ -1,54 +1,69 @@
-"""The one retry loop: which failures are worth another attempt, how long to wait before it (exponential
-backoff, full jitter), and what to say when the attempts run out. Every backend retries through
-:func:`call_with_retries`."""
+"""The one retry loop: which failures are worth another attempt (read from each client's classifier, see
+:mod:`.errors`), how long to wait before it (exponential backoff, full jitter), and what to say when the
+attempts run out. Every request of every backend, of the listing, the shard index and the writer is retried
+here, through :func:`call_with_retries`, and nowhere else: each client's own retries are off beneath it."""
 import random
 import time
 from typing import Callable, Optional, TypeVar
 
-from .errors import RETRYABLE_CODES, ClientReport, EndpointUnreachable, TransientError
-from .stats import process_stats
+from ..stats import process_stats
+from . import botocore_errors
+from .errors import (
+    CONNECTION_BROKEN,
+    ENDPOINT_UNREACHABLE,
+    STALLED,
+    AttemptsSpent,
+    Classification,
+    ClientReport,
+    EndpointUnreachable,
+    TransientError,
+    attempts_spent,
+)
 
 T = TypeVar("T")
 
-__all__ = ["Attempts", "backoff_sleep", "call_with_retries", "is_retryable", "is_transient"]
+__all__ = ["Attempts", "backoff_sleep", "call_with_retries", "classify", "code_of", "is_retryable", "is_transient"]
 
 BASE_DELAY = 0.1
 MAX_DELAY = 5.0
 
 
-def is_retryable(error: Optional[BaseException]) -> bool:
-    """Whether a client's own error (or one of ours) means "try again": throttling, a 5xx, a cut or stalled
-    connection. A dead endpoint is not: it fails at once, naming the endpoint, rather than after a long backoff."""
-    from botocore.exceptions import (
-        ClientError,
-        ConnectionClosedError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        IncompleteReadError,
-        ReadTimeoutError,
-        ResponseStreamingError,
-    )
-    from urllib3.exceptions import HTTPError as Urllib3Error
-
-    if error is None or isinstance(error, EndpointUnreachable):
-        return False
+def classify(error: Optional[BaseException]) -> Optional[Classification]:
+    """What ``error`` is, by the classifier of the client that raised it: a text-only client's
+    :class:`~.errors.ClientReport` carries its own; botocore's and urllib3's exceptions are read by
+    :func:`.botocore_errors.classify`; ours say it by their class (a dead endpoint and spent attempts are final,
+    a cut, a stall or a wrong length transient); a builtin ``ConnectionError`` or ``TimeoutError`` (a socket's,
+    read beneath botocore) is a broken connection. ``None``: nothing we know."""
+    if error is None or isinstance(error, AttemptsSpent):
+        return None
+    if isinstance(error, EndpointUnreachable):
+        return Classification(ENDPOINT_UNREACHABLE, False)
     if isinstance(error, ClientReport):
-        return error.retryable
-    if isinstance(error, ClientError):
-        info = error.response.get("Error", {})
-        status = str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        return str(info.get("Code")) in RETRYABLE_CODES or status in RETRYABLE_CODES
-    if isinstance(error, (EndpointConnectionError, ConnectTimeoutError)):
-        return False
-    return isinstance(
-        error,
-        (TransientError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError, ConnectionClosedError,
-         Urllib3Error, ConnectionError, TimeoutError),
-    )
+        return error.classification
+    if isinstance(error, TransientError):
+        return Classification(STALLED if isinstance(error, TimeoutError) else CONNECTION_BROKEN, True)
+    verdict = botocore_errors.classify(error)
+    if verdict is None and isinstance(error, (ConnectionError, TimeoutError)):
+        return Classification(CONNECTION_BROKEN, True)
+    return verdict
+
+
+def code_of(error: BaseException) -> Optional[str]:
+    """The code of a translated error, by its cause's classifier (``None``: not a client's error we know)."""
+    verdict = classify(error.__cause__)
+    return verdict.code if verdict is not None else None
+
+
+def is_retryable(error: Optional[BaseException]) -> bool:
+    """Whether a client's own error (or one of ours) means "try again" (see :func:`classify`)."""
+    verdict = classify(error)
+    return verdict is not None and verdict.retryable
 
 
 def is_transient(error: BaseException) -> bool:
-    """Retryable itself, or translated (with the URL) from a retryable error."""
+    """Retryable itself, or translated (with the URL) from a retryable error; never once attempts are spent."""
+    if isinstance(error, AttemptsSpent):
+        return False
     return is_retryable(error) or is_retryable(error.__cause__)
 
 
@@ -101,12 +116,6 @@ class Attempts:
             self._attempt = 1
 
 
-def _builtin_kind(error: BaseException) -> type:
-    """The builtin kind of ``error`` (``TimeoutError``, ``ConnectionError``, ...; else ``OSError``): the class
-    of the error that ends a run of attempts, so that it is caught as its last fault would be."""
-    return next((kind for kind in type(error).__mro__ if kind.__module__ == "builtins" and issubclass(kind, OSError)), OSError)
-
-
 def call_with_retries(
     url: str,
     max_attempts: int,
@@ -119,8 +128,9 @@ def call_with_retries(
     budget of ``attempts``, kept by a caller across calls) are spent.
 
     ``position`` tells the byte reached, for the message once the attempts run out ("gave up at byte N after
-    K attempts", an error of the last fault's builtin kind: ``TimeoutError``, ``ConnectionError``, or
-    ``OSError``). A failure that is not transient is raised as it is, at once. An operation that holds a
+    K attempts", an :class:`~.errors.AttemptsSpent` of the last fault's builtin kind: ``TimeoutError``,
+    ``ConnectionError``, or ``OSError``; final: a loop above this one does not attempt it again). A failure
+    that is not transient is raised as it is, at once. An operation that holds a
     connection or a process closes it when it fails, before the wait.
     """
     attempts = attempts if attempts is not None else Attempts(max_attempts)
@@ -134,7 +144,7 @@ def call_with_retries(
             spent = attempts.spent(reached or 0)
             if spent is not None:
                 where = f" at byte {reached}" if reached is not None else ""
-                raise _builtin_kind(error)(f"{url}: gave up{where} after {spent}: {error}") from error
+                raise attempts_spent(error, f"{url}: gave up{where} after {spent}: {error}") from error
             attempts.wait()
             continue
         attempts.succeeded(position() if position is not None else 0)
