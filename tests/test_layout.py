@@ -61,7 +61,7 @@ READING_LAYERS = ("samples", "epochs", "faces", "pipeline", "sagemaker", "__init
 SPLIT_LATER = ("samples", "epochs", "faces")
 #: import circles known and to be removed (module names as sets); any other circle fails, and so does one of
 #: these once it is gone (then take it off this list)
-KNOWN_CIRCLES: List[Set[str]] = [{"epochs.checkpoint", "epochs.readers", "epochs.shuffling"}]
+KNOWN_CIRCLES: List[Set[str]] = []
 
 
 def _modules() -> Iterator[Tuple[pathlib.Path, Tuple[str, ...]]]:

@@ -17,7 +17,8 @@ import pickle
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from .._version import __version__
-from ..samples.positions import Position, ShardSlice
+from ..compat import stateful_loader_epoch_ended, stateful_loader_snapshot
+from ..samples.positions import Position, ShardSlice, positions_from_codes
 
 __all__ = [
     "FORMAT", "VERSION", "CheckpointMismatch", "chain_list", "chain_nested", "check_state", "continued", "dataset_states", "listed", "merge_states", "merged_work",
@@ -181,9 +182,7 @@ def _left_by(stages: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     items: List[ShardSlice] = []
     shuffle = stages.get("shuffle")
     if shuffle is not None and shuffle.get("buffer"):
-        from .shuffling import buffered_positions
-
-        items.extend(refetch_slices(buffered_positions(shuffle)))
+        items.extend(refetch_slices(positions_from_codes(shuffle["buffer"], shuffle["urls"])))
     reopen = [ShardSlice.from_state(part) for part in stages.get("open", {}).get("reopen", ())]
     group = stages.get("group")
     if reopen and group is not None and group.get("shard") is not None and group["shard"][0] == reopen[0].url:
@@ -289,20 +288,20 @@ def dataset_states(state: Any) -> List[Dict[str, Any]]:
         return [dict(state)]
     if isinstance(state, Mapping) and "reading_service_state" in state:  # DataLoader2.state_dict()
         return dataset_states(pickle.loads(state["reading_service_state"]))
-    if isinstance(state, Mapping) and "_snapshot" in state:  # StatefulDataLoader, workers
-        if state.get("_steps_since_snapshot"):
+    snapshot = stateful_loader_snapshot(state)
+    if snapshot is not None:  # StatefulDataLoader, workers
+        if snapshot.lagging:
             raise CheckpointMismatch(
                 "the StatefulDataLoader state lags its last batches (snapshot_every_n_steps > 1): its readers' states "
                 "cannot be merged exactly; use snapshot_every_n_steps=1"
             )
-        workers = state["_snapshot"]["_worker_snapshots"]
-        readers = [_worker_state(workers[key]) for key in sorted(workers, key=lambda k: int(k.split("_")[-1]))]
-        if state.get("_iterator_finished"):  # the epoch ended in every worker: the next one is to come
+        readers = [_worker_state(worker) for worker in snapshot.workers]
+        if snapshot.epoch_ended:  # the epoch ended in every worker: the next one is to come
             readers = [_before_next(reader) for reader in readers]
         return readers
     if isinstance(state, Mapping) and "fetcher_state" in state:  # StatefulDataLoader, in the main process
         reader = _worker_state(state)
-        return [_before_next(reader) if state.get("_iterator_finished") else reader]
+        return [_before_next(reader) if stateful_loader_epoch_ended(state) else reader]
     raise CheckpointMismatch(
         f"no torchdata_s3ext reader state found in {type(state).__name__}"
         + (f" with keys {sorted(state)[:8]}" if isinstance(state, Mapping) else "")

@@ -8,7 +8,7 @@ goes on as if nothing had happened.
 import array
 from typing import Any, Dict, List, Optional
 
-from ..samples.positions import Position
+from ..samples.positions import CODE_WIDTH, Position, positions_from_codes
 from ..stage import SOURCE, Stage, StateUnavailable
 from .checkpoint import CheckpointMismatch, refetch_slices
 from .clock import EpochClock
@@ -17,7 +17,7 @@ from .seeds import Draws, epoch_seed
 
 __all__ = ["SampleShuffler"]
 
-_WIDTH = 4  # a position's code: (URL number, sample number, start, end), -1 for None
+_WIDTH = CODE_WIDTH
 _UNTRACKED = (
     "the samples reaching shuffle_samples() do not say where they lie; checkpoints need the shards read by "
     "open_s3() and load_from_tar().group_wds_samples() (or load_wds_shards()) straight into shuffle_samples()"
@@ -188,12 +188,4 @@ class SampleShuffler(Stage[Any]):
 
 def buffered_positions(state: Dict[str, Any]) -> List[Position]:
     """The positions a ``shuffle`` stage's state holds, slot for slot."""
-    codes = array.array("q")
-    codes.frombytes(state["buffer"])
-    urls = state["urls"]
-    positions = []
-    for offset in range(0, len(codes), _WIDTH):
-        number, index, start, end = codes[offset:offset + _WIDTH]
-        positions.append(Position(urls[number], None, index, None if start < 0 else start, None if end < 0 else end))
-    return positions
-
+    return positions_from_codes(state["buffer"], state["urls"])

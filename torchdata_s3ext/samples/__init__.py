@@ -1,6 +1,6 @@
-"""bytes -> samples, as stages: ``opener`` (the ``open`` stage and :func:`~.opener.open_shard`: URLs to
-streams), ``tar`` (the one tar reader and the ``tar`` stage: members), ``grouping`` (the ``group`` stage:
-WebDataset samples), ``decode`` (the ``decode`` stage: PNG pairs, or every field by its extension),
+"""bytes -> samples, as stages: ``opener`` (the ``open`` stage: URLs to streams, through the S3 layer's one
+way in, :func:`~torchdata_s3ext.s3.opening.open_shard`), ``tar`` (the one tar reader and the ``tar`` stage:
+members), ``grouping`` and ``grouper`` (the ``group`` stage: WebDataset samples), ``decode`` (the ``decode`` stage: PNG pairs, or every field by its extension),
 ``policy`` (the bad-data policy), ``positions`` (where shards and samples lie) and ``concatenated`` (tar
 archives back to back in one stream, as SageMaker's Pipe Mode writes them)."""
 from .decode import decode_png, decode_sample

@@ -6,13 +6,18 @@
 - :class:`Position`: a sample's shard, its number in the shard and the bytes its members span.
 - :class:`PositionedSample`: a sample ``dict`` that knows its :class:`Position` (``sample.position``), equal to
   the plain ``dict`` of its fields.
+- :func:`positions_from_codes`: positions packed as integers (how a shuffle buffer's state holds its samples).
 
 Offsets are bytes of the object as stored. In a compressed shard they are not known (``None``): such a shard
 is read again from its start, and the samples before the ones wanted are skipped, not yielded.
 """
-from typing import AbstractSet, Any, Dict, FrozenSet, NamedTuple, Optional, Tuple
+import array
+from typing import AbstractSet, Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
-__all__ = ["Position", "PositionedSample", "ShardSlice"]
+__all__ = ["CODE_WIDTH", "Position", "PositionedSample", "ShardSlice", "positions_from_codes"]
+
+#: a position as integer codes: (its URL's number in a table of URLs, sample number, start, end), -1 for None
+CODE_WIDTH = 4
 
 
 class Position(NamedTuple):
@@ -127,3 +132,14 @@ class PositionedSample(Dict[str, Any]):
 
     def __reduce__(self) -> Tuple[Any, ...]:
         return PositionedSample, (dict(self), self.position)
+
+
+def positions_from_codes(codes: bytes, urls: Sequence[Optional[str]]) -> List[Position]:
+    """The positions packed in ``codes`` (int64s, :data:`CODE_WIDTH` to a position) over the table ``urls``."""
+    numbers = array.array("q")
+    numbers.frombytes(codes)
+    positions = []
+    for offset in range(0, len(numbers), CODE_WIDTH):
+        number, index, start, end = numbers[offset:offset + CODE_WIDTH]
+        positions.append(Position(urls[number], None, index, None if start < 0 else start, None if end < 0 else end))  # type: ignore[arg-type]
+    return positions
