@@ -154,4 +154,7 @@ def test_other_methods_are_made_of_torchs_datapipes_and_ours_only(method):
     if method == "webdataset-awscli":
         assert type(dataset).__module__.split(".")[0] == "webdataset"
         return
+    if method == "wds-node":  # torchdata.nodes' Loader over our node, no datapipe at all
+        assert type(dataset).__module__.startswith("torchdata.nodes") and "torchdata_s3ext" in type(dataset.root).__module__
+        return
     assert _pipe_modules(dataset) <= {"torch", "torchdata_s3ext"}

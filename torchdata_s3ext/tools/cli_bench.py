@@ -69,8 +69,14 @@ def _sources_on_server(args: argparse.Namespace, stack: contextlib.ExitStack) ->
     print(f"uploading {len(local_paths)} shards to {dest} on {args.server} at {server.endpoint_url}{on_cpus}", flush=True)
     urls = upload_shards(local_paths, dest, config, jobs=args.jobs)
     context = MethodContext(urls=tuple(urls), mount_paths=tuple(local_paths), endpoint_url=server.endpoint_url,
-                            region=config.region)
+                            region=config.region, mix=_mix(args))
     return Sources(context, server.env(), seen)
+
+
+def _mix(args: argparse.Namespace) -> Any:
+    from .bench.ours import parse_mix
+
+    return parse_mix(args.mix) if getattr(args, "mix", None) else None
 
 
 def _sources(args: argparse.Namespace) -> Sources:
@@ -85,7 +91,7 @@ def _sources(args: argparse.Namespace) -> Sources:
     else:
         urls, mount = (), tuple(list_shards(args.mount or args.src))
     context = MethodContext(urls=urls, mount_paths=mount, endpoint_url=config.endpoint_url, region=config.region,
-                            profile=config.profile, anonymous=config.anonymous)
+                            profile=config.profile, anonymous=config.anonymous, mix=_mix(args))
     # Methods that make their own clients (the AWS CLI, the CRT, torchdata's native handler) read the profile here.
     return Sources(context, {"AWS_PROFILE": config.profile} if config.profile else {})
 

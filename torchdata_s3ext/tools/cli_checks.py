@@ -151,6 +151,13 @@ def _bench_problems(args: argparse.Namespace) -> Iterator[str]:
         yield f"--out {args.out} is a file; give a folder for results.json and the chart"
     if args.mount is not None and not os.path.isdir(args.mount):
         yield f"--mount {args.mount}: no such folder"
+    if getattr(args, "mix", None):
+        from .bench.ours import parse_mix
+
+        try:
+            parse_mix(args.mix)
+        except ValueError as error:
+            yield str(error)
     if args.server_cpus is not None and not args.server:
         yield "--server-cpus pins the server the bench starts: give --server too"
     for option, cpus in (("--server-cpus", args.server_cpus), ("--client-cpus", args.client_cpus)):

@@ -114,6 +114,9 @@ def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: in
     parser.add_argument("--concurrency", type=int,
                         help=f"{ranged}: ranged GETs in flight per shard (default {DEFAULT_CONCURRENCY})")
     parser.add_argument("--mount", metavar="DIR", help="the same shards on a local path, for the local methods")
+    parser.add_argument("--mix", nargs="+", metavar="NAME:WEIGHT",
+                        help="the wds-pipe and wds-node methods read the shards cut into these named datasets, in "
+                             "order, mixed by weight (e.g. --mix web:3 books:1)")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="also read the open_s3 methods on S3 through a local shard cache in DIR (emptied per "
                              "method): a pass without it, then epoch 1 (from S3, cached) and epoch 2 (from disk), "

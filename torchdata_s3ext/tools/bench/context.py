@@ -29,6 +29,10 @@ class MethodContext:
     #: the ``open_s3`` methods' shard cache (``bench --cache-dir``, see ``cached.py``), and its limit
     cache_dir: Optional[str] = None
     cache_limit_bytes: Optional[int] = None
+    #: ``--mix``: ``(name, weight)`` of each dataset the ``wds-*`` methods cut the shard list into
+    mix: Optional[Tuple[Tuple[str, float], ...]] = None
+    #: the samples of the ``wds-*`` methods' epoch (``samples_per_epoch``; ``None``: one pass over the shards)
+    epoch_samples: Optional[int] = None
 
     @classmethod
     def from_dict(cls, fields: Dict[str, Any]) -> "MethodContext":
@@ -36,6 +40,8 @@ class MethodContext:
         fields = dict(fields)
         for name in ("urls", "mount_paths"):
             fields[name] = tuple(fields[name]) if fields[name] is not None else None
+        if fields.get("mix") is not None:
+            fields["mix"] = tuple((name, float(weight)) for name, weight in fields["mix"])
         return cls(**fields)
 
     def s3_config(self) -> Any:

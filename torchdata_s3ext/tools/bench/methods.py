@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from ...s3.backends import BACKENDS
 from .context import RANGED_BACKENDS, MethodContext
+from .ours import NODE_METHOD, PIPE_METHOD, wds_node_method, wds_pipe_method
 from .peers import (
     aws_cp_pipes,
     boto3_bytesio,
@@ -70,6 +71,8 @@ METHODS: Dict[str, Tuple[str, Optional[Callable[[MethodContext], Iterable]], str
         name: (f"open_s3(backend={name!r}): {backend.description}", _open_s3_method(name), "mount" if name == "local" else "s3")
         for name, backend in BACKENDS.items()
     },
+    PIPE_METHOD: ("wds_pipe (auto): order, split, open, tar, group, shuffle, under DataLoader workers", wds_pipe_method, "s3"),
+    NODE_METHOD: ("wds_node (auto) under torchdata.nodes' Loader, decoding on --num-workers threads", wds_node_method, "s3"),
     "torchdata-fsspec": ("torchdata FSSpecFileOpener (article)", fsspec_file_opener, "s3"),
     "torchdata-iopath": ("torchdata IoPathFileOpener (article)", iopath_file_opener, "s3"),
     "torchdata-s3fileloader": ("torchdata S3FileLoader (article)", s3_file_loader, "s3"),
@@ -110,6 +113,7 @@ _REQUIRES: Dict[str, Tuple[str, str]] = {
     "webdataset-awscli": ("webdataset", "webdataset is not installed"),
     "fsspec": ("s3fs", "needs `pip install 'torchdata-s3ext[fsspec]'`"),
     "iopath": ("iopath", "needs `pip install 'torchdata-s3ext[iopath]'`"),
+    NODE_METHOD: ("torchdata.nodes", "needs torchdata.nodes (torchdata 0.10 or later)"),
     **{name: ("torchdata.datapipes", "needs torchdata 0.9's datapipes") for name in NEEDS_TORCHDATA_DATAPIPES},
 }
 
