@@ -7,7 +7,6 @@ in an epoch of as many samples as the timed loop takes (``samples_per_epoch``: t
 takes). With ``--mix NAME:WEIGHT ...`` the shard list is cut into as many consecutive parts as names, each a
 dataset of a weighted mix: the cost of mixing beside the single pipe's.
 """
-import functools
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .context import MethodContext
@@ -90,12 +89,3 @@ def node_loader(context: MethodContext, batch_size: int, decode_threads: int, de
     if decode is not None:
         node = ParallelMapper(node, map_fn=decode, num_workers=max(decode_threads, 1), in_order=True, method="thread")
     return Loader(Batcher(node, batch_size=batch_size))
-
-
-def decode_of(decoder: str, no_decode: str) -> Any:
-    """What decodes a sample for ``--decode decoder``, or ``None``."""
-    if decoder == no_decode:
-        return None
-    from .methods import decoded_sample
-
-    return functools.partial(decoded_sample, decoder=decoder)

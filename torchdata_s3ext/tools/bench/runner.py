@@ -6,6 +6,7 @@ shards, runs the article's empty training loop (and, with a train step, its cach
 and writes one result dictionary, or the error that stopped it.
 """
 import dataclasses
+import functools
 import importlib
 import itertools
 import json
@@ -19,9 +20,9 @@ from .cached import CACHED_METHODS, cached_epochs, epoch_rows
 from .child import ChildFailed, child_main, run_in_child
 from .cpus import affinity
 from .measure import PeakMemory, cpu_seconds, payload_bytes
-from .ours import NODE_METHOD, decode_of, node_loader
+from .ours import NODE_METHOD, node_loader
 from .methods import (METHODS, NO_DECODE, RAW_METHODS, RAW_PARALLEL, UNCOUNTED, MethodContext, build_dataset, repeated,
-                      unavailable_reason, with_decode)
+                      decoded_sample, unavailable_reason, with_decode)
 from .progress import ProgressFile, progress_bar
 from .stats import WindowClock, WindowStats, stall_fraction
 
@@ -92,7 +93,8 @@ def _loader(job: BenchJob):
     # our pipes read an epoch of samples_per_epoch, long enough for every batch timed
     context = dataclasses.replace(job.context, repeats=_repeats(job), epoch_samples=(job.batches + 1) * job.batch_size)
     if job.method == NODE_METHOD:  # batches itself, and decodes on threads
-        return node_loader(context, job.batch_size, job.num_workers, decode_of(job.decoder, NO_DECODE))
+        decode = None if job.decoder == NO_DECODE else functools.partial(decoded_sample, decoder=job.decoder)
+        return node_loader(context, job.batch_size, job.num_workers, decode)
     dataset = with_decode(build_dataset(job.method, context), job.decoder)
     return DataLoader(dataset, batch_size=job.batch_size, num_workers=job.num_workers)
 
