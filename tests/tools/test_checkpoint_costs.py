@@ -11,7 +11,7 @@ def test_shards_are_links_to_one_tar(tmp_path):
 
 
 def test_every_figure_is_reported(tmp_path, capsys):
-    code = main(["--shards", "8", "16", "--samples", "2", "--buffer", "4", "--readers", "4", "--merged-shards", "16",
+    code = main(["--shards", "8", "16", "--samples", "2", "--buffer", "4", "--readers", "4", "--state-readers", "2", "--merged-shards", "16",
                  "--epoch-shards", "8", "--epoch-samples", "2", "--workers", "1", "--runs", "1", "--folder", str(tmp_path)])
     assert code == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -196,7 +196,7 @@ class Mix(Stage[Dict[str, Any]]):
             source.close()
 
     def state_over(self, split_state: Dict[str, Any]) -> Dict[str, Any]:
-        """The state that takes up a merged state (:func:`~.checkpoint.merge_states`): each source's chain
+        """The state that takes up a merged state (:func:`~.merging.merge_states`): each source's chain
         takes its share of what that source had left; the draws start again."""
         merged = split_state["merged"]
         mix, left = merged["mix"], merged["sources"]

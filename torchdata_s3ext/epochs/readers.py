@@ -14,7 +14,8 @@ from torch.utils.data import get_worker_info
 
 from ..samples.positions import ShardSlice
 from ..stage import SOURCE, Stage
-from .checkpoint import CheckpointMismatch, merged_work
+from .checkpoint import CheckpointMismatch
+from .merging import merged_work
 
 __all__ = ["ReaderSplit", "check_ranks", "current_reader", "preflight_warning", "split_over_ranks"]
 
@@ -76,7 +77,7 @@ class ReaderSplit(Stage[ShardSlice]):
 
     Its state says where the reader is in its share: the source's state and how many of the source's shards
     went by (``taken``), the same few numbers at a thousand shards as at a million. A state merged from
-    every reader of a job (:func:`~.checkpoint.merge_states`) says what was left of the epoch; a reader of
+    every reader of a job (:func:`~.merging.merge_states`) says what was left of the epoch; a reader of
     the new job takes its round-robin share of that (``"merged"``, and its place in that share, ``next``)."""
 
     kind = "split"

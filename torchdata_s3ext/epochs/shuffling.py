@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional
 
 from ..samples.positions import CODE_WIDTH, Position, positions_from_codes
 from ..stage import SOURCE, Stage, StateUnavailable
-from .checkpoint import CheckpointMismatch, refetch_slices
+from .checkpoint import CheckpointMismatch
+from .merging import refetch_slices
 from .clock import EpochClock
 from .readers import Ranks, current_reader
 from .seeds import Draws, epoch_seed

@@ -103,7 +103,10 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--shards", type=int, nargs="+", default=[1000, 100_000], help="shard counts to measure")
     parser.add_argument("--samples", type=int, default=40, help="samples per shard (enough that a reader's buffer fills)")
     parser.add_argument("--buffer", type=int, default=100, help="shuffle buffer")
-    parser.add_argument("--readers", type=int, default=512, help="readers (ranks x workers) the shards are split over")
+    parser.add_argument("--readers", type=int, default=512, help="readers (ranks x workers) a merged state is of")
+    parser.add_argument("--state-readers", type=int, default=64,
+                        help="readers the shards are split over for one reader's state (few enough that its share "
+                             "outlasts the samples taken)")
     parser.add_argument("--epoch-samples", type=int, nargs="*", default=[4, 40],
                         help="samples per shard of the epochs timed (few: opening shards dominates; many: each step)")
     parser.add_argument("--merged-shards", type=int, nargs="*", default=[10_000, 100_000])
@@ -116,7 +119,7 @@ def main(argv: Any = None) -> int:
     urls = make_shards(folder, max(args.shards + args.merged_shards + [args.epoch_shards]), args.samples)
     results: Dict[str, Any] = {"state": [], "merged": []}
     for count in args.shards:
-        results["state"].append(measure_state(urls[:count], args.readers, args.buffer, taken=args.buffer * 2))
+        results["state"].append(measure_state(urls[:count], args.state_readers, args.buffer, taken=args.buffer * 2))
         print(json.dumps(results["state"][-1]), flush=True)
     for count in args.merged_shards:
         results["merged"].append(measure_merged(urls[:count], args.readers, args.buffer, taken=args.buffer // 2))
