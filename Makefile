@@ -18,6 +18,9 @@ AWSCLI_STAMP := $(AWSCLI_VENV)/.installed-stamp
 TD09_TESTS := tests/e2e/test_checkpoint_loaders.py tests/e2e/test_distributed.py tests/epochs/test_checkpoint_state.py \
 	tests/test_readme.py tests/samples/test_wds.py tests/s3/test_open_s3.py tests/test_layout.py tests/test_examples.py
 
+# Tests run in this many processes (pytest-xdist): most of their time is spent waiting on servers and children.
+TEST_PROCESSES ?= 2
+
 .PHONY: install install-td09 check-install test demo clean
 
 install: $(STAMP)
@@ -50,8 +53,8 @@ check-install:
 	.ci/check-install $(PYTHON) "$(CURDIR)"
 
 test: $(STAMP) $(STAMP09) check-install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
-	PATH="$(CURDIR)/$(VENV09)/bin:$$PATH" $(PY09) -m pytest -q -p no:cacheprovider $(TD09_TESTS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -n $(TEST_PROCESSES)
+	PATH="$(CURDIR)/$(VENV09)/bin:$$PATH" $(PY09) -m pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) $(TD09_TESTS)
 	PATH="$(CURDIR)/$(VENV09)/bin:$$PATH" $(PY09) -m pytest -q -p no:cacheprovider -m dataloader2 tests
 	PATH="$(CURDIR)/$(VENV09)/bin:$$PATH" $(PY09) -m pytest -q -p no:cacheprovider tests/samples/test_hostile_tars.py -k load_from_tar
 	PATH="$(CURDIR)/$(VENV09)/bin:$$PATH" $(PY09) -m pytest -q -p no:cacheprovider tests/s3 tests/samples tests/writing/test_shard_writer_s3.py -k s3fileloader
