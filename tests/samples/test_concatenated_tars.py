@@ -18,6 +18,7 @@ from webdataset.tariterators import tar_file_expander
 
 import torchdata_s3ext  # noqa: F401  (registers open_s3, load_wds_shards, group_wds_samples)
 from torchdata_s3ext.samples.policy import ErrorCounts
+from test_hostile_tars import STREAMS  # noqa: E402  (tests/samples is on sys.path: a forward-only stream too)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -60,18 +61,6 @@ LAYOUTS: Dict[str, List[bytes]] = {
 }
 
 
-class ForwardOnly(io.RawIOBase):
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        return self._data.readinto(buffer)
-
-
-STREAMS = {"seekable": io.BytesIO, "forward-only": lambda data: io.BufferedReader(ForwardOnly(data))}
 READERS = {
     "load_wds_shards": lambda pipe, on_error: pipe.load_wds_shards(on_error=on_error),
     "load_from_tar": lambda pipe, on_error: pipe.load_from_tar().group_wds_samples(on_error=on_error),
