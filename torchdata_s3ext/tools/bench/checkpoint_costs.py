@@ -100,7 +100,7 @@ def measure_epochs(urls: Sequence[str], workers: int, buffer: int, runs: int = 3
 
 def main(argv: Any = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shards", type=int, nargs="+", default=[1000, 100_000], help="shard counts to measure")
+    parser.add_argument("--shards", type=int, nargs="*", default=[1000, 100_000], help="shard counts to measure")
     parser.add_argument("--samples", type=int, default=40, help="samples per shard (enough that a reader's buffer fills)")
     parser.add_argument("--buffer", type=int, default=100, help="shuffle buffer")
     parser.add_argument("--readers", type=int, default=512, help="readers (ranks x workers) a merged state is of")
