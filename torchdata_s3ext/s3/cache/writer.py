@@ -1,11 +1,13 @@
-"""The local shard cache's writer: a miss's chunks copied into its ``.part`` file and MD5-hashed, each on a
-thread of its own, a bounded window behind the reader (:class:`CacheWriter`)."""
+"""The local shard cache's writer: a miss's chunks copied into its ``.part`` file and fed to its checksum (a
+CRC, or an MD5 when asked: :mod:`.integrity`), each on a thread of its own, a bounded window behind the reader
+(:class:`CacheWriter`)."""
 import collections
-import hashlib
 import itertools
 import os
 import threading
 from typing import Any, Callable, Deque, List, Optional
+
+from ..client.checksums import Checksum
 
 __all__ = ["CacheWriter", "WRITE_BEHIND_BYTES"]
 
@@ -15,21 +17,22 @@ _CHUNKS_PER_WRITE = 64  # chunks a writer's thread takes at once: one writev, on
 
 
 class CacheWriter:
-    """Writes the chunks handed to it, in order, on a thread of its own, and hashes them (``hash_md5``) on
-    another, so that writing and hashing run beside each other and beside the reader; each thread has at most
-    :data:`WRITE_BEHIND_BYTES` waiting. ``error`` is the first write's failure, after which it only drops.
+    """Writes the chunks handed to it, in order, on a thread of its own, and feeds them to ``checksum`` (if
+    any) on another, so that writing and checksumming run beside each other and beside the reader; each thread
+    has at most :data:`WRITE_BEHIND_BYTES` waiting. ``error`` is the first write's failure, after which it only
+    drops.
 
-    The chunks are the reader's own objects, written (``writev`` of views of several at once) and hashed as
-    they are: no copy. ``read_fd`` reads the copy back until :meth:`close_copy`, also after :meth:`close`."""
+    The chunks are the reader's own objects, written (``writev`` of views of several at once) and checksummed
+    as they are: no copy. ``read_fd`` reads the copy back until :meth:`close_copy`, also after :meth:`close`."""
 
-    def __init__(self, path: str, hash_md5: bool) -> None:
+    def __init__(self, path: str, checksum: Optional[Checksum]) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             self.read_fd = os.open(path, os.O_RDONLY)
         except OSError:
             os.close(self._fd)
             raise
-        self._md5 = hashlib.md5() if hash_md5 else None
+        self.checksum = checksum
         self._changed = threading.Condition()
         self._stopping = False
         self._discarding = False
@@ -37,10 +40,10 @@ class CacheWriter:
         self.error: Optional[OSError] = None
         self.written = 0
         self._lanes: List[_Lane] = [_Lane(self._write)]
-        if self._md5 is not None:
+        if checksum is not None:
             self._lanes.append(_Lane(self._hash))
         self._threads = [threading.Thread(target=self._run, args=(lane,), name=f"s3-cache-{name}", daemon=True)
-                         for lane, name in zip(self._lanes, ("writer", "md5"))]
+                         for lane, name in zip(self._lanes, ("writer", "checksum"))]
         for thread in self._threads:
             thread.start()
 
@@ -58,7 +61,7 @@ class CacheWriter:
                     self._changed.notify_all()
 
     def drain(self, hashed: bool = True) -> None:
-        """Wait until every chunk handed over is written, and hashed unless not ``hashed`` (or writing failed)."""
+        """Wait until every chunk handed over is written, and checksummed unless not ``hashed`` (or writing failed)."""
         lanes = self._lanes if hashed else self._lanes[:1]
         with self._changed:
             while any(lane.waiting for lane in lanes) and self.error is None:
@@ -69,11 +72,8 @@ class CacheWriter:
         with self._changed:
             return self.error is None and not self._lanes[0].waiting
 
-    def md5_hexdigest(self) -> Optional[str]:
-        return self._md5.hexdigest() if self._md5 is not None else None
-
     def close(self, discard: bool = False) -> None:
-        """Stop the threads once every chunk is written and hashed (at once, the chunks dropped, if
+        """Stop the threads once every chunk is written and checksummed (at once, the chunks dropped, if
         ``discard``), and close the copy for writing."""
         with self._changed:
             self._stopping = True
@@ -127,9 +127,9 @@ class CacheWriter:
                 views[first] = views[first][count:]
 
     def _hash(self, chunks: List[bytes]) -> None:
-        assert self._md5 is not None
+        assert self.checksum is not None
         for chunk in chunks:
-            self._md5.update(chunk)
+            self.checksum.update(chunk)
 
 
 class _Lane:
