@@ -14,6 +14,9 @@ __all__ = ["CacheWriter", "WRITE_BEHIND_BYTES"]
 #: bytes read but not yet written to the cache at most (the tee's memory, beyond the backend's own)
 WRITE_BEHIND_BYTES = 64 << 20
 _CHUNKS_PER_WRITE = 64  # chunks a writer's thread takes at once: one writev, one lock round trip
+#: bytes waiting that wake a thread (else a drain or the close does): a wake-up per few MiB, not per chunk, so
+#: that the reader and the threads, on one core, switch rarely
+_WAKE_BYTES = 8 << 20
 
 
 class CacheWriter:
@@ -35,6 +38,7 @@ class CacheWriter:
         self.checksum = checksum
         self._changed = threading.Condition()
         self._stopping = False
+        self._draining = 0  # callers of drain() waiting: the threads take every chunk, however few bytes
         self._discarding = False
         self._closed = self._copy_closed = False
         self.error: Optional[OSError] = None
@@ -52,20 +56,25 @@ class CacheWriter:
             while any(lane.waiting >= WRITE_BEHIND_BYTES for lane in self._lanes) and self.error is None:
                 self._changed.wait()
             if self.error is None:
-                idle = False
+                wake = False
                 for lane in self._lanes:
-                    idle = idle or not lane.chunks
                     lane.chunks.append(data)
+                    wake = wake or lane.waiting < _WAKE_BYTES <= lane.waiting + len(data)
                     lane.waiting += len(data)
-                if idle:  # a thread with chunks left finds this one without being woken
+                if wake:  # a thread at work finds these chunks without being woken
                     self._changed.notify_all()
 
     def drain(self, hashed: bool = True) -> None:
         """Wait until every chunk handed over is written, and checksummed unless not ``hashed`` (or writing failed)."""
         lanes = self._lanes if hashed else self._lanes[:1]
         with self._changed:
-            while any(lane.waiting for lane in lanes) and self.error is None:
-                self._changed.wait()
+            self._draining += 1
+            self._changed.notify_all()
+            try:
+                while any(lane.waiting for lane in lanes) and self.error is None:
+                    self._changed.wait()
+            finally:
+                self._draining -= 1
 
     def copied(self) -> bool:
         """Whether every chunk handed over is in the copy, without a write failing."""
@@ -93,7 +102,7 @@ class CacheWriter:
     def _run(self, lane: "_Lane") -> None:
         while True:
             with self._changed:
-                while not lane.chunks and not self._stopping:
+                while not self._stopping and not (lane.chunks and (lane.waiting >= _WAKE_BYTES or self._draining)):
                     self._changed.wait()
                 if not lane.chunks:
                     return
