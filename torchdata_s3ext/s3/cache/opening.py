@@ -20,8 +20,8 @@ reserved for the whole shard before its first byte (:mod:`.store`), so the limit
 What is not cached, but streamed from S3 as without a cache: a byte range (``start``/``end``) that misses (a
 resumed read: its bytes before ``start`` would have to be fetched to make a whole entry); a shard larger than
 the limit, or one the limit cannot make room for (every other entry being written); a shard whose writer
-stalled; a shard that changed between its HEAD and its GET; and everything after a write to the cache failed (a full disk: one warning, the partial file
-removed, the bytes still served from S3). A copy that fails its check is dropped with a warning, and the
+stalled; a shard that changed between its HEAD and its GET; and everything after a write to the cache failed
+(a full disk: one warning, the partial file removed, the bytes still served from S3). A copy that fails its check is dropped with a warning, and the
 shard read on from S3: the backend's bytes are the ones served. A stream closed before its end drops its
 partial copy.
 """
@@ -54,7 +54,8 @@ def open_cached(
 ) -> BinaryIO:
     """``url``'s bytes ``start .. end-1`` through the cache in ``cache_dir`` (``None``: no cache, and no
     request more), with ``cache_limit_bytes`` the most its files take (``None``: no limit), a miss's copy
-    checked at the ``verify`` level (``cache_verify``: :data:`~.integrity.CACHE_VERIFY_LEVELS`). ``open_range()``
+    checked at the ``verify`` level (``cache_verify``: ``"auto"``, ``"md5"`` or ``"size"``, see
+    :mod:`.integrity`). ``open_range()``
     opens the whole object on the backend, ``open_range(start=, end=)`` a byte range. Only ``s3://`` URLs are
     cached. A hit is seekable; a miss is as seekable as the backend's stream (see the module docstring)."""
     whole = start == 0 and end is None
