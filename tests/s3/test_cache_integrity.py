@@ -5,6 +5,7 @@ the HEAD's is not cached; an unknown level is refused where it is written."""
 import functools
 import io
 import os
+import pickle
 import warnings
 
 import boto3
@@ -163,6 +164,7 @@ def test_a_stream_of_another_version_than_the_head_s_is_served_and_not_cached(s3
 
 
 def test_an_unknown_cache_verify_is_a_value_error_naming_the_levels_and_a_misspelt_keyword_a_type_error(tmp_path):
+    """And the level needs a cache, and travels with the pipe to DataLoader workers."""
     message = "cache_verify must be one of 'auto', 'md5', 'size', got 'crc'"
     with pytest.raises(ValueError, match=message):
         IterableWrapper(["s3://bkt/a.tar"]).open_s3(cache_dir=tmp_path, cache_verify="crc")
@@ -170,8 +172,10 @@ def test_an_unknown_cache_verify_is_a_value_error_naming_the_levels_and_a_misspe
         wds_pipe("s3://bkt/a-{000000..000001}.tar", cache_dir=tmp_path, cache_verify="crc")
     with pytest.raises(TypeError, match="did you mean 'cache_verify'"):
         IterableWrapper(["s3://bkt/a.tar"]).open_s3(cache_dir=tmp_path, cache_verfy="md5")
+    with pytest.raises(ValueError, match="cache_verify needs a cache_dir, got cache_verify='md5' without one"):
+        IterableWrapper(["s3://bkt/a.tar"]).open_s3(cache_verify="md5")
     pipe = IterableWrapper(["s3://bkt/a.tar"]).open_s3(cache_dir=tmp_path, cache_verify="md5")
-    assert pipe.settings.cache_verify == "md5"
+    assert pipe.settings.cache_verify == "md5" and pickle.loads(pickle.dumps(pipe)).settings.cache_verify == "md5"
 
 
 def test_the_levels_choose_the_cheapest_check_the_object_allows():
@@ -194,3 +198,19 @@ def test_a_composite_multipart_checksum_is_not_taken_for_the_object_s():
     assert _full_object_checksum({**full, "ChecksumType": "COMPOSITE"}) is None
     assert _full_object_checksum({"ETag": '"abc-3"', "ChecksumCRC32C": "y"}) is None  # multipart, type unsaid
     assert _full_object_checksum({"ETag": '"abc"', "ChecksumCRC32C": "y"}) == ("CRC32C", "y")
+
+
+def test_without_awscrt_auto_checks_crc64nvme_objects_by_size_and_etag_and_says_so_once(monkeypatch, caplog):
+    import logging
+    import sys
+
+    from torchdata_s3ext.s3.cache import integrity
+
+    monkeypatch.setitem(sys.modules, "awscrt", None)  # what an install without the [crt] extra has
+    monkeypatch.setattr(integrity, "_said_no_crt", False)
+    head = ObjectHead(10, '"etag"', None, ("CRC64NVME", "AAAAAAAAAAA="))
+    with caplog.at_level(logging.INFO, logger="torchdata_s3ext"):
+        assert copy_check(head, "auto") == CopyCheck() and copy_check(head, "auto") == CopyCheck()
+    said = [record.getMessage() for record in caplog.records if "awscrt" in record.getMessage()]
+    assert len(said) == 1 and "torchdata-s3ext[crt]" in said[0]
+    assert copy_check(ObjectHead(10, '"etag"', None, ("CRC32", "AAAAAA==")), "auto").algorithm == "CRC32"  # zlib's

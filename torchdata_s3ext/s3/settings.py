@@ -83,6 +83,8 @@ class OpenSettings:
         cache_dir = options.pop("cache_dir", None)
         cache_limit_bytes = options.pop("cache_limit_bytes", None)
         prefetch = options.pop("prefetch", True)
+        if "cache_verify" in options and cache_dir is None:
+            raise ValueError(f"cache_verify needs a cache_dir, got cache_verify={options['cache_verify']!r} without one")
         cache_verify = _check_cache_verify(options.pop("cache_verify", "auto"))
         if cache_limit_bytes is not None and (cache_dir is None or cache_limit_bytes < 0):
             raise ValueError(f"cache_limit_bytes needs a cache_dir and must be 0 or more, got {cache_limit_bytes!r}")
