@@ -36,10 +36,11 @@ def _backend_options(backend: str) -> Tuple[List[str], bool]:
 
 def split_s3_settings(backend: str, settings: Dict[str, Any], others: Dict[str, Iterable[str]] = {}) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Keyword arguments split into :class:`S3Config` fields and the backend's options (``open_s3``'s own
-    ``cache_dir``, ``cache_limit_bytes``, ``cache_verify`` and ``prefetch`` stay with the options). A keyword that is none of
-    these (nor one of ``others``, the caller's own sets, named in the message) raises ``TypeError`` naming it
-    and the closest valid name, so a misspelt setting fails where it is written; a backend whose opener passes
-    further keywords on to its library (``local``, ``iopath``) takes any other keyword but a near miss.
+    ``cache_dir``, ``cache_limit_bytes``, ``cache_verify`` and ``prefetch`` stay with the options). A keyword
+    that is none of these (nor one of ``others``, the caller's own sets, named in the message) raises
+    ``TypeError`` naming it and the closest valid name, so a misspelt setting fails where it is written; a
+    backend whose opener passes further keywords on to its library (``local``, ``iopath``) takes any other
+    keyword but a near miss.
 
     >>> split_s3_settings("boto3", {"anonymous": True, "part_size": 1 << 20})
     ({'anonymous': True}, {'part_size': 1048576})

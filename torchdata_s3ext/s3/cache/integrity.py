@@ -2,7 +2,8 @@
 (:func:`copy_check`; the levels are checked where the user gives them, in :mod:`..settings`):
 
 - ``"auto"`` (default): the object's full-object CRC (CRC64NVME, CRC32C or CRC32) when its HEAD gives one,
-  computed over the bytes as they are copied (a hardware CRC: no measurable CPU); else size and ETag only;
+  computed over the bytes as they are copied (CRC64NVME and CRC32C with awscrt's hardware CRC, 0.04 CPU-s per
+  GB; CRC32 with zlib, 0.25); else size and ETag only;
 - ``"md5"``: the copy's MD5 against the ETag where the ETag is one (a single-part upload without SSE-KMS or
   SSE-C; about 1.3 CPU-s per GB), else as ``"auto"``;
 - ``"size"``: size and ETag only: the copy has the HEAD's size, and the GETs read the version with the HEAD's ETag.
