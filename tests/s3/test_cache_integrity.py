@@ -143,7 +143,7 @@ def test_a_copy_shorter_than_its_head_says_is_not_cached(s3_server, s3_bucket, t
     assert _entries(tmp_path) == []
 
 
-def test_a_stream_of_another_version_than_the_head_s_is_served_and_not_cached(s3_server, s3_bucket, tmp_path, monkeypatch):
+def test_a_stream_of_another_version_than_the_head_s_is_served_not_cached_and_warns_naming_the_url(s3_server, s3_bucket, tmp_path, monkeypatch):
     url = _put(s3_server, s3_bucket, "changing.tar", BODY)
     newer = os.urandom(len(BODY))
 
@@ -154,10 +154,9 @@ def test_a_stream_of_another_version_than_the_head_s_is_served_and_not_cached(s3
 
     head_object = cache_module.head_object
     monkeypatch.setattr(cache_module, "head_object", head_then_overwritten)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(UserWarning, match=f"{url}: its GET read ETag .*, its HEAD said .* \\(changed in between\\?\\); not cached"):
         assert _read_through_cache(url, tmp_path, "size") == newer
-    assert _entries(tmp_path) == []
+    assert _entries(tmp_path) == [] and _lock_is_free(tmp_path, url)
     monkeypatch.setattr(cache_module, "head_object", head_object)
     assert _read_through_cache(url, tmp_path, "size") == newer  # the next open sees the new version, and keeps it
     assert len([name for name in _entries(tmp_path) if name.endswith(".data")]) == 1
@@ -214,3 +213,15 @@ def test_without_awscrt_auto_checks_crc64nvme_objects_by_size_and_etag_and_says_
     said = [record.getMessage() for record in caplog.records if "awscrt" in record.getMessage()]
     assert len(said) == 1 and "torchdata-s3ext[crt]" in said[0]
     assert copy_check(ObjectHead(10, '"etag"', None, ("CRC32", "AAAAAA==")), "auto").algorithm == "CRC32"  # zlib's
+
+
+def test_etags_written_with_or_without_quotes_or_a_weak_mark_are_the_same_version():
+    from types import SimpleNamespace
+
+    from torchdata_s3ext.s3.cache.opening import _version_change
+
+    head = ObjectHead(10, '"abc"')
+    for etag in ('"abc"', "abc", 'W/"abc"', None):
+        assert _version_change("s3://b/k", SimpleNamespace(etag=etag, size=10), head) is None
+    assert "s3://b/k: its GET read ETag \"abd\"" in _version_change("s3://b/k", SimpleNamespace(etag='"abd"', size=10), head)
+    assert "read 11 bytes, its HEAD said 10" in _version_change("s3://b/k", SimpleNamespace(etag='"abc"', size=11), head)

@@ -35,7 +35,7 @@ from ..client.objects import ObjectHead, head_object
 from ..io.ranges import ByteRange, clamp_range
 from ..stats import process_stats
 from ..url import is_s3_url
-from .entry import FINALIZE_AT_EXIT_S, CacheEntry, join_finalizers
+from .entry import FINALIZE_AT_EXIT_S, CacheEntry, join_finalizers, warn
 from .integrity import copy_check
 from .store import CacheStore, cache_store
 from .tee import TeeReader
@@ -83,8 +83,10 @@ def open_cached(
         except BaseException:
             store.remove(key)  # its reservation
             raise
-        if not _same_version(source, head):
-            store.remove(key)  # the object changed since its HEAD: this stream's bytes are not the entry's
+        changed = _version_change(url, source, head)
+        if changed is not None:
+            store.remove(key)  # this stream's bytes are not the version the entry would be kept under
+            warn(changed, stacklevel=4)
             return source
         # the backend's own MD5 check (boto3's verify_etag) covers the copy: the tee reads it forward only
         check = copy_check(head, verify, backend_checks_md5=getattr(source, "checks_content_md5", False))
@@ -102,11 +104,20 @@ def open_cached(
             lock.release()
 
 
-def _same_version(source: Any, head: ObjectHead) -> bool:
-    """Whether ``source``, a backend's stream, reads the object ``head`` describes, as far as it tells: its ETag
-    (the version its GETs are pinned to) and its size, where it has them."""
+def _version_change(url: str, source: Any, head: ObjectHead) -> Optional[str]:
+    """What says ``source``, a backend's stream, reads another version of ``url`` than ``head`` describes, as far
+    as it tells (its ETag, the version its GETs are pinned to, and its size), naming ``url``; ``None`` if nothing."""
     etag, size = getattr(source, "etag", None), getattr(source, "size", None)
-    return (not etag or etag == head.etag) and (size is None or size == head.size)
+    if etag and _bare_etag(etag) != _bare_etag(head.etag):
+        return f"{url}: its GET read ETag {etag}, its HEAD said {head.etag} (changed in between?); not cached"
+    if size is not None and size != head.size:
+        return f"{url}: its GET read {size} bytes, its HEAD said {head.size} (changed in between?); not cached"
+    return None
+
+
+def _bare_etag(etag: str) -> str:
+    """An ETag without its quotes or weak mark, as servers differ in writing them."""
+    return etag[2:].strip('"') if etag.startswith("W/") else etag.strip('"')
 
 
 def _reserved(store: CacheStore, key: str, url: str, head: ObjectHead) -> bool:
