@@ -3,7 +3,6 @@ shard fetched once then read from disk for one HEAD, checked against the object'
 held at every sample, leftovers never trusted, a full disk streamed through, readers of a shard being written
 waiting for it."""
 import functools
-import io
 import json
 import os
 import pickle
@@ -20,10 +19,8 @@ from torchdata_s3ext import wds_pipe
 from torchdata_s3ext._config import S3Config
 from torchdata_s3ext.s3.backends import get_opener
 from torchdata_s3ext.s3.cache import join_finalizers, open_cached
-from torchdata_s3ext.s3.cache import opening as cache_module
 from torchdata_s3ext.s3.cache.store import ENTRY_OVERHEAD, CacheStore, cache_store
 from torchdata_s3ext.s3.cache.writer import CacheWriter
-from torchdata_s3ext.s3.client.objects import ObjectHead
 from torchdata_s3ext.s3.stats import process_stats
 from torchdata_s3ext.s3.settings import split_s3_settings
 from torchdata_s3ext.testing import S3Proxy, seed_samples, tar_bytes
@@ -134,18 +131,6 @@ def test_a_damaged_copy_is_never_trusted(wds_shards, s3_server, tmp_path):
         assert stream.read() == _object(s3_server, url)
 
 
-def test_bytes_that_do_not_match_the_etag_are_served_but_not_cached(wds_shards, s3_server, tmp_path):
-    url = wds_shards(num_shards=1, samples_per_shard=2).urls[0]
-    body = _object(s3_server, url)
-    other = bytes(len(body))  # the right size, the wrong bytes: what a writer's bug would leave
-    config = S3Config().resolved()
-    with pytest.warns(UserWarning, match="do not match its ETag"):
-        with open_cached(url, config, lambda: io.BytesIO(other), str(tmp_path)) as stream:
-            assert stream.read() == other
-        _settled()
-    assert not _entries(tmp_path, ".data") and not _entries(tmp_path, ".part")
-
-
 def test_the_last_read_returns_while_the_copy_is_still_checked_and_the_entry_appears_complete_after(
         wds_shards, s3_server, tmp_path, monkeypatch):
     url = wds_shards(num_shards=1, samples_per_shard=4, image_size=32).urls[0]
@@ -179,31 +164,6 @@ def test_the_last_read_returns_while_the_copy_is_still_checked_and_the_entry_app
     assert (tmp_path / "entries" / data_name).read_bytes() == body
     (meta_name,) = _entries(tmp_path, ".json")
     assert json.loads((tmp_path / "entries" / meta_name).read_text())["complete"] is True
-
-
-def test_a_copy_failing_its_md5_check_serves_the_object_warns_once_and_leaves_no_entry(
-        wds_shards, s3_server, tmp_path, monkeypatch, caplog):
-    url = wds_shards(num_shards=1, samples_per_shard=3).urls[0]
-    body = _object(s3_server, url)
-
-    def head_with_another_md5(*args, **kwargs):
-        real = head_object(*args, **kwargs)
-        return ObjectHead(real.size, '"' + "0" * 32 + '"', "0" * 32)  # what an ETag of other bytes would say
-
-    head_object = cache_module.head_object
-    monkeypatch.setattr(cache_module, "head_object", head_with_another_md5)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with _open(url, tmp_path, part_size=4096) as stream:
-            assert stream.read() == body
-        _settled()
-    mismatches = [str(warning.message) for warning in caught if "do not match its ETag" in str(warning.message)]
-    assert len(mismatches) == 1 and url in mismatches[0]
-    assert len([record for record in caplog.records if "do not match its ETag" in record.getMessage()]) == 1
-    assert os.listdir(tmp_path / "entries") == []
-    lock = cache_store(str(tmp_path), None).shard_lock(CacheStore.key(S3Config().resolved().endpoint_url, url))
-    lock.acquire(timeout=0)  # free: the finalizer let it go
-    lock.release()
 
 
 def test_a_byte_range_reads_the_copy_at_the_object_offsets_and_a_missed_range_is_not_cached(wds_shards, s3_server, tmp_path):

@@ -22,7 +22,8 @@ def open_shard(url: str, settings: OpenSettings, *, start: int = 0, end: Optiona
     check_url(backend, url)
     open_range = functools.partial(get_opener(backend), url, settings.config, **settings.options_for(backend))
     byte_range = {} if start == 0 and end is None else {"start": start, "end": end}
-    stream = open_cached(url, settings.config, open_range, settings.cache_dir, settings.cache_limit_bytes, **byte_range)
+    stream = open_cached(url, settings.config, open_range, settings.cache_dir, settings.cache_limit_bytes,
+                         verify=settings.cache_verify, **byte_range)
     if url in settings.indexed:
         _check_indexed(url, stream, *settings.indexed[url])
     return stream

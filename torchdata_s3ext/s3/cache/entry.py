@@ -18,6 +18,7 @@ import warnings
 from typing import Any, Optional, Set
 
 from ..client.objects import ObjectHead
+from .integrity import CopyCheck
 from .store import CacheStore
 from .writer import CacheWriter
 
@@ -37,10 +38,11 @@ def warn(message: str, stacklevel: int) -> None:
 
 
 class CacheEntry:
-    """The cache entry a tee fills, and what becomes of it: put in place, or dropped."""
+    """The cache entry a tee fills, what its copy is checked against (``check``), and what becomes of it: put
+    in place, or dropped."""
 
-    def __init__(self, store: CacheStore, key: str, url: str, head: ObjectHead, lock: Any) -> None:
-        self.store, self.key, self.url, self.head, self.lock = store, key, url, head, lock
+    def __init__(self, store: CacheStore, key: str, url: str, head: ObjectHead, lock: Any, check: CopyCheck) -> None:
+        self.store, self.key, self.url, self.head, self.lock, self.check = store, key, url, head, lock, check
         self._ended = False
 
     def end(self, commit: bool) -> None:
@@ -87,21 +89,21 @@ def start_finalizer(writer: CacheWriter, entry: CacheEntry) -> None:
 
 
 def _finalize(writer: CacheWriter, entry: CacheEntry) -> None:
-    """The source ended: the copy goes in place if it is the whole object, checked (its size, and its MD5
-    where the ETag is one), else it is dropped, with one warning for a failed check."""
+    """The source ended: the copy goes in place if it is the whole object, checked (its size, and its checksum
+    where ``entry.check`` names one), else it is dropped, with one warning for a failed check."""
     commit = False
     try:
-        writer.close()  # every chunk written and hashed
+        writer.close()  # every chunk written and checksummed
         url, head = entry.url, entry.head
         if writer.error is not None:
             entry.store.writing_failed(url, writer.error)
         elif writer.written != head.size:
             warn(f"{url}: {writer.written} bytes read, its HEAD said {head.size}; not cached", stacklevel=2)
-        elif head.content_md5 is not None and writer.md5_hexdigest() not in (None, head.content_md5):
-            warn(f"{url}: the bytes read do not match its ETag (MD5 {writer.md5_hexdigest()}, "
-                  f"ETag {head.content_md5}); not cached", stacklevel=2)
         else:
-            commit = True
+            mismatch = entry.check.mismatch(url, writer.checksum)
+            if mismatch is not None:
+                warn(mismatch, stacklevel=2)
+            commit = mismatch is None
     finally:
         try:
             entry.end(commit)

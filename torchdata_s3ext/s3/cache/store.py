@@ -7,7 +7,7 @@ evicting the least recently used.
     entries/KEY.json   the entry's metadata: URL, ETag, size, complete. Written first with ``complete: false``
                        (the reservation of ``size`` bytes), then again once the shard is in place
     entries/KEY.part   the shard being written; only while its writer holds KEY's lock
-    entries/KEY.data   the complete shard, renamed from KEY.part once its size (and MD5) checked
+    entries/KEY.data   the complete shard, renamed from KEY.part once its size (and checksum) checked
     locks/KEY.lock     the shard's lock (filelock): held by its writer for the whole download, and briefly by a
                        reader checking the entry and opening it, or by an eviction removing it
     cache.lock         the cache-wide lock: reservations, evictions and cleaning happen under it

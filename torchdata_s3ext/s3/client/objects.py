@@ -2,25 +2,16 @@
 version before reading (the AWS CLI, torchdata's native handler): a 404 is told apart as a missing bucket or a
 missing key, since a HEAD's answer has no body and so no code says which. Retried by our loop alone (botocore's
 own retries are off), so a silent endpoint fails after ``max_attempts`` read timeouts."""
-import base64
 import hashlib
-import zlib
-from typing import Any, Callable, Dict, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from ..._config import S3Config
 from ..url import parse_s3_url
 from .botocore_errors import botocore_errors_translated
+from .checksums import ALGORITHMS, checksum_b64
 from .clients import boto3_client
 from .errors import WrongLength, translate_client_error
 from .retry import call_with_retries
-
-#: the full-object checksums S3 may keep (``x-amz-checksum-*``) that Python's standard library computes, as
-#: S3 writes them (base64 of the big-endian digest)
-CHECKSUMS: Dict[str, Callable[[bytes], bytes]] = {
-    "CRC32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
-    "SHA1": lambda data: hashlib.sha1(data).digest(),
-    "SHA256": lambda data: hashlib.sha256(data).digest(),
-}
 
 __all__ = ["ObjectHead", "check_content", "head_not_found", "head_object", "is_checkable", "plain_md5"]
 
@@ -31,7 +22,8 @@ class ObjectHead(NamedTuple):
     etag: str
     #: the content's MD5 (hex) when the ETag is one: a single-part upload without SSE-KMS or SSE-C
     content_md5: Optional[str] = None
-    #: ``(algorithm, base64 value)`` of a full-object checksum S3 keeps, of :data:`CHECKSUMS`, when it has one
+    #: ``(algorithm, base64 value)`` of the full-object checksum S3 keeps (one of
+    #: :data:`~.checksums.ALGORITHMS`), when it has one
     checksum: Optional[Any] = None
 
 
@@ -48,7 +40,7 @@ def _full_object_checksum(head: Any) -> Optional[Any]:
         # a checksum of the parts' checksums (a multipart upload that does not say otherwise): not computable
         # from the bytes alone; S3-compatible servers that omit ChecksumType are not trusted with one either
         return None
-    return next(((name, head[f"Checksum{name}"]) for name in CHECKSUMS if head.get(f"Checksum{name}")), None)
+    return next(((name, head[f"Checksum{name}"]) for name in ALGORITHMS if head.get(f"Checksum{name}")), None)
 
 
 def _head_once(url: str, config: S3Config) -> ObjectHead:
@@ -103,8 +95,16 @@ def plain_md5(answer: Any) -> Optional[str]:
 
 
 def is_checkable(head: ObjectHead) -> bool:
-    """Whether :func:`check_content` can check the bytes themselves (a checksum or an MD5 ETag to compare)."""
-    return head.checksum is not None or head.content_md5 is not None
+    """Whether :func:`check_content` can check the bytes themselves (a checksum this machine computes, or an
+    MD5 ETag, to compare)."""
+    return _computable_checksum(head) is not None or head.content_md5 is not None
+
+
+def _computable_checksum(head: ObjectHead) -> Optional[Any]:
+    """``head``'s full-object checksum if this machine computes it (see :mod:`.checksums`), else ``None``."""
+    if head.checksum is None or checksum_b64(head.checksum[0], b"") is None:
+        return None
+    return head.checksum
 
 
 def check_content(url: str, data: bytes, head: ObjectHead) -> None:
@@ -112,9 +112,10 @@ def check_content(url: str, data: bytes, head: ObjectHead) -> None:
     checksum, else its MD5 ETag, where it has one (see :func:`is_checkable`)."""
     if len(data) != head.size:
         raise WrongLength(f"{url}: received {len(data)} bytes of an object of {head.size}")
-    if head.checksum is not None:
-        algorithm, expected = head.checksum
-        actual = base64.b64encode(CHECKSUMS[algorithm](data)).decode()
+    checksum = _computable_checksum(head)
+    if checksum is not None:
+        algorithm, expected = checksum
+        actual = checksum_b64(algorithm, data)
     elif head.content_md5 is not None:
         algorithm, expected, actual = "MD5", head.content_md5, hashlib.md5(data).hexdigest()
     else:

@@ -9,6 +9,8 @@ MB/s over the whole pass (worker start-up included, the same for all three), the
 its S3 requests and their cost (counted by the pipe, DataLoader workers included) and the cache's hits.
 A miss's last read does not wait for its copy's check; after each cached pass the process waits for the checks
 still pending (``finalize_after_s``, not in the pass's time), so that epoch 2 starts with every entry in place.
+Each result says what the copies were checked against (``cache_check``, at the default ``cache_verify="auto"``:
+the first shard's full-object CRC where its HEAD gives one this machine computes, else ``"size+ETag"``).
 The cache lives in ``DIR/<method>-<workers>w``, emptied before and removed after.
 """
 import dataclasses
@@ -19,6 +21,8 @@ from typing import Any, Dict, List, Optional
 
 from ...s3.backends import BACKENDS, PIPE_BACKEND
 from ...s3.cache import join_finalizers
+from ...s3.cache.integrity import copy_check
+from ...s3.client.objects import head_object
 from ...s3.stats import PipeStats
 from .cpus import affinity
 from .measure import PeakMemory, cpu_seconds, payload_bytes
@@ -90,7 +94,13 @@ def cached_epochs(job: Any) -> Dict[str, Any]:
         shutil.rmtree(cache_dir, ignore_errors=True)
     return {"method": job.method, "description": METHODS[job.method][0], "num_workers": job.num_workers,
             "decoder": job.decoder, "status": "ok", "cache_limit_bytes": context.cache_limit_bytes, "cpus": affinity(),
-            "epochs": passes}
+            "cache_check": _cache_check(context), "epochs": passes}
+
+
+def _cache_check(context: MethodContext) -> str:
+    """What the default level checks a copy of the first shard against (one HEAD, outside the passes)."""
+    check = copy_check(head_object(context.urls[0], context.s3_config()), "auto")
+    return check.algorithm or "size+ETag"
 
 
 def epoch_rows(result: Dict[str, Any]) -> List[Dict[str, Any]]:
