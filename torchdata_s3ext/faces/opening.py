@@ -51,6 +51,9 @@ class S3OpenerIterDataPipe(Pipe):
             copy is the object's current version. See ``docs/cache.md``. ``None`` (default): no cache
         cache_limit_bytes: the most the cache's files take on disk, partial ones included (least recently used
             shards evicted; a larger shard is streamed uncached); ``None`` (default): no limit
+        cache_verify: what a copy is checked against before it is kept: ``"auto"`` (default; S3's whole-object
+            CRC64NVME, CRC32C or CRC32 when the object has one, else its size and ETag), ``"md5"`` (an MD5 of
+            the copy against an MD5 ETag), ``"size"`` (size and ETag only); see ``docs/cache.md``
         prefetch: open the next shard on a thread of its own once the current one has requested its last part
             (at once for a stream that reads no parts ahead), so that its first parts are on the wire when it is
             reached; at most one shard ahead. Its errors are raised when its shard is reached; a shard opened
