@@ -23,6 +23,7 @@ The state is the draws made, each source's pass and whether it has run out, and 
 resume draws on from the same number and every source goes on where it was.
 """
 import bisect
+import itertools
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..stage import Stage, StateUnavailable
@@ -109,6 +110,7 @@ class Mix(Stage[Dict[str, Any]]):
         self._ran_out: List[str] = []  # ran out at least once this epoch
         self._ended = False
         self._draws: Optional[Draws] = None
+        self._drawn_from: Optional[Any] = None  # (sources out, the sources drawn from, their weights' bounds)
 
     def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
         if state is not None and state.get("unavailable"):
@@ -120,6 +122,7 @@ class Mix(Stage[Dict[str, Any]]):
             self._given = {name: 0 for name in self.names}
         else:
             self._take(state)
+        self._drawn_from = None
         for name in self.names:
             self.passes[name].epoch = pass_number(self.epoch, self._cycles[name])
             self.sources[name].reset(None if state is None else state["sources"].get(name))
@@ -157,15 +160,14 @@ class Mix(Stage[Dict[str, Any]]):
 
     def _draw(self) -> Optional[str]:
         """The next sample's source, drawn by weight among those still drawn; ``None`` when none is."""
-        names = [name for name in self.names if name not in self._out]
+        if self._drawn_from is None or self._drawn_from[0] != len(self._out):
+            names = [name for name in self.names if name not in self._out]
+            bounds = list(itertools.accumulate(self.weights[self.names.index(name)] for name in names))
+            self._drawn_from = (len(self._out), names, bounds)  # kept until another source runs out
+        _, names, bounds = self._drawn_from
         if not names:
             return None
-        weights = [self.weights[self.names.index(name)] for name in names]
-        bounds, total = [], 0.0
-        for weight in weights:
-            total += weight
-            bounds.append(total)
-        point = self._draws.next() / _UNIT * total  # type: ignore[union-attr]
+        point = self._draws.next() / _UNIT * bounds[-1]  # type: ignore[union-attr]
         return names[min(bisect.bisect_right(bounds, point), len(names) - 1)]
 
     def _ran_out_of(self, name: str) -> None:

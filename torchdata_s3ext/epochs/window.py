@@ -65,6 +65,7 @@ class EpochWindow(Stage[Any]):
         self._share = 0
         self._taken = 0
         self._begun = False
+        self._handed_over = False  # where this epoch stopped is kept, and nothing was read since
         self._reader = (0, 1)
 
     def _reader_share(self) -> Tuple[Tuple[int, int], int]:
@@ -77,6 +78,7 @@ class EpochWindow(Stage[Any]):
 
     def reset(self, state: Optional[Dict[str, Any]] = None) -> None:
         self._reader, self._share = self._reader_share()
+        self._handed_over = False
         if state is not None:
             self.epoch, self._taken = int(state["epoch"]), int(state["taken"])
             self.source.reset(state[SOURCE])  # type: ignore[union-attr]
@@ -115,11 +117,14 @@ class EpochWindow(Stage[Any]):
             self._hand_over()
             raise
         self._taken += 1
+        self._handed_over = False
         return item
 
     def _hand_over(self) -> None:
         """Keep where this epoch stopped for the next one, read by whichever process reads it."""
-        _write_handover(self._handover_path(), self.epoch, self.source.state())  # type: ignore[union-attr]
+        if not self._handed_over:
+            _write_handover(self._handover_path(), self.epoch, self.source.state())  # type: ignore[union-attr]
+            self._handed_over = True
 
     def state(self) -> Dict[str, Any]:
         return {"stage": self.kind, SOURCE: self.source.state(), "epoch": self.epoch, "taken": self._taken}  # type: ignore[union-attr]
