@@ -374,3 +374,25 @@ def test_the_reader_takes_exactly_one_of_fetch_and_fetch_into_and_positive_sizes
         RangedReader("s3://b/k", 10, fetch=lambda start, end: b"", fetch_into=lambda start, view: None)
     with pytest.raises(ValueError, match="must be positive, got 0 and 6"):
         RangedReader("s3://b/k", 10, fetch=lambda start, end: b"", part_size=0)
+
+
+@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.given(
+    size=st.integers(1, 20_000), part_size=st.integers(1, 3000),
+    reads=st.lists(st.tuples(st.binary(max_size=300), st.integers(0, 7000)), min_size=1, max_size=8),
+)
+def test_read_after_is_the_prefix_then_a_read(size, part_size, reads):
+    """``read_after(prefix, n)`` returns what ``prefix + read(n)`` would, and moves as ``read(n)`` does."""
+    data = bytes((i * 31) % 256 for i in range(size))
+    reader = RangedReader("s3://b/k", size, part_size=part_size, concurrency=2,
+                          fetch_into=lambda start, view: view.__setitem__(slice(None), data[start:start + len(view)]))
+    position = 0
+    try:
+        for prefix, read_size in reads:
+            got = reader.read_after(prefix, read_size)
+            assert got == prefix + data[position:position + read_size]
+            assert type(got) is bytes
+            position = min(position + read_size, size)
+            assert reader.tell() == position
+    finally:
+        reader.close()

@@ -3,8 +3,8 @@
 :class:`TarInput` reads a shard's bytes forward in large reads and never asks the stream for more than it
 holds a use for: a member's data comes in pieces of at most :data:`PIECE` bytes, so a header that claims more
 than the shard holds costs only the bytes that are really there. :func:`read_header` reads one member's
-headers: the 512-byte block (parsed and checksummed by ``tarfile.TarInfo.frombuf``, the standard library's
-public parser), and before it the extensions that name the member or change its size: GNU long names
+headers: the 512-byte block (parsed and checksummed by :func:`~.tar_header.parse_block`, as ``tarfile``
+does), and before it the extensions that name the member or change its size: GNU long names
 (``L``, ``K``) and pax records (``x``, and ``g`` for all members after it). Sparse members (GNU ``S``, pax
 ``GNU.sparse.*``) are refused: their data is a map of holes that ``tarfile`` would fill with zeros, which a
 header can make gigabytes long. Where the stream's length is known (it seeks: a ranged object, a file), a
@@ -15,6 +15,8 @@ ends, so a claim costs at most the bytes that exist.
 import io
 import tarfile
 from typing import IO, Callable, Dict, List, NamedTuple, Optional
+
+from .tar_header import HeaderBlock, parse_block
 
 __all__ = ["BLOCK", "PIECE", "ClaimPastEnd", "HeaderProblem", "MemberHeader", "TarInput", "padded", "read_header", "stream_length",
            "after_the_end", "is_header"]
@@ -52,6 +54,11 @@ class TarInput:
     """The bytes of ``stream`` read forward, with the offset reached (``offset``, from the stream's start;
     ``prefix``: its first bytes, already read from it).
 
+    Small reads (headers, small members) are served from a read-ahead of at least 64 KiB; a large member is
+    its first bytes from the read-ahead and the rest from the stream, joined into one ``bytes``: copied once,
+    together, where the stream offers ``read_after(prefix, size)`` (a ranged object's stream does), else
+    read, then joined.
+
     ``size``: the stream's length from its start (see :func:`stream_length`), when it is known: a header may
     not claim past it, and what is skipped is seeked past, not read (how an index is made from the headers
     alone)."""
@@ -76,7 +83,10 @@ class TarInput:
         head = self._buffer[self._position:]
         self._buffer, self._position = b"", 0
         wanted = size - buffered
-        if wanted >= _READ_AHEAD:
+        read_after = getattr(self._stream, "read_after", None)
+        if wanted >= _READ_AHEAD and head and wanted <= PIECE and read_after is not None:
+            data = read_after(head, wanted)  # the bytes read ahead and the rest copied once, together
+        elif wanted >= _READ_AHEAD:
             pieces = self._pieces(wanted, wanted)
             data = b"".join([head] + pieces) if head or len(pieces) != 1 else pieces[0]
         else:  # a small read: take more, for the headers and members that follow
@@ -95,7 +105,7 @@ class TarInput:
     def skip(self, size: int) -> int:
         """Read (or seek) past ``size`` bytes; how many there were."""
         buffered = len(self._buffer) - self._position
-        if self.size is not None and size > buffered:
+        if self.size is not None and size > buffered and size >= _READ_AHEAD:  # a short skip reads on, headers and all
             skipped = min(size, self.size - self.offset)
             self._stream.seek(self._origin + self.offset + skipped)
             self._buffer, self._position = b"", 0
@@ -154,9 +164,9 @@ class MemberHeader(NamedTuple):
         return self.type in _REGULAR
 
 
-def _parse_block(block: bytes, at: int) -> tarfile.TarInfo:
+def _parse_block(block: bytes, at: int) -> HeaderBlock:
     try:
-        return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        return parse_block(block)
     except tarfile.HeaderError as error:
         raise HeaderProblem(str(error) or type(error).__name__, at) from error
 
@@ -215,7 +225,7 @@ def read_header(tar: TarInput, global_pax: Dict[str, str]) -> Optional[MemberHea
             pax.update(parse_pax(data, at))
 
 
-def _member(info: tarfile.TarInfo, start: int, at: int, long_name: Optional[str], pax: Dict[str, str],
+def _member(info: HeaderBlock, start: int, at: int, long_name: Optional[str], pax: Dict[str, str],
             stream_size: Optional[int]) -> MemberHeader:
     """The member ``info`` (its last header block at ``at``) heads, or the problem with it (``stream_size``: where
     the stream ends, where known)."""
@@ -263,7 +273,7 @@ def after_the_end(tar: TarInput, marker_at: int, shown: Callable[[int], int], si
 def is_header(block: bytes) -> bool:
     """Whether ``block`` parses as a tar header (its checksum right)."""
     try:
-        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        parse_block(block)
     except tarfile.HeaderError:
         return False
     return True

@@ -141,17 +141,23 @@ class RangedReader(io.RawIOBase):
         return self._position
 
     def read(self, size: Optional[int] = -1) -> bytes:
+        return self.read_after(b"", size)
+
+    def read_after(self, prefix: bytes, size: Optional[int] = -1) -> bytes:
+        """``prefix + self.read(size)``, with the bytes copied once (a tar member's first bytes, already read
+        ahead, and the rest of it)."""
         self._check_open()
         remaining = max(self.end - self._position, 0)
         size = remaining if size is None or size < 0 else min(size, remaining)
-        pieces: List[memoryview] = []
+        pieces: List[PartData] = [prefix] if prefix else []
         while size:
             piece = self._current()[:size]
             pieces.append(piece)
             self._position += len(piece)
             size -= len(piece)
-        if len(pieces) == 1 and type(pieces[0].obj) is bytes and len(pieces[0]) == len(pieces[0].obj):
-            data = pieces[0].obj  # a whole part: no copy
+        first = pieces[0] if len(pieces) == 1 else None
+        if isinstance(first, memoryview) and type(first.obj) is bytes and len(first) == len(first.obj):
+            data = first.obj  # a whole part: no copy
         else:
             data = b"".join(pieces)
         self._read_returned()
