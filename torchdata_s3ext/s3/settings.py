@@ -6,7 +6,8 @@ import inspect
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .._config import S3Config
-from .backends import check_backend_name, get_opener
+from .backends import BACKENDS, check_backend_name, get_opener
+from .io.sizing import SIZING_OPTIONS, check_sizing_options
 from .keywords import check_keywords
 
 __all__ = ["CACHE_VERIFY_LEVELS", "OPENER_OPTIONS", "OpenSettings", "split_s3_settings"]
@@ -81,6 +82,8 @@ class OpenSettings:
         ``cache_dir``, ``cache_limit_bytes``, ``cache_verify`` and ``prefetch``."""
         concrete = check_backend_name(backend)
         config_fields, options = split_s3_settings(concrete, settings, others)
+        if BACKENDS[concrete].ranged:
+            check_sizing_options(**{name: options[name] for name in SIZING_OPTIONS if name in options})
         cache_dir = options.pop("cache_dir", None)
         cache_limit_bytes = options.pop("cache_limit_bytes", None)
         prefetch = options.pop("prefetch", True)

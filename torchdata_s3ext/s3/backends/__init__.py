@@ -31,7 +31,8 @@ class Backend(NamedTuple):
     module: str
     #: how it reads an object, in a few words (``bench --list-methods`` prints it)
     description: str
-    #: reads the object as ranged parts, several in flight: takes ``part_size`` and ``concurrency``
+    #: reads the object as ranged parts, several in flight: takes ``memory_budget`` (parts adapted to the link
+    #: within it) or ``part_size`` and ``concurrency`` (fixed); see ``s3/io/sizing.py``
     ranged: bool
     #: the libraries it needs beyond the package's own, and the extra that installs them
     requires: Tuple[str, ...] = ()
