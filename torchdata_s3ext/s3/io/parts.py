@@ -158,6 +158,11 @@ class PooledParts(PartSource):
         self._held: List[PartData] = []  # the parts the read in progress has moved past
         self._all_requested = False
 
+    @property
+    def lent_bytes(self) -> int:
+        """The memory of the buffers lent: what the sizing's budget bounds."""
+        return self.lent * self.part_size
+
     def job(self, start: int, end: int) -> Optional[Callable[[], memoryview]]:
         buffer = self._lend()
         if buffer is None:
