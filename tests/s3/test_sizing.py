@@ -1,0 +1,201 @@
+"""Parts sized to the link within a memory budget (``s3/io/sizing.py``): the policy's decisions, and readers
+through a slow proxy that never hold more part memory than the budget and always return the object's bytes."""
+import itertools
+
+import hypothesis
+import pytest
+from hypothesis import strategies as st
+
+from torchdata_s3ext import S3Config
+from torchdata_s3ext.s3.backends import _boto3
+from torchdata_s3ext.s3.io import parts, sizing
+from torchdata_s3ext.s3.io.sizing import PartSizing, first_part_size, most_in_flight, sizing_for, smaller_part_size
+from torchdata_s3ext.s3.settings import OpenSettings
+from torchdata_s3ext.testing import FaultPlan, S3Proxy
+
+MiB = 1 << 20
+KiB = 1 << 10
+S3_LINK = dict(latency_s=0.030, rate=90e6)  # real S3, per connection
+LOOPBACK = dict(latency_s=0.0005, rate=400e6)
+
+
+@pytest.fixture
+def endpoints(monkeypatch):
+    """What the process learned per endpoint, empty for the test."""
+    fresh = sizing._Endpoints()
+    monkeypatch.setattr(sizing, "_ENDPOINTS", fresh)
+    return fresh
+
+
+@pytest.fixture
+def small_parts(monkeypatch, endpoints):
+    """Parts down to 64 KiB, so that budgets of a few MiB hold many; empty spare buffers and learned state."""
+    monkeypatch.setattr(sizing, "MIN_PART_SIZE", 64 * KiB)
+    monkeypatch.setattr(parts, "_SPARE", parts.SpareBuffers())
+
+
+def test_the_default_budget_is_todays_sixteen_mib_parts_six_in_flight(endpoints):
+    fresh = sizing_for("boto3 http://a")
+    assert (fresh.part_size, fresh.in_flight, fresh.most_in_flight, fresh.memory_budget) == (16 * MiB, 6, 6, 112 * MiB)
+    assert fresh.adaptive
+
+
+def test_a_smaller_budget_starts_with_smaller_parts_not_below_the_floor():
+    assert [first_part_size(budget * MiB) // MiB for budget in (112, 64, 32, 20, 8)] == [16, 8, 4, 4, 4]
+    assert most_in_flight(8 * MiB, 4 * MiB) == 1
+    assert most_in_flight(1 << 30, 4 * MiB) == sizing.MOST_IN_FLIGHT  # the client's connections bound it too
+
+
+def test_a_far_link_gets_parts_half_as_large_while_that_pays():
+    assert smaller_part_size(112 * MiB, 16 * MiB, **S3_LINK) == 8 * MiB
+    # at 8 MiB the budget allows more parts than one stream may have in flight: smaller would not deliver more
+    assert smaller_part_size(112 * MiB, 8 * MiB, **S3_LINK) is None
+    assert smaller_part_size(40 * MiB, 8 * MiB, **S3_LINK) == 4 * MiB
+    assert smaller_part_size(40 * MiB, 4 * MiB, **S3_LINK) is None  # the floor
+
+
+def test_a_near_link_keeps_its_part_size():
+    assert smaller_part_size(112 * MiB, 16 * MiB, **LOOPBACK) is None
+    assert smaller_part_size(40 * MiB, 8 * MiB, **LOOPBACK) is None
+
+
+def test_parts_never_shrink_below_what_one_connection_receives_in_one_latency():
+    assert smaller_part_size(112 * MiB, 16 * MiB, latency_s=0.2, rate=90e6) is None  # 18 MB per latency
+
+
+def timed_sizing(endpoint, budget, latency_s, rate, parts_timed=3):
+    """A stream's sizing that has timed ``parts_timed`` parts on a link of that latency and rate."""
+    stream = PartSizing.for_endpoint(endpoint, budget)
+    for _ in range(parts_timed):
+        stream.first_byte(latency_s)
+        stream.timed(stream.part_size, latency_s + stream.part_size / rate)
+    return stream
+
+
+def test_waits_put_more_in_flight_up_to_the_budget_and_the_next_stream_starts_there(endpoints):
+    stream = timed_sizing("boto3 http://far", 224 * MiB, **S3_LINK)
+    assert (stream.part_size, stream.in_flight, stream.most_in_flight) == (16 * MiB, 6, 13)
+    for _ in range(20):
+        stream.waited()
+    assert stream.in_flight == 13  # (13 + 1) x 16 MiB = the budget
+    assert (PartSizing.for_endpoint("boto3 http://far", 224 * MiB).in_flight) == 13
+    assert PartSizing.for_endpoint("boto3 http://other", 224 * MiB).in_flight == 6  # per endpoint
+    assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).in_flight == 6  # and per budget
+
+
+def test_waiting_with_the_budget_full_on_a_far_link_halves_the_next_streams_parts(endpoints):
+    stream = timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK)
+    stream.waited()
+    assert (stream.part_size, stream.in_flight) == (16 * MiB, 6)  # a stream keeps its part size
+    after = PartSizing.for_endpoint("boto3 http://far", 112 * MiB)
+    assert (after.part_size, after.in_flight, after.most_in_flight) == (8 * MiB, 13, 13)  # as many bytes in flight
+
+
+def test_waiting_with_the_budget_full_on_a_near_link_keeps_the_part_size(endpoints):
+    timed_sizing("boto3 http://near", 112 * MiB, **LOOPBACK).waited()
+    assert PartSizing.for_endpoint("boto3 http://near", 112 * MiB).part_size == 16 * MiB
+
+
+def test_the_part_size_waits_for_enough_timings(endpoints):
+    timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, parts_timed=2).waited()
+    assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).part_size == 16 * MiB
+
+
+def test_explicit_part_size_or_concurrency_is_never_adapted(endpoints):
+    for fixed in (sizing_for("boto3 http://far", part_size=MiB), sizing_for("boto3 http://far", concurrency=3)):
+        before = (fixed.part_size, fixed.in_flight, fixed.most_in_flight)
+        for _ in range(10):
+            fixed.first_byte(0.03)
+            fixed.timed(fixed.part_size, 1.0)
+            fixed.waited()
+        assert (fixed.part_size, fixed.in_flight, fixed.most_in_flight) == before and not fixed.adaptive
+    assert (before[0], before[1]) == (16 * MiB, 3)
+    assert endpoints.learned == {}
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"memory_budget": 4 * MiB}, "memory_budget must be a number of bytes that holds two parts of 4194304 bytes"),
+    ({"memory_budget": 1.5e8}, "memory_budget must be a number of bytes"),
+    ({"memory_budget": 64 * MiB, "part_size": MiB}, "give memory_budget .* or part_size/concurrency .*, not both"),
+    ({"memory_budget": 64 * MiB, "concurrency": 2}, "not both"),
+    ({"part_size": 0}, "part_size must be a positive whole number, got 0"),
+    ({"concurrency": 2.5}, "concurrency must be a positive whole number, got 2.5"),
+])
+@pytest.mark.parametrize("backend", ["auto", "boto3", "fsspec", "iopath"])
+def test_sizing_options_are_checked_where_they_are_given(backend, options, message):
+    with pytest.raises(ValueError, match=message):
+        OpenSettings.from_keywords(backend, **options)
+
+
+def test_memory_budget_is_an_option_of_the_ranged_backends_only():
+    assert OpenSettings.from_keywords("auto", memory_budget=64 * MiB).options == {"memory_budget": 64 * MiB}
+    with pytest.raises(TypeError, match="memory_budget"):
+        OpenSettings.from_keywords("awscli", memory_budget=64 * MiB)
+
+
+def object_bytes(size):
+    return bytes((i * 29 + i // 251) % 256 for i in range(size))
+
+
+def read_checking_the_budget(url, config, read_sizes, **options):
+    """The stream's bytes, read in ``read_sizes`` cycled; after every read, the part memory its pool lent is
+    within the budget and no more parts are in flight than the sizing allows. Returns (bytes, sizing)."""
+    stream = _boto3.open_url(url, config, **options)
+    pool, stream_sizing = stream._parts, stream._sizing
+    chunks = []
+    try:
+        for read_size in itertools.cycle(read_sizes):
+            chunk = stream.read(read_size)
+            assert pool.lent_bytes <= stream_sizing.memory_budget
+            assert len(stream._window) <= stream_sizing.in_flight <= stream_sizing.most_in_flight
+            assert pool.part_size == stream_sizing.part_size
+            if not chunk:
+                return b"".join(chunks), stream_sizing
+            chunks.append(chunk)
+    finally:
+        stream.close()
+
+
+@hypothesis.settings(max_examples=8, deadline=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(
+    latency_ms=st.sampled_from([0, 5, 20]), rate_mb=st.sampled_from([4, 16, 64]),
+    budget_kib=st.sampled_from([512, 1024, 3072]), read_sizes=st.lists(st.integers(1, 200 * KiB), min_size=1, max_size=4),
+)
+def test_readers_through_any_link_stay_within_the_budget_and_byte_exact(
+    latency_ms, rate_mb, budget_kib, read_sizes, small_parts, put, s3_server,
+):
+    data = object_bytes(3 * MiB + 12_345)
+    urls = [put(data, key=f"sized-{number}.bin") for number in range(3)]
+    plan = FaultPlan(bandwidth_bytes_per_s=rate_mb * 1e6, first_byte_latency_s=latency_ms / 1000, fault_kinds=("GET",))
+    with S3Proxy(s3_server.endpoint_url, plan) as link:
+        config = S3Config(endpoint_url=link.endpoint_url).resolved()
+        for url in urls:  # one after the other: each starts where the last one got to
+            read, _ = read_checking_the_budget(url, config, read_sizes, memory_budget=budget_kib * KiB)
+            assert read == data
+
+
+def test_a_reader_that_waits_puts_more_in_flight_and_the_next_stream_starts_there(small_parts, put, s3_server):
+    data = object_bytes(2 * MiB)
+    url = put(data)
+    plan = FaultPlan(bandwidth_bytes_per_s=8e6, first_byte_latency_s=0.01, fault_kinds=("GET",))
+    with S3Proxy(s3_server.endpoint_url, plan) as link:
+        config = S3Config(endpoint_url=link.endpoint_url).resolved()
+        first = PartSizing.for_endpoint(f"boto3 {link.endpoint_url}", 4 * MiB)
+        assert (first.part_size, first.in_flight) == (512 * KiB, 6)
+        read, stream_sizing = read_checking_the_budget(url, config, [64 * KiB], memory_budget=4 * MiB)
+        assert read == data
+        assert stream_sizing.in_flight == 7  # 8 parts of 512 KiB in 4 MiB: waited for (a link slower than memory)
+        learned = PartSizing.for_endpoint(f"boto3 {link.endpoint_url}", 4 * MiB)
+        assert (learned.part_size * (learned.in_flight + 1)) == 4 * MiB  # as many bytes in flight, maybe smaller parts
+
+
+def test_explicit_part_size_and_concurrency_stay_fixed_through_a_slow_link(small_parts, put, s3_server, endpoints):
+    data = object_bytes(MiB + 5)
+    url = put(data)
+    plan = FaultPlan(bandwidth_bytes_per_s=8e6, first_byte_latency_s=0.01, fault_kinds=("GET",))
+    with S3Proxy(s3_server.endpoint_url, plan) as link:
+        config = S3Config(endpoint_url=link.endpoint_url).resolved()
+        read, stream_sizing = read_checking_the_budget(url, config, [100 * KiB], part_size=128 * KiB, concurrency=2)
+    assert read == data
+    assert (stream_sizing.part_size, stream_sizing.in_flight, stream_sizing.most_in_flight) == (128 * KiB, 2, 2)
+    assert endpoints.learned == {}
