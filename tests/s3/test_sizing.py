@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from torchdata_s3ext import S3Config
 from torchdata_s3ext.s3.backends import _boto3
-from torchdata_s3ext.s3.io import parts, sizing
-from torchdata_s3ext.s3.io.sizing import PartSizing, first_part_size, most_in_flight, sizing_for, smaller_part_size
+from torchdata_s3ext.s3.io import link_sizing, parts, sizing
+from torchdata_s3ext.s3.io.link_sizing import PartSizing, sizing_for
+from torchdata_s3ext.s3.io.sizing import first_part_size, is_better, most_in_flight, smaller_part_size
 from torchdata_s3ext.s3.settings import OpenSettings
 from torchdata_s3ext.testing import FaultPlan, S3Proxy
 
@@ -22,8 +23,8 @@ LOOPBACK = dict(latency_s=0.0005, rate=400e6)
 @pytest.fixture
 def endpoints(monkeypatch):
     """What the process learned per endpoint, empty for the test."""
-    fresh = sizing._Endpoints()
-    monkeypatch.setattr(sizing, "_ENDPOINTS", fresh)
+    fresh = link_sizing._Endpoints()
+    monkeypatch.setattr(link_sizing, "_ENDPOINTS", fresh)
     return fresh
 
 
@@ -63,12 +64,14 @@ def test_parts_never_shrink_below_what_one_connection_receives_in_one_latency():
     assert smaller_part_size(112 * MiB, 16 * MiB, latency_s=0.2, rate=90e6) is None  # 18 MB per latency
 
 
-def timed_sizing(endpoint, budget, latency_s, rate, parts_timed=3):
-    """A stream's sizing that has timed ``parts_timed`` parts on a link of that latency and rate."""
+def timed_sizing(endpoint, budget, latency_s, rate, parts_timed=3, read_seconds=0.5):
+    """A stream's sizing that has timed ``parts_timed`` parts on a link of that latency and rate, and read
+    them in ``read_seconds``."""
     stream = PartSizing.for_endpoint(endpoint, budget)
     for _ in range(parts_timed):
         stream.first_byte(latency_s)
         stream.timed(stream.part_size, latency_s + stream.part_size / rate)
+    stream.parts_read, stream.read_seconds = parts_timed, read_seconds
     return stream
 
 
@@ -76,7 +79,7 @@ def test_waits_put_more_in_flight_up_to_the_budget_and_the_next_stream_starts_th
     stream = timed_sizing("boto3 http://far", 224 * MiB, **S3_LINK)
     assert (stream.part_size, stream.in_flight, stream.most_in_flight) == (16 * MiB, 6, 13)
     for _ in range(20):
-        stream.waited()
+        stream.waited(0.1)
     assert stream.in_flight == 13  # (13 + 1) x 16 MiB = the budget
     assert (PartSizing.for_endpoint("boto3 http://far", 224 * MiB).in_flight) == 13
     assert PartSizing.for_endpoint("boto3 http://other", 224 * MiB).in_flight == 6  # per endpoint
@@ -85,19 +88,60 @@ def test_waits_put_more_in_flight_up_to_the_budget_and_the_next_stream_starts_th
 
 def test_waiting_with_the_budget_full_on_a_far_link_halves_the_next_streams_parts(endpoints):
     stream = timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK)
-    stream.waited()
+    stream.waited(0.1)
     assert (stream.part_size, stream.in_flight) == (16 * MiB, 6)  # a stream keeps its part size
     after = PartSizing.for_endpoint("boto3 http://far", 112 * MiB)
     assert (after.part_size, after.in_flight, after.most_in_flight) == (8 * MiB, 13, 13)  # as many bytes in flight
 
 
+def trial_stream(endpoints, seconds_per_byte_then, seconds_per_byte_now):
+    """A stream of 16 MiB parts read at ``seconds_per_byte_then``, held back by the link, that put 8 MiB parts
+    on trial, then a stream of those read at ``seconds_per_byte_now``, closed: what the endpoint learned."""
+    before = timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, parts_timed=4,
+                          read_seconds=seconds_per_byte_then * 4 * 16 * MiB)
+    before.waited(before.read_seconds / 2)
+    trial = timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, parts_timed=8,
+                         read_seconds=seconds_per_byte_now * 8 * 8 * MiB)
+    assert trial.part_size == 8 * MiB
+    trial.finished()
+    return endpoints.learned["boto3 http://far"]
+
+
+def test_smaller_parts_on_trial_are_kept_when_their_stream_was_read_faster(endpoints):
+    learned = trial_stream(endpoints, 2e-9, 1e-9)
+    assert (learned.part_size, learned.trial_of, learned.settled) == (8 * MiB, None, False)
+    assert is_better(1e-9, 2e-9) and not is_better(1.9e-9, 2e-9)
+
+
+def test_smaller_parts_that_did_not_do_better_give_way_to_the_larger_ones_for_good(endpoints):
+    learned = trial_stream(endpoints, 1e-9, 1e-9)
+    assert (learned.part_size, learned.in_flight, learned.settled) == (16 * MiB, 6, True)
+    timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK).waited(0.1)
+    assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).part_size == 16 * MiB  # not tried again
+
+
+def test_a_stream_of_older_parts_has_no_say_once_smaller_ones_are_on_trial(endpoints):
+    older = timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK)
+    older.waited(0.1)
+    assert endpoints.learned["boto3 http://far"].part_size == 8 * MiB
+    older.in_flight -= 1
+    older.waited(0.1)  # grows its own window, but the endpoint stays on trial
+    assert endpoints.learned["boto3 http://far"].part_size == 8 * MiB
+    assert endpoints.learned["boto3 http://far"].trial_of is not None
+
+
+def test_a_reader_that_seldom_waits_keeps_the_part_size_even_on_a_far_link(endpoints):
+    timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, read_seconds=10.0).waited(0.1)  # 1% of its time
+    assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).part_size == 16 * MiB
+
+
 def test_waiting_with_the_budget_full_on_a_near_link_keeps_the_part_size(endpoints):
-    timed_sizing("boto3 http://near", 112 * MiB, **LOOPBACK).waited()
+    timed_sizing("boto3 http://near", 112 * MiB, **LOOPBACK).waited(0.1)
     assert PartSizing.for_endpoint("boto3 http://near", 112 * MiB).part_size == 16 * MiB
 
 
 def test_the_part_size_waits_for_enough_timings(endpoints):
-    timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, parts_timed=2).waited()
+    timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, parts_timed=2).waited(0.1)
     assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).part_size == 16 * MiB
 
 
@@ -107,7 +151,7 @@ def test_explicit_part_size_or_concurrency_is_never_adapted(endpoints):
         for _ in range(10):
             fixed.first_byte(0.03)
             fixed.timed(fixed.part_size, 1.0)
-            fixed.waited()
+            fixed.waited(0.1)
         assert (fixed.part_size, fixed.in_flight, fixed.most_in_flight) == before and not fixed.adaptive
     assert (before[0], before[1]) == (16 * MiB, 3)
     assert endpoints.learned == {}

@@ -16,7 +16,7 @@ from ..client.objects import head_object, plain_md5
 from ..client.retry import call_with_retries, code_of
 from ..io.ranged import RangedReader
 from ..io.ranges import check_range, is_whole
-from ..io.sizing import PartSizing, sizing_for
+from ..io.link_sizing import PartSizing, sizing_for
 from ..url import S3Location, parse_s3_url
 
 __all__ = ["open_url"]

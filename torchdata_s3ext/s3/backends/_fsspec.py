@@ -20,7 +20,7 @@ from ..client.pins import VersionPin
 from ..client.retry import call_with_retries
 from ..io.ranged import RangedReader
 from ..io.ranges import check_part_length, check_range
-from ..io.sizing import sizing_for
+from ..io.link_sizing import sizing_for
 from ..url import parse_s3_url
 
 __all__ = ["open_url"]

@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Union
 
 from ..stats import process_stats
 from .daemon_pool import DaemonPool
-from .sizing import PartSizing
+from .link_sizing import PartSizing
 
 __all__ = ["Md5Check", "part_source", "PartData", "PartSource", "NewParts", "into_new_buffers", "PooledParts", "SpareBuffers"]
 

@@ -24,8 +24,9 @@ from typing import Callable, Deque, List, NamedTuple, Optional
 
 from .daemon_pool import DaemonPool
 from .parts import Md5Check, PartData, part_source
+from .link_sizing import PartSizing, fixed_sizing
 from .ranges import check_range, clamp_range, is_whole, seek_target
-from .sizing import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, PartSizing, fixed_sizing
+from .sizing import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 
 __all__ = ["RangedReader", "DEFAULT_PART_SIZE", "DEFAULT_CONCURRENCY"]
 
@@ -44,9 +45,8 @@ class RangedReader(io.RawIOBase):
     """The object at ``url`` (``size`` bytes) as a seekable binary stream of ranged parts, fetched ahead.
 
     Give one of ``fetch(start, end) -> bytes`` and ``fetch_into(start, buffer)``; each call gets one part of
-    ``part_size`` bytes (the last one shorter), retried by the backend, ``concurrency`` in flight. ``sizing``
-    (:mod:`.sizing`) replaces ``part_size`` and ``concurrency``: its part size, and its parts in flight, which
-    grow when a read waits for a part, on threads and buffers for the most its memory budget allows.
+    ``part_size`` bytes (the last one shorter), retried by the backend, ``concurrency`` in flight; or as
+    ``sizing`` says (:mod:`.link_sizing`: parts in flight that grow when a read waits, within its budget).
     ``content_md5``: check the bytes against it (see the module's docstring).
 
     Byte range: ``start`` and ``end`` (``None``: the object's end; past it, the object's end) make the stream
@@ -59,7 +59,7 @@ class RangedReader(io.RawIOBase):
 
     State:
 
-    - the *window*: up to ``concurrency`` (``sizing.in_flight``) parts requested ahead, in order, from the first byte after the
+    - the *window*: up to ``concurrency`` parts requested ahead, in order, from the first byte after the
       current part (or after a seek, from the position) up to the first byte not yet requested;
     - the *current part*: the one being read, taken from the front of the window;
     - the *position*: the next byte a read returns. ``seek`` only moves it; the next read finds its part.
@@ -192,6 +192,7 @@ class RangedReader(io.RawIOBase):
             self._parts.release(self._part)
             self._part = _NO_PART
             self._parts.close()
+            self._sizing.finished()
         super().close()
 
     def _check_open(self) -> None:
@@ -221,8 +222,8 @@ class RangedReader(io.RawIOBase):
     def _take(self) -> PartData:
         """The first part of the window, once fetched (the caller refills the window)."""
         part = self._window.popleft()
-        if self._steady and not part.data.done():
-            self._sizing.waited()
+        if self._steady:
+            self._sizing.wait_for(part.data)  # in steady state, a part not there yet is the link's doing
         self._steady = True
         try:
             data = part.data.result()

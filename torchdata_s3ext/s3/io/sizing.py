@@ -1,5 +1,5 @@
-"""How large a ranged reader's parts are and how many are in flight: fixed by the user, or adapted to the link
-within a memory budget.
+"""How large a ranged reader's parts are and how many are in flight: the policy's decisions, as pure functions,
+and the options that choose it. :mod:`.link_sizing` holds what one stream and one endpoint learn.
 
 One connection is limited on its own: it waits for each answer's first byte (``latency``, ~30 ms to S3), then
 receives at its own rate (~90 MB/s from S3), so ``n`` parts of ``part_size`` bytes in flight deliver about::
@@ -8,29 +8,29 @@ receives at its own rate (~90 MB/s from S3), so ``n`` parts of ``part_size`` byt
 
 while the reader holds ``(n + 1) * part_size`` bytes of parts (the ``n`` in flight and the one being read).
 
-:class:`PartSizing` adapts ``n`` and ``part_size`` unless the user fixed either (:func:`fixed_sizing`):
+:class:`~.link_sizing.PartSizing` adapts ``n`` and ``part_size`` unless the user fixed either:
 
 - within a stream, the part size stays, and one more part goes in flight each time the reader had to wait
   for a part in steady state (not for the first part after opening or a seek), up to what ``memory_budget``
   allows (and :data:`MOST_IN_FLIGHT`, the connections one stream takes of its client's pool);
-- when the reader still waits with the budget full, and the link is far (the first byte takes at least
-  :data:`FAR_LATENCY_SHARE` of a part's time, so its connections are each limited on their own), the next
-  stream of the endpoint uses parts half as large, twice as many for the same memory, if the model above
-  says that delivers at least :data:`WORTH_IT` times more; never below :data:`MIN_PART_SIZE` (each request
-  costs CPU) nor below what one connection receives in one latency. On a near link (loopback, the same rack)
-  the first byte is almost free and the server or the CPU limits, which smaller requests only load more: the
-  part size stays.
+- when the reader still waits with the budget full, its waits are :data:`HELD_BACK` of its reading time or
+  more (the link sets the pace, not the reader), and the link looks far (the first byte takes at least
+  :data:`FAR_LATENCY_SHARE` of a part's time, so its connections would each be limited on their own), the
+  next stream of the endpoint tries parts half as large, twice as many for the same memory, if the model
+  above says that delivers at least :data:`WORTH_IT` times more; never below :data:`MIN_PART_SIZE` (each
+  request costs CPU) nor below what one connection receives in one latency;
+- the smaller parts are kept only if that stream was read faster, waits included (:func:`is_better`); else
+  the endpoint goes back to the larger parts, and stays there. A first byte can also be slow on a near link
+  whose CPU is busy (the time to an answer's head includes the wait for the GIL): there, more and smaller
+  requests only load the CPU more, and the trial shows it.
 
-What is learned (part size, parts in flight, latency, rate) is kept per endpoint for this process's next
-streams: the next shard starts where the last one got to, and so does the one the prefetch opens.
+What is learned is kept per endpoint for this process's next streams: the next shard starts where the last
+one got to, and so does the one the prefetch opens.
 """
-import dataclasses
-import os
-import threading
-from typing import Dict, Optional
+from typing import Optional
 
 __all__ = ["DEFAULT_PART_SIZE", "DEFAULT_CONCURRENCY", "DEFAULT_MEMORY_BUDGET", "MIN_PART_SIZE", "MOST_IN_FLIGHT",
-           "PartSizing", "SIZING_OPTIONS", "check_memory_budget", "check_sizing_options", "fixed_sizing", "sizing_for", "first_part_size", "most_in_flight",
+           "HELD_BACK", "SIZING_OPTIONS", "check_memory_budget", "check_sizing_options", "is_better", "first_part_size", "most_in_flight",
            "smaller_part_size"]
 
 DEFAULT_PART_SIZE = 16 << 20
@@ -47,8 +47,10 @@ FAR_LATENCY_SHARE = 0.1
 WORTH_IT = 1.2
 #: the options of the ranged backends that size their parts
 SIZING_OPTIONS = ("part_size", "concurrency", "memory_budget")
-_SMOOTHING = 0.3  # weight of the newest timing in the moving averages
-_TIMINGS_TO_DECIDE = 3  # parts timed before the part size may change
+#: the share of a stream's reading time spent waiting for parts from which the link sets the pace
+HELD_BACK = 0.1
+#: how much less time per byte a stream of smaller parts must take than the larger parts did, to keep them
+BETTER = 0.9
 
 
 def check_memory_budget(memory_budget: object) -> int:
@@ -106,107 +108,14 @@ def smaller_part_size(memory_budget: int, part_size: int, latency_s: float, rate
     return half if then >= WORTH_IT * now else None
 
 
-@dataclasses.dataclass(frozen=True)
-class _Learned:
-    """Where an endpoint's last stream got to."""
+def is_better(seconds_per_byte: float, before: float) -> bool:
+    """Whether a stream read at ``seconds_per_byte`` (waits included) did better than one read at ``before``:
+    by :data:`BETTER` at least (one stream's timing is noisy; in doubt, the larger parts).
 
-    memory_budget: int
-    part_size: int
-    in_flight: int
-
-
-class _Endpoints:
-    """What this process learned per endpoint; emptied in a child after ``fork`` (with a fresh lock)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.lock = threading.Lock()
-        self.learned: Dict[str, _Learned] = {}
-
-
-_ENDPOINTS = _Endpoints()
-os.register_at_fork(after_in_child=_ENDPOINTS.reset)
-
-
-class PartSizing:
-    """One stream's parts: ``part_size`` (fixed for the stream), ``in_flight`` (the parts it keeps requested
-    ahead, growing when it waits), ``most_in_flight`` (what its threads and buffers are sized for).
-
-    The reader calls :meth:`waited` when it had to wait for a part in steady state, the part source
-    :meth:`timed` with each part's seconds, and a backend that sees an answer's first byte
-    :meth:`first_byte` with its latency. Only an adaptive sizing (``endpoint`` given) changes anything.
+    >>> is_better(1.5e-9, 2e-9), is_better(1.9e-9, 2e-9)
+    (True, False)
     """
-
-    def __init__(self, part_size: int, in_flight: int, most: int, memory_budget: int,
-                 endpoint: Optional[str] = None) -> None:
-        self.part_size = part_size
-        self.in_flight = in_flight
-        self.most_in_flight = most
-        self.memory_budget = memory_budget
-        self.endpoint = endpoint
-        self.latency_s = 0.0  # moving average of the time to an answer's first byte
-        self.seconds_per_byte = 0.0  # moving average over parts of (seconds - latency) / bytes
-        self._timings = 0
-        self._lock = threading.Lock()
-
-    @classmethod
-    def for_endpoint(cls, endpoint: str, memory_budget: int) -> "PartSizing":
-        """Where the endpoint's last stream of the same budget got to, else its first part size and 6 in flight."""
-        with _ENDPOINTS.lock:
-            learned = _ENDPOINTS.learned.get(endpoint)
-        if learned is None or learned.memory_budget != memory_budget:
-            learned = _Learned(memory_budget, first_part_size(memory_budget), DEFAULT_CONCURRENCY)
-        most = most_in_flight(memory_budget, learned.part_size)
-        return cls(learned.part_size, min(learned.in_flight, most), most, memory_budget, endpoint)
-
-    @property
-    def adaptive(self) -> bool:
-        return self.endpoint is not None
-
-    def waited(self) -> None:
-        """The reader waited for a part in steady state: one more in flight, or, with the budget full, maybe
-        smaller parts for the endpoint's next stream."""
-        if not self.adaptive:
-            return
-        if self.in_flight < self.most_in_flight:
-            self.in_flight += 1
-            self._learn(self.part_size, self.in_flight)
-            return
-        smaller = self._smaller_part_size()
-        if smaller is not None:  # as many bytes in flight, in parts half as large
-            self._learn(smaller, min(most_in_flight(self.memory_budget, smaller), 2 * self.in_flight + 1))
-
-    def first_byte(self, latency_s: float) -> None:
-        """A backend saw an answer's first byte ``latency_s`` after its request."""
-        with self._lock:
-            self.latency_s = latency_s if not self.latency_s else _average(self.latency_s, latency_s)
-
-    def timed(self, size: int, seconds: float) -> None:
-        """A part of ``size`` bytes took ``seconds``, request to last byte."""
-        if not self.adaptive or size < self.part_size:
-            return  # the short last part would weigh its latency more
-        with self._lock:
-            per_byte = max(seconds - self.latency_s, 1e-9) / size
-            self.seconds_per_byte = per_byte if not self._timings else _average(self.seconds_per_byte, per_byte)
-            self._timings += 1
-
-    def _smaller_part_size(self) -> Optional[int]:
-        with self._lock:
-            if self._timings < _TIMINGS_TO_DECIDE:
-                return None
-            latency_s, rate = self.latency_s, 1 / self.seconds_per_byte
-        return smaller_part_size(self.memory_budget, self.part_size, latency_s, rate)
-
-    def _learn(self, part_size: int, in_flight: int) -> None:
-        with _ENDPOINTS.lock:
-            _ENDPOINTS.learned[self.endpoint] = _Learned(self.memory_budget, part_size, in_flight)  # type: ignore[index]
-
-
-def _average(old: float, new: float) -> float:
-    return (1 - _SMOOTHING) * old + _SMOOTHING * new
-
+    return seconds_per_byte <= BETTER * before
 
 
 def check_sizing_options(part_size: object = None, concurrency: object = None, memory_budget: object = None) -> None:
@@ -222,22 +131,3 @@ def check_sizing_options(part_size: object = None, concurrency: object = None, m
                              f"concurrency={concurrency!r}")
         check_memory_budget(memory_budget)
 
-
-def fixed_sizing(part_size: int, concurrency: int) -> PartSizing:
-    """The user's ``part_size`` and ``concurrency``, never adapted."""
-    if part_size < 1 or concurrency < 1:
-        raise ValueError(f"part_size and concurrency must be positive, got {part_size} and {concurrency}")
-    return PartSizing(part_size, concurrency, concurrency, (concurrency + 1) * part_size)
-
-
-def sizing_for(endpoint: str, part_size: Optional[int] = None, concurrency: Optional[int] = None,
-               memory_budget: Optional[int] = None) -> PartSizing:
-    """A ranged backend's sizing from its options (checked by :func:`check_sizing_options`): fixed where the
-    user gave ``part_size`` or ``concurrency`` (the other at its default), else adapted within
-    ``memory_budget`` (default :data:`DEFAULT_MEMORY_BUDGET`) for ``endpoint`` (what names the link: the
-    backend and its endpoint)."""
-    check_sizing_options(part_size, concurrency, memory_budget)
-    if part_size is None and concurrency is None:
-        return PartSizing.for_endpoint(endpoint, DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget)
-    return fixed_sizing(DEFAULT_PART_SIZE if part_size is None else part_size,
-                        DEFAULT_CONCURRENCY if concurrency is None else concurrency)
