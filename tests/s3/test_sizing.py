@@ -243,3 +243,13 @@ def test_explicit_part_size_and_concurrency_stay_fixed_through_a_slow_link(small
     assert read == data
     assert (stream_sizing.part_size, stream_sizing.in_flight, stream_sizing.most_in_flight) == (128 * KiB, 2, 2)
     assert endpoints.learned == {}
+
+
+def test_a_stream_of_another_part_size_lets_the_spare_buffers_of_the_old_size_go():
+    spare = parts.SpareBuffers()
+    for _ in range(3):
+        spare.give(bytearray(1000), 3)
+    assert len(spare.take(500)) == 500
+    assert spare._buffers == []  # not kept beside the new stream's buffers
+    spare.give(bytearray(500), 3)
+    assert len(spare.take(500)) == 500 and spare._buffers == []

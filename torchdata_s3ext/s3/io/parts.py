@@ -34,8 +34,9 @@ class SpareBuffers:
     plain GET).
 
     Holds at most one stream's buffers: of one part size, and no more than the stream giving one back may lend
-    (``concurrency + 1``, or its memory budget's worth). A buffer of another part size replaces them all, since the next stream is likely
-    to have the settings of the last one to finish. Emptied in a child after ``fork``.
+    (``concurrency + 1``, or its memory budget's worth). A stream of another part size (the sizing changed it,
+    :mod:`.link_sizing`) empties them when it takes a buffer, and a buffer of another size given back replaces
+    them all: the next stream is likely to have the settings of the last one. Emptied in a child after ``fork``.
     """
 
     def __init__(self) -> None:
@@ -46,7 +47,9 @@ class SpareBuffers:
     def take(self, part_size: int) -> bytearray:
         """A spare buffer of ``part_size`` bytes, or a new one."""
         with self._lock:
-            if self._buffers and self._part_size == part_size:
+            if self._part_size != part_size:
+                self._part_size, self._buffers = part_size, []  # of no use to the streams to come: let them go
+            if self._buffers:
                 return self._buffers.pop()
         return bytearray(part_size)
 
