@@ -100,6 +100,8 @@ def trial_stream(endpoints, seconds_per_byte_then, seconds_per_byte_now):
     before = timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, parts_timed=4,
                           read_seconds=seconds_per_byte_then * 4 * 16 * MiB)
     before.waited(before.read_seconds / 2)
+    before.finished()  # its whole stream is what the trial is compared with
+    assert endpoints.learned["boto3 http://far"].trial_of == (16 * MiB, 6, seconds_per_byte_then)
     trial = timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, parts_timed=8,
                          read_seconds=seconds_per_byte_now * 8 * 8 * MiB)
     assert trial.part_size == 8 * MiB

@@ -67,6 +67,7 @@ class PartSizing:
         self.read_seconds = 0.0  # from the first part taken in steady state to the last one
         self.parts_read = 0  # parts taken since the first one in steady state
         self._read_from: Optional[float] = None
+        self._began_trial = False
         self._timings = 0
         self._learned = learned or _Learned(memory_budget, part_size, in_flight)  # as the stream found it
         self._lock = threading.Lock()
@@ -121,7 +122,7 @@ class PartSizing:
         held_back = self.parts_read >= _TIMINGS_TO_DECIDE and self.wait_seconds >= HELD_BACK * self.read_seconds
         smaller = None if now.settled or now.trial_of or not held_back else self._smaller_part_size()
         if smaller is not None:  # as many bytes in flight, in parts half as large
-            self._learn(part_size=smaller, in_flight=min(most_in_flight(self.memory_budget, smaller), 2 * self.in_flight + 1),
+            self._began_trial = self._learn(part_size=smaller, in_flight=min(most_in_flight(self.memory_budget, smaller), 2 * self.in_flight + 1),
                         trial_of=(self.part_size, self.in_flight, self.read_seconds_per_byte))
 
     def first_byte(self, latency_s: float) -> None:
@@ -141,19 +142,24 @@ class PartSizing:
             self._timings += 1
 
     def finished(self) -> None:
-        """The stream is closed: if its parts were on trial, the endpoint keeps them only if it was read faster
-        than with the larger parts; else it goes back to those, settled."""
-        trial_of = self._learned.trial_of
-        if not self.adaptive or trial_of is None or self.parts_read < _TIMINGS_TO_DECIDE:
+        """The stream is closed. If it put smaller parts on trial, the speed it was read at, start to end, is
+        what they are compared with. If it read smaller parts on trial, the endpoint keeps them only if it was
+        read faster; else it goes back to the larger parts, settled."""
+        if not self.adaptive or self.parts_read < _TIMINGS_TO_DECIDE:
             return
         with _ENDPOINTS.lock:
             now = _ENDPOINTS.learned.get(self.endpoint)  # type: ignore[arg-type]
-            if now is None or now.trial_of != trial_of:
-                return  # another stream of the trial decided
-            if is_better(self.read_seconds_per_byte, trial_of[2]):
+            if now is None or now.trial_of is None or now.memory_budget != self.memory_budget:
+                return
+            larger, in_flight, before = now.trial_of
+            if self._began_trial:
+                now = dataclasses.replace(now, trial_of=(larger, in_flight, self.read_seconds_per_byte))
+            elif self._learned.trial_of is None or self.part_size != now.part_size:
+                return  # a stream of neither size on trial
+            elif is_better(self.read_seconds_per_byte, before):
                 now = dataclasses.replace(now, trial_of=None)
             else:
-                now = _Learned(self.memory_budget, trial_of[0], trial_of[1], settled=True)
+                now = _Learned(self.memory_budget, larger, in_flight, settled=True)
             _ENDPOINTS.learned[self.endpoint] = now  # type: ignore[index]
 
     def _smaller_part_size(self) -> Optional[int]:
@@ -169,13 +175,15 @@ class PartSizing:
             now = _ENDPOINTS.learned.get(self.endpoint, self._learned)  # type: ignore[arg-type]
         return now if now.memory_budget == self.memory_budget else self._learned
 
-    def _learn(self, **changes: object) -> None:
+    def _learn(self, **changes: object) -> bool:
         """Change what the endpoint learned, keeping its trial and whether it is settled unless changed; only
         from a stream of the endpoint's current part size (an older stream, of other parts, has no say)."""
         now = self._now()
-        if now.part_size == self.part_size:
-            with _ENDPOINTS.lock:
-                _ENDPOINTS.learned[self.endpoint] = dataclasses.replace(now, **changes)  # type: ignore[index, arg-type]
+        if now.part_size != self.part_size:
+            return False
+        with _ENDPOINTS.lock:
+            _ENDPOINTS.learned[self.endpoint] = dataclasses.replace(now, **changes)  # type: ignore[index, arg-type]
+        return True
 
 
 def _average(old: float, new: float) -> float:
