@@ -15,7 +15,8 @@ while the reader holds ``(n + 1) * part_size`` bytes of parts (the ``n`` in flig
   allows (and :data:`MOST_IN_FLIGHT`, the connections one stream takes of its client's pool);
 - when the reader still waits with the budget full, its waits are :data:`HELD_BACK` of its reading time or
   more (the link sets the pace, not the reader), and the link looks far (the first byte takes at least
-  :data:`FAR_LATENCY_SHARE` of a part's time, so its connections would each be limited on their own), the
+  :data:`FAR_LATENCY_SHARE` of a part's time, and a connection receives less than :data:`SLOW_CONNECTION`:
+  its connections are each limited on their own), the
   next stream of the endpoint tries parts half as large, twice as many for the same memory, if the model
   above says that delivers at least :data:`WORTH_IT` times more; never below :data:`MIN_PART_SIZE` (each
   request costs CPU) nor below what one connection receives in one latency;
@@ -41,8 +42,10 @@ DEFAULT_MEMORY_BUDGET = (DEFAULT_CONCURRENCY + 1) * DEFAULT_PART_SIZE
 MIN_PART_SIZE = 4 << 20
 #: the most parts one stream has in flight: a stream and the one prefetched fill the boto3 client's 32 connections
 MOST_IN_FLIGHT = 16
-#: the share of a part's time spent waiting for its first byte from which a link counts as far
+#: the share of a part's time spent waiting for its first byte from which a link counts as far...
 FAR_LATENCY_SHARE = 0.1
+#: ... if its connections each receive less than this (bytes/s; S3 gives one ~90 MB/s, a near server 400+)
+SLOW_CONNECTION = 250e6
 #: how much more the model must promise before the parts are halved
 WORTH_IT = 1.2
 #: the options of the ranged backends that size their parts
@@ -91,17 +94,20 @@ def _delivers(n: int, part_size: int, latency_s: float, rate: float) -> float:
 def smaller_part_size(memory_budget: int, part_size: int, latency_s: float, rate: float) -> Optional[int]:
     """Half ``part_size``, when the budget is what limits (the reader waited with it full) and smaller parts
     are worth it: the link is far (``latency_s`` is :data:`FAR_LATENCY_SHARE` of a part's time at ``rate``
-    bytes/s per connection), the half is at least :data:`MIN_PART_SIZE` and one latency's bytes, and twice
+    bytes/s per connection, below :data:`SLOW_CONNECTION`), the half is at least :data:`MIN_PART_SIZE` and one latency's bytes, and twice
     the parts in flight deliver :data:`WORTH_IT` times more; else ``None``.
 
     >>> smaller_part_size(112 << 20, 16 << 20, 0.030, 90e6) >> 20  # S3: 30 ms, 90 MB/s per connection
     8
     >>> smaller_part_size(112 << 20, 16 << 20, 0.001, 300e6) is None  # loopback: the first byte is free
     True
+    >>> smaller_part_size(112 << 20, 16 << 20, 0.030, 500e6) is None  # a busy CPU's slow heads: fast connections
+    True
     """
     half = part_size // 2
     part_time = latency_s + part_size / rate
-    if latency_s < FAR_LATENCY_SHARE * part_time or half < max(MIN_PART_SIZE, latency_s * rate):
+    far = latency_s >= FAR_LATENCY_SHARE * part_time and rate < SLOW_CONNECTION
+    if not far or half < max(MIN_PART_SIZE, latency_s * rate):
         return None
     now = _delivers(most_in_flight(memory_budget, part_size), part_size, latency_s, rate)
     then = _delivers(most_in_flight(memory_budget, half), half, latency_s, rate)
