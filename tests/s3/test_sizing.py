@@ -1,6 +1,8 @@
 """Parts sized to the link within a memory budget (``s3/io/sizing.py``): the policy's decisions, and readers
 through a slow proxy that never hold more part memory than the budget and always return the object's bytes."""
+import concurrent.futures
 import itertools
+import threading
 
 import hypothesis
 import pytest
@@ -10,7 +12,7 @@ from torchdata_s3ext import S3Config
 from torchdata_s3ext.s3.backends import _boto3
 from torchdata_s3ext.s3.io import link_sizing, parts, sizing
 from torchdata_s3ext.s3.io.link_sizing import PartSizing, sizing_for
-from torchdata_s3ext.s3.io.sizing import first_part_size, is_better, most_in_flight, smaller_part_size
+from torchdata_s3ext.s3.io.sizing import Evidence, first_part_size, is_better, most_in_flight, smaller_part_size
 from torchdata_s3ext.s3.settings import OpenSettings
 from torchdata_s3ext.testing import FaultPlan, S3Proxy
 
@@ -66,96 +68,105 @@ def test_parts_never_shrink_below_what_one_connection_receives_in_one_latency():
     assert smaller_part_size(112 * MiB, 16 * MiB, latency_s=0.2, rate=90e6) is None  # 18 MB per latency
 
 
-def timed_sizing(endpoint, budget, latency_s, rate, parts_timed=3, read_seconds=0.5):
-    """A stream's sizing that has timed ``parts_timed`` parts on a link of that latency and rate, and read
-    them in ``read_seconds``."""
+def stream_saw(endpoint, budget, latency_s, rate, read_seconds=1.5, wait_seconds=0.5, parts_read=4, finish=True):
+    """A stream of the endpoint that timed its parts on a link of that latency and rate, read ``parts_read``
+    of them in ``read_seconds``, waiting ``wait_seconds`` of it, then finished (closed)."""
     stream = PartSizing.for_endpoint(endpoint, budget)
-    for _ in range(parts_timed):
+    for _ in range(parts_read):
         stream.first_byte(latency_s)
         stream.timed(stream.part_size, latency_s + stream.part_size / rate)
-    stream.parts_read, stream.read_seconds = parts_timed, read_seconds
+    stream._add(Evidence(read_seconds=read_seconds, read_bytes=parts_read * stream.part_size, wait_seconds=wait_seconds))
+    if finish:
+        stream.finished()
     return stream
 
 
+def part_arriving_in(seconds):
+    part = concurrent.futures.Future()
+    threading.Timer(seconds, part.set_result, [b"part"]).start()
+    return part
+
+
 def test_waits_put_more_in_flight_up_to_the_budget_and_the_next_stream_starts_there(endpoints):
-    stream = timed_sizing("boto3 http://far", 224 * MiB, **S3_LINK)
+    stream = PartSizing.for_endpoint("boto3 http://far", 224 * MiB)
     assert (stream.part_size, stream.in_flight, stream.most_in_flight) == (16 * MiB, 6, 13)
-    for _ in range(20):
-        stream.waited(0.1)
+    stream.wait_for(part_arriving_in(0))  # there already: no wait
+    for _ in range(10):
+        stream.wait_for(part_arriving_in(0.002))
     assert stream.in_flight == 13  # (13 + 1) x 16 MiB = the budget
+    assert stream.evidence.wait_seconds > 0 and stream.evidence.read_bytes == 10 * 16 * MiB
     assert (PartSizing.for_endpoint("boto3 http://far", 224 * MiB).in_flight) == 13
     assert PartSizing.for_endpoint("boto3 http://other", 224 * MiB).in_flight == 6  # per endpoint
     assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).in_flight == 6  # and per budget
 
 
-def test_waiting_with_the_budget_full_on_a_far_link_halves_the_next_streams_parts(endpoints):
-    stream = timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK)
-    stream.waited(0.1)
+def test_reads_held_back_with_the_budget_full_on_a_far_link_halve_the_next_streams_parts(endpoints):
+    stream = stream_saw("boto3 http://far", 112 * MiB, **S3_LINK)
     assert (stream.part_size, stream.in_flight) == (16 * MiB, 6)  # a stream keeps its part size
     after = PartSizing.for_endpoint("boto3 http://far", 112 * MiB)
     assert (after.part_size, after.in_flight, after.most_in_flight) == (8 * MiB, 13, 13)  # as many bytes in flight
+    assert endpoints.learned["boto3 http://far"].trial_of == (16 * MiB, 6, 1.5 / (4 * 16 * MiB))
 
 
-def trial_stream(endpoints, seconds_per_byte_then, seconds_per_byte_now):
-    """A stream of 16 MiB parts read at ``seconds_per_byte_then``, held back by the link, that put 8 MiB parts
-    on trial, then a stream of those read at ``seconds_per_byte_now``, closed: what the endpoint learned."""
-    before = timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, parts_timed=4,
-                          read_seconds=seconds_per_byte_then * 4 * 16 * MiB)
-    before.waited(before.read_seconds / 2)
-    before.finished()  # its whole stream is what the trial is compared with
-    assert endpoints.learned["boto3 http://far"].trial_of == (16 * MiB, 6, seconds_per_byte_then)
-    trial = timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, parts_timed=8,
-                         read_seconds=seconds_per_byte_now * 8 * 8 * MiB)
-    assert trial.part_size == 8 * MiB
-    trial.finished()
+def test_the_part_size_is_decided_on_enough_reading_added_up_over_streams(endpoints):
+    stream_saw("boto3 http://far", 112 * MiB, **S3_LINK, read_seconds=0.6, wait_seconds=0.2)
+    assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).part_size == 16 * MiB  # a look too short
+    stream_saw("boto3 http://far", 112 * MiB, **S3_LINK, read_seconds=0.6, wait_seconds=0.2)
+    assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).part_size == 8 * MiB
+
+
+def on_trial(endpoints, seconds_then, seconds_now):
+    """Streams of 16 MiB parts read in ``seconds_then`` that put 8 MiB parts on trial, then streams of those
+    reading as many bytes in ``seconds_now``: what the endpoint learned."""
+    stream_saw("boto3 http://far", 112 * MiB, **S3_LINK, read_seconds=seconds_then, wait_seconds=seconds_then / 2)
+    stream_saw("boto3 http://far", 112 * MiB, **S3_LINK, read_seconds=seconds_now, wait_seconds=0.1, parts_read=8)
     return endpoints.learned["boto3 http://far"]
 
 
-def test_smaller_parts_on_trial_are_kept_when_their_stream_was_read_faster(endpoints):
-    learned = trial_stream(endpoints, 2e-9, 1e-9)
+def test_smaller_parts_on_trial_are_kept_when_their_streams_were_read_faster(endpoints):
+    learned = on_trial(endpoints, 2.0, 1.5)
     assert (learned.part_size, learned.trial_of, learned.settled) == (8 * MiB, None, False)
     assert is_better(1e-9, 2e-9) and not is_better(1.9e-9, 2e-9)
 
 
 def test_smaller_parts_that_did_not_do_better_give_way_to_the_larger_ones_for_good(endpoints):
-    learned = trial_stream(endpoints, 1e-9, 1e-9)
+    learned = on_trial(endpoints, 2.0, 1.9)
     assert (learned.part_size, learned.in_flight, learned.settled) == (16 * MiB, 6, True)
-    timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK).waited(0.1)
+    stream_saw("boto3 http://far", 112 * MiB, **S3_LINK)
     assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).part_size == 16 * MiB  # not tried again
 
 
 def test_a_stream_of_older_parts_has_no_say_once_smaller_ones_are_on_trial(endpoints):
-    older = timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK)
-    older.waited(0.1)
-    assert endpoints.learned["boto3 http://far"].part_size == 8 * MiB
-    older.in_flight -= 1
-    older.waited(0.1)  # grows its own window, but the endpoint stays on trial
-    assert endpoints.learned["boto3 http://far"].part_size == 8 * MiB
-    assert endpoints.learned["boto3 http://far"].trial_of is not None
+    older = stream_saw("boto3 http://far", 112 * MiB, **S3_LINK, finish=False)
+    older.in_flight = 5
+    stream_saw("boto3 http://far", 112 * MiB, **S3_LINK)
+    trial = endpoints.learned["boto3 http://far"]
+    assert trial.part_size == 8 * MiB and trial.trial_of is not None
+    older.wait_for(part_arriving_in(0))
+    older.wait_for(part_arriving_in(0.002))
+    assert older.in_flight == 6  # grows its own window...
+    older.finished()
+    assert endpoints.learned["boto3 http://far"] == trial  # ... but the endpoint stays on trial
 
 
 def test_a_reader_that_seldom_waits_keeps_the_part_size_even_on_a_far_link(endpoints):
-    timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, read_seconds=10.0).waited(0.1)  # 1% of its time
+    stream_saw("boto3 http://far", 112 * MiB, **S3_LINK, read_seconds=10.0, wait_seconds=0.1)
     assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).part_size == 16 * MiB
 
 
-def test_waiting_with_the_budget_full_on_a_near_link_keeps_the_part_size(endpoints):
-    timed_sizing("boto3 http://near", 112 * MiB, **LOOPBACK).waited(0.1)
+def test_reads_held_back_on_a_near_link_keep_the_part_size(endpoints):
+    stream_saw("boto3 http://near", 112 * MiB, **LOOPBACK)
     assert PartSizing.for_endpoint("boto3 http://near", 112 * MiB).part_size == 16 * MiB
-
-
-def test_the_part_size_waits_for_enough_timings(endpoints):
-    timed_sizing("boto3 http://far", 112 * MiB, **S3_LINK, parts_timed=2).waited(0.1)
-    assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).part_size == 16 * MiB
 
 
 def test_explicit_part_size_or_concurrency_is_never_adapted(endpoints):
     for fixed in (sizing_for("boto3 http://far", part_size=MiB), sizing_for("boto3 http://far", concurrency=3)):
         before = (fixed.part_size, fixed.in_flight, fixed.most_in_flight)
-        for _ in range(10):
+        for _ in range(5):
             fixed.first_byte(0.03)
             fixed.timed(fixed.part_size, 1.0)
-            fixed.waited(0.1)
+            fixed.wait_for(part_arriving_in(0.002))
+        fixed.finished()
         assert (fixed.part_size, fixed.in_flight, fixed.most_in_flight) == before and not fixed.adaptive
     assert (before[0], before[1]) == (16 * MiB, 3)
     assert endpoints.learned == {}

@@ -1,31 +1,31 @@
 """What one stream and one endpoint learn about the link, by the policy of :mod:`.sizing`: a stream's
-:class:`PartSizing` (its part size, its parts in flight, the timings it saw) and, per endpoint, where the
-last stream got to, for this process's next streams (emptied in a child after ``fork``)."""
+:class:`PartSizing` (its part size, its parts in flight, what it saw) and, per endpoint, where its streams got
+to and what streams of the current part size saw, added up, for this process's next streams (emptied in a
+child after ``fork``). The part size is decided on that sum, once it holds enough (one stream is too short a
+look: a 100 MB shard is read in a tenth of a second from a near server)."""
 import concurrent.futures
 import dataclasses
 import os
 import threading
 import time
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-from .sizing import (DEFAULT_CONCURRENCY, DEFAULT_MEMORY_BUDGET, DEFAULT_PART_SIZE, HELD_BACK, check_sizing_options,
+from .sizing import (DEFAULT_CONCURRENCY, DEFAULT_MEMORY_BUDGET, DEFAULT_PART_SIZE, Evidence, check_sizing_options,
                      first_part_size, is_better, most_in_flight, smaller_part_size)
 
 __all__ = ["PartSizing", "fixed_sizing", "sizing_for"]
 
-_SMOOTHING = 0.3  # weight of the newest timing in the moving averages
-_TIMINGS_TO_DECIDE = 3  # parts timed before the part size may change
-
 
 @dataclasses.dataclass(frozen=True)
 class _Learned:
-    """Where an endpoint's last stream got to: its sizes; while smaller parts are on trial, the larger sizes
-    and the seconds per byte their stream was read at (``trial_of``); once smaller parts did not do better,
-    ``settled``."""
+    """Where an endpoint's streams got to: their sizes and what streams of this part size saw (``evidence``);
+    while smaller parts are on trial, the larger sizes and the seconds per byte they were read at
+    (``trial_of``); once smaller parts did not do better, ``settled``."""
 
     memory_budget: int
     part_size: int
     in_flight: int
+    evidence: Evidence = Evidence()
     trial_of: Optional[Tuple[int, int, float]] = None
     settled: bool = False
 
@@ -45,6 +45,27 @@ _ENDPOINTS = _Endpoints()
 os.register_at_fork(after_in_child=_ENDPOINTS.reset)
 
 
+def _decided(learned: _Learned, in_flight: int, most: int) -> _Learned:
+    """What the endpoint goes on with, once its streams of this part size saw enough (``learned.evidence``):
+    the smaller parts on trial kept (if read faster) or given up for good; smaller parts put on trial (the
+    budget full, the reads held back, the link far); else the same, looking afresh."""
+    evidence = learned.evidence
+    fresh = dataclasses.replace(learned, evidence=Evidence())
+    if learned.trial_of is not None:
+        larger, larger_in_flight, before = learned.trial_of
+        if is_better(evidence.seconds_per_byte, before):
+            return dataclasses.replace(fresh, trial_of=None)
+        return _Learned(learned.memory_budget, larger, larger_in_flight, settled=True)
+    if learned.settled or in_flight < most or not evidence.held_back:
+        return fresh
+    smaller = smaller_part_size(learned.memory_budget, learned.part_size, evidence.latency_s, evidence.rate)
+    if smaller is None:
+        return fresh
+    # as many bytes in flight, in parts half as large
+    return _Learned(learned.memory_budget, smaller, min(most_in_flight(learned.memory_budget, smaller), 2 * in_flight + 1),
+                    trial_of=(learned.part_size, in_flight, evidence.seconds_per_byte))
+
+
 class PartSizing:
     """One stream's parts: ``part_size`` (fixed for the stream), ``in_flight`` (the parts it keeps requested
     ahead, growing when it waits), ``most_in_flight`` (what its threads and buffers are sized for).
@@ -61,15 +82,10 @@ class PartSizing:
         self.most_in_flight = most
         self.memory_budget = memory_budget
         self.endpoint = endpoint
-        self.latency_s = 0.0  # moving average of the time to an answer's first byte
-        self.seconds_per_byte = 0.0  # moving average over parts of (seconds - latency) / bytes
-        self.wait_seconds = 0.0  # how long reads waited for parts, in steady state
-        self.read_seconds = 0.0  # from the first part taken in steady state to the last one
-        self.parts_read = 0  # parts taken since the first one in steady state
-        self._read_from: Optional[float] = None
-        self._began_trial = False
-        self._timings = 0
+        #: what this stream saw (added to the endpoint's when it finishes)
+        self.evidence = Evidence()
         self._learned = learned or _Learned(memory_budget, part_size, in_flight)  # as the stream found it
+        self._last_take: Optional[float] = None  # when the reader last took a part in steady state
         self._lock = threading.Lock()
 
     @classmethod
@@ -86,108 +102,62 @@ class PartSizing:
     def adaptive(self) -> bool:
         return self.endpoint is not None
 
-    @property
-    def read_seconds_per_byte(self) -> float:
-        """How fast the stream was read, waits included, from its first part in steady state (0: unknown yet)."""
-        return self.read_seconds / (self.parts_read * self.part_size) if self.parts_read else 0.0
-
-    def wait_for(self, part: "concurrent.futures.Future[object]") -> None:
-        """The reader needs ``part`` now, in steady state: wait for it, and if that took any time, :meth:`waited`."""
+    def wait_for(self, part: "concurrent.futures.Future[Any]") -> None:
+        """The reader needs ``part`` now, in steady state: wait for it; a wait puts one more part in flight."""
         if not self.adaptive:
             return
         began = arrived = time.monotonic()
         if not part.done():
             concurrent.futures.wait([part])
             arrived = time.monotonic()
-        if self._read_from is None:
-            self._read_from = began
-        else:
-            self.parts_read += 1
-            self.read_seconds = arrived - self._read_from
-        if arrived > began:
-            self.waited(arrived - began)
-
-    def waited(self, seconds: float) -> None:
-        """A read waited ``seconds`` for a part in steady state: one more in flight, or, with the budget full,
-        maybe smaller parts on trial for the endpoint's next stream."""
-        if not self.adaptive:
-            return
-        self.wait_seconds += seconds
-        if self.in_flight < self.most_in_flight:
+        # the part before this one was read (and this one waited for) since the last take
+        read = Evidence() if self._last_take is None else Evidence(read_seconds=arrived - self._last_take,
+                                                                   read_bytes=self.part_size)
+        self._last_take = arrived
+        self._add(dataclasses.replace(read, wait_seconds=arrived - began) if arrived > began else read)
+        if arrived > began and self.in_flight < self.most_in_flight:
             self.in_flight += 1
-            self._learn(part_size=self.part_size, in_flight=self.in_flight)
-            return
-        now = self._now()
-        # the link, not the reader, sets the pace (judged over a few parts)
-        held_back = self.parts_read >= _TIMINGS_TO_DECIDE and self.wait_seconds >= HELD_BACK * self.read_seconds
-        smaller = None if now.settled or now.trial_of or not held_back else self._smaller_part_size()
-        if smaller is not None:  # as many bytes in flight, in parts half as large
-            self._began_trial = self._learn(part_size=smaller, in_flight=min(most_in_flight(self.memory_budget, smaller), 2 * self.in_flight + 1),
-                        trial_of=(self.part_size, self.in_flight, self.read_seconds_per_byte))
+            self._learn(in_flight=self.in_flight)
 
     def first_byte(self, latency_s: float) -> None:
         """A backend saw an answer's head ``latency_s`` after its request."""
-        with self._lock:
-            self.latency_s = latency_s if not self.latency_s else _average(self.latency_s, latency_s)
+        self._add(Evidence(latencies=1, latency_sum=latency_s))
 
     def timed(self, size: int, seconds: float) -> None:
-        """A part of ``size`` bytes took ``seconds``, request to last byte."""
-        if not self.adaptive:
-            return
-        if size < self.part_size:
-            return  # the short last part would weigh its latency more
-        with self._lock:
-            per_byte = max(seconds - self.latency_s, 1e-9) / size
-            self.seconds_per_byte = per_byte if not self._timings else _average(self.seconds_per_byte, per_byte)
-            self._timings += 1
+        """A part of ``size`` bytes took ``seconds``, request to last byte (the short last part is left out)."""
+        if self.adaptive and size >= self.part_size:
+            self._add(Evidence(timings=1, seconds_per_byte_sum=max(seconds - self.evidence.latency_s, 1e-9) / size))
 
     def finished(self) -> None:
-        """The stream is closed. If it put smaller parts on trial, the speed it was read at, start to end, is
-        what they are compared with. If it read smaller parts on trial, the endpoint keeps them only if it was
-        read faster; else it goes back to the larger parts, settled."""
-        if not self.adaptive or self.parts_read < _TIMINGS_TO_DECIDE:
+        """The stream is closed: what it saw is added to what the endpoint's streams of its part size saw, and
+        once that is enough, the part size is decided on (:func:`_decided`)."""
+        if not self.adaptive:
             return
         with _ENDPOINTS.lock:
-            now = _ENDPOINTS.learned.get(self.endpoint)  # type: ignore[arg-type]
-            if now is None or now.trial_of is None or now.memory_budget != self.memory_budget:
-                return
-            larger, in_flight, before = now.trial_of
-            if self._began_trial:
-                now = dataclasses.replace(now, trial_of=(larger, in_flight, self.read_seconds_per_byte))
-            elif self._learned.trial_of is None or self.part_size != now.part_size:
-                return  # a stream of neither size on trial
-            elif is_better(self.read_seconds_per_byte, before):
-                now = dataclasses.replace(now, trial_of=None)
-            else:
-                now = _Learned(self.memory_budget, larger, in_flight, settled=True)
+            now = self._now()
+            if now.part_size != self.part_size:
+                return  # a stream of parts the endpoint has left: no say
+            now = dataclasses.replace(now, evidence=now.evidence.plus(self.evidence))
+            if now.evidence.enough:
+                now = _decided(now, self.in_flight, self.most_in_flight)
             _ENDPOINTS.learned[self.endpoint] = now  # type: ignore[index]
 
-    def _smaller_part_size(self) -> Optional[int]:
+    def _add(self, seen: Evidence) -> None:
         with self._lock:
-            if self._timings < _TIMINGS_TO_DECIDE:
-                return None
-            latency_s, rate = self.latency_s, 1 / self.seconds_per_byte
-        return smaller_part_size(self.memory_budget, self.part_size, latency_s, rate)
+            self.evidence = self.evidence.plus(seen)
 
     def _now(self) -> _Learned:
-        """What the endpoint learned for this budget so far (what this stream found, if nothing since)."""
-        with _ENDPOINTS.lock:
-            now = _ENDPOINTS.learned.get(self.endpoint, self._learned)  # type: ignore[arg-type]
+        """What the endpoint learned for this budget so far (what this stream found, if nothing since); the
+        caller holds the lock."""
+        now = _ENDPOINTS.learned.get(self.endpoint, self._learned)  # type: ignore[arg-type]
         return now if now.memory_budget == self.memory_budget else self._learned
 
-    def _learn(self, **changes: object) -> bool:
-        """Change what the endpoint learned, keeping its trial and whether it is settled unless changed; only
-        from a stream of the endpoint's current part size (an older stream, of other parts, has no say)."""
-        now = self._now()
-        if now.part_size != self.part_size:
-            return False
+    def _learn(self, **changes: Any) -> None:
+        """Change what the endpoint learned, only from a stream of its current part size."""
         with _ENDPOINTS.lock:
-            _ENDPOINTS.learned[self.endpoint] = dataclasses.replace(now, **changes)  # type: ignore[index, arg-type]
-        return True
-
-
-def _average(old: float, new: float) -> float:
-    return (1 - _SMOOTHING) * old + _SMOOTHING * new
+            now = self._now()
+            if now.part_size == self.part_size:
+                _ENDPOINTS.learned[self.endpoint] = dataclasses.replace(now, **changes)  # type: ignore[index]
 
 
 def fixed_sizing(part_size: int, concurrency: int) -> PartSizing:

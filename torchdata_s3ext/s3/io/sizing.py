@@ -13,24 +13,26 @@ while the reader holds ``(n + 1) * part_size`` bytes of parts (the ``n`` in flig
 - within a stream, the part size stays, and one more part goes in flight each time the reader had to wait
   for a part in steady state (not for the first part after opening or a seek), up to what ``memory_budget``
   allows (and :data:`MOST_IN_FLIGHT`, the connections one stream takes of its client's pool);
-- when the reader still waits with the budget full, its waits are :data:`HELD_BACK` of its reading time or
-  more (the link sets the pace, not the reader), and the link looks far (the first byte takes at least
-  :data:`FAR_LATENCY_SHARE` of a part's time, and a connection receives less than :data:`SLOW_CONNECTION`:
-  its connections are each limited on their own), the
-  next stream of the endpoint tries parts half as large, twice as many for the same memory, if the model
-  above says that delivers at least :data:`WORTH_IT` times more; never below :data:`MIN_PART_SIZE` (each
-  request costs CPU) nor below what one connection receives in one latency;
-- the smaller parts are kept only if that stream was read faster, waits included (:func:`is_better`); else
-  the endpoint goes back to the larger parts, and stays there. A first byte can also be slow on a near link
-  whose CPU is busy (the time to an answer's head includes the wait for the GIL): there, more and smaller
-  requests only load the CPU more, and the trial shows it.
+- the part size is decided on what an endpoint's streams of that part size saw, added up (:class:`Evidence`),
+  once they were read for :data:`EVIDENCE_SECONDS`. When the budget was full, reads still waited
+  :data:`HELD_BACK` of the reading time or more (the link set the pace, not the reader), and the link looks
+  far (the first byte takes :data:`FAR_LATENCY_SHARE` of a part's time or more, and a connection receives
+  less than :data:`SLOW_CONNECTION`: its connections are each limited on their own), the endpoint's next
+  streams try parts half as large, twice as many for the same memory, if the model above says that
+  delivers :data:`WORTH_IT` times more; never below :data:`MIN_PART_SIZE` (each request costs CPU) nor
+  below what one connection receives in one latency;
+- the smaller parts are kept only if their streams were read faster, waits included (:func:`is_better`),
+  over as long a look; else the endpoint goes back to the larger parts, and stays there. (Timed in the
+  client, an answer's head is also slow on a near link whose CPU is busy, the GIL's wait included; more and
+  smaller requests only load that CPU more, and the trial shows it.)
 
 What is learned is kept per endpoint for this process's next streams: the next shard starts where the last
 one got to, and so does the one the prefetch opens.
 """
+import dataclasses
 from typing import Optional
 
-__all__ = ["DEFAULT_PART_SIZE", "DEFAULT_CONCURRENCY", "DEFAULT_MEMORY_BUDGET", "MIN_PART_SIZE", "MOST_IN_FLIGHT",
+__all__ = ["Evidence", "DEFAULT_PART_SIZE", "DEFAULT_CONCURRENCY", "DEFAULT_MEMORY_BUDGET", "MIN_PART_SIZE", "MOST_IN_FLIGHT",
            "HELD_BACK", "SIZING_OPTIONS", "check_memory_budget", "check_sizing_options", "is_better", "first_part_size", "most_in_flight",
            "smaller_part_size"]
 
@@ -54,6 +56,9 @@ SIZING_OPTIONS = ("part_size", "concurrency", "memory_budget")
 HELD_BACK = 0.1
 #: how much less time per byte a stream of smaller parts must take than the larger parts did, to keep them
 BETTER = 0.9
+#: the reading time (seconds, over an endpoint's streams of one part size) a decision on the part size needs
+EVIDENCE_SECONDS = 1.0
+_EVIDENCE_PARTS = 3  # and the parts timed
 
 
 def check_memory_budget(memory_budget: object) -> int:
@@ -137,3 +142,45 @@ def check_sizing_options(part_size: object = None, concurrency: object = None, m
                              f"concurrency={concurrency!r}")
         check_memory_budget(memory_budget)
 
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What streams of one part size saw, added up: how long they were read (from the first part in steady
+    state) and how many bytes, how long reads waited for parts, and the parts' time to first byte and
+    seconds per byte after it (summed over ``latencies`` and ``timings``)."""
+
+    read_seconds: float = 0.0
+    read_bytes: int = 0
+    wait_seconds: float = 0.0
+    latencies: int = 0
+    latency_sum: float = 0.0
+    timings: int = 0
+    seconds_per_byte_sum: float = 0.0
+
+    def plus(self, other: "Evidence") -> "Evidence":
+        return Evidence(*(mine + theirs for mine, theirs in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+    @property
+    def enough(self) -> bool:
+        """Enough to decide on: :data:`EVIDENCE_SECONDS` of reading, a few parts timed."""
+        return self.read_seconds >= EVIDENCE_SECONDS and self.timings >= _EVIDENCE_PARTS and self.read_bytes > 0
+
+    @property
+    def held_back(self) -> bool:
+        """Reads waited :data:`HELD_BACK` of the reading time or more: the link set the pace, not the reader."""
+        return self.wait_seconds >= HELD_BACK * self.read_seconds
+
+    @property
+    def seconds_per_byte(self) -> float:
+        """How fast the streams were read, waits included."""
+        return self.read_seconds / max(self.read_bytes, 1)
+
+    @property
+    def latency_s(self) -> float:
+        return self.latency_sum / max(self.latencies, 1)
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second one connection received after the first byte."""
+        return self.timings / self.seconds_per_byte_sum if self.seconds_per_byte_sum else float("inf")
