@@ -90,7 +90,8 @@ def part_arriving_in(seconds):
 def test_waits_put_more_in_flight_up_to_the_budget_and_the_next_stream_starts_there(endpoints):
     stream = PartSizing.for_endpoint("boto3 http://far", 224 * MiB)
     assert (stream.part_size, stream.in_flight, stream.most_in_flight) == (16 * MiB, 6, 13)
-    stream.wait_for(part_arriving_in(0))  # there already: no wait
+    stream.wait_for(part_arriving_in(0.002), steady=False)  # the first part: every reader waits for it
+    assert stream.in_flight == 6
     for _ in range(10):
         stream.wait_for(part_arriving_in(0.002))
     assert stream.in_flight == 13  # (13 + 1) x 16 MiB = the budget
@@ -109,9 +110,9 @@ def test_reads_held_back_with_the_budget_full_on_a_far_link_halve_the_next_strea
 
 
 def test_the_part_size_is_decided_on_enough_reading_added_up_over_streams(endpoints):
-    stream_saw("boto3 http://far", 112 * MiB, **S3_LINK, read_seconds=0.6, wait_seconds=0.2)
+    stream_saw("boto3 http://far", 112 * MiB, **S3_LINK, read_seconds=0.3, wait_seconds=0.1)
     assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).part_size == 16 * MiB  # a look too short
-    stream_saw("boto3 http://far", 112 * MiB, **S3_LINK, read_seconds=0.6, wait_seconds=0.2)
+    stream_saw("boto3 http://far", 112 * MiB, **S3_LINK, read_seconds=0.3, wait_seconds=0.1)
     assert PartSizing.for_endpoint("boto3 http://far", 112 * MiB).part_size == 8 * MiB
 
 
@@ -142,7 +143,7 @@ def test_a_stream_of_older_parts_has_no_say_once_smaller_ones_are_on_trial(endpo
     stream_saw("boto3 http://far", 112 * MiB, **S3_LINK)
     trial = endpoints.learned["boto3 http://far"]
     assert trial.part_size == 8 * MiB and trial.trial_of is not None
-    older.wait_for(part_arriving_in(0))
+    older.wait_for(part_arriving_in(0), steady=False)
     older.wait_for(part_arriving_in(0.002))
     assert older.in_flight == 6  # grows its own window...
     older.finished()

@@ -85,7 +85,7 @@ class PartSizing:
         #: what this stream saw (added to the endpoint's when it finishes)
         self.evidence = Evidence()
         self._learned = learned or _Learned(memory_budget, part_size, in_flight)  # as the stream found it
-        self._last_take: Optional[float] = None  # when the reader last took a part in steady state
+        self._last_take: Optional[float] = None  # when the reader last took a part
         self._lock = threading.Lock()
 
     @classmethod
@@ -102,14 +102,18 @@ class PartSizing:
     def adaptive(self) -> bool:
         return self.endpoint is not None
 
-    def wait_for(self, part: "concurrent.futures.Future[Any]") -> None:
-        """The reader needs ``part`` now, in steady state: wait for it; a wait puts one more part in flight."""
+    def wait_for(self, part: "concurrent.futures.Future[Any]", steady: bool = True) -> None:
+        """The reader needs ``part`` now: wait for it. In ``steady`` state (not the first part after opening or
+        a seek, which every reader waits for), a wait is the link's doing, and puts one more part in flight."""
         if not self.adaptive:
             return
         began = arrived = time.monotonic()
         if not part.done():
             concurrent.futures.wait([part])
             arrived = time.monotonic()
+        if not steady:
+            self._last_take = arrived
+            return
         # the part before this one was read (and this one waited for) since the last take
         read = Evidence() if self._last_take is None else Evidence(read_seconds=arrived - self._last_take,
                                                                    read_bytes=self.part_size)

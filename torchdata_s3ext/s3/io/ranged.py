@@ -222,8 +222,7 @@ class RangedReader(io.RawIOBase):
     def _take(self) -> PartData:
         """The first part of the window, once fetched (the caller refills the window)."""
         part = self._window.popleft()
-        if self._steady:
-            self._sizing.wait_for(part.data)  # in steady state, a part not there yet is the link's doing
+        self._sizing.wait_for(part.data, steady=self._steady)
         self._steady = True
         try:
             data = part.data.result()

@@ -57,7 +57,7 @@ HELD_BACK = 0.1
 #: how much less time per byte a stream of smaller parts must take than the larger parts did, to keep them
 BETTER = 0.9
 #: the reading time (seconds, over an endpoint's streams of one part size) a decision on the part size needs
-EVIDENCE_SECONDS = 1.0
+EVIDENCE_SECONDS = 0.5
 _EVIDENCE_PARTS = 3  # and the parts timed
 
 
