@@ -55,12 +55,14 @@ def test_a_far_link_gets_parts_half_as_large_while_that_pays():
     assert smaller_part_size(112 * MiB, 8 * MiB, **S3_LINK) is None
     assert smaller_part_size(40 * MiB, 8 * MiB, **S3_LINK) == 4 * MiB
     assert smaller_part_size(40 * MiB, 4 * MiB, **S3_LINK) is None  # the floor
+    # slow connections whose first byte is a small share of a part's time: more of them still add up
+    assert smaller_part_size(112 * MiB, 16 * MiB, latency_s=0.030, rate=20e6) == 8 * MiB
 
 
 def test_a_near_link_keeps_its_part_size():
     assert smaller_part_size(112 * MiB, 16 * MiB, **LOOPBACK) is None
     assert smaller_part_size(40 * MiB, 8 * MiB, **LOOPBACK) is None
-    # a busy client's answers are slow to come in (the GIL), but its connections are fast: near all the same
+    # a busy client's answer heads are slow to come in (the GIL), but its connections are fast: near all the same
     assert smaller_part_size(112 * MiB, 16 * MiB, latency_s=0.030, rate=500e6) is None
 
 

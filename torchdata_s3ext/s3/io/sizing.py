@@ -16,15 +16,17 @@ while the reader holds ``(n + 1) * part_size`` bytes of parts (the ``n`` in flig
 - the part size is decided on what an endpoint's streams of that part size saw, added up (:class:`Evidence`),
   once they were read for :data:`EVIDENCE_SECONDS`. When the budget was full, reads still waited
   :data:`HELD_BACK` of the reading time or more (the link set the pace, not the reader), and the link looks
-  far (the first byte takes :data:`FAR_LATENCY_SHARE` of a part's time or more, and a connection receives
-  less than :data:`SLOW_CONNECTION`: its connections are each limited on their own), the endpoint's next
-  streams try parts half as large, twice as many for the same memory, if the model above says that
+  far (a connection receives less than :data:`SLOW_CONNECTION`: its connections look limited each on their
+  own, so more of them add up), the endpoint's next streams try parts half as large, twice as many for the same memory, if the model above says that
   delivers :data:`WORTH_IT` times more; never below :data:`MIN_PART_SIZE` (each request costs CPU) nor
   below what one connection receives in one latency;
 - the smaller parts are kept only if their streams were read faster, waits included (:func:`is_better`),
-  over as long a look; else the endpoint goes back to the larger parts, and stays there. (Timed in the
-  client, an answer's head is also slow on a near link whose CPU is busy, the GIL's wait included; more and
-  smaller requests only load that CPU more, and the trial shows it.)
+  over as long a look; else the endpoint goes back to the larger parts, and stays there. (Slow connections
+  can also share one limit: a proxy's or a server's CPU, or this client's, whose GIL every socket read
+  waits for; more and smaller requests then only load it more, and the trial shows it.)
+
+Only the connections' rate tells near from far: the time to an answer's head, as a Python client measures it,
+includes its wait for the GIL, and is as long on a busy loopback (15-60 ms) as from S3.
 
 What is learned is kept per endpoint for this process's next streams: the next shard starts where the last
 one got to, and so does the one the prefetch opens.
@@ -44,9 +46,7 @@ DEFAULT_MEMORY_BUDGET = (DEFAULT_CONCURRENCY + 1) * DEFAULT_PART_SIZE
 MIN_PART_SIZE = 4 << 20
 #: the most parts one stream has in flight: a stream and the one prefetched fill the boto3 client's 32 connections
 MOST_IN_FLIGHT = 16
-#: the share of a part's time spent waiting for its first byte from which a link counts as far...
-FAR_LATENCY_SHARE = 0.1
-#: ... if its connections each receive less than this (bytes/s; S3 gives one ~90 MB/s, a near server 400+)
+#: a link is far if its connections each receive less than this (bytes/s; S3 gives one ~90 MB/s, a near server 400+)
 SLOW_CONNECTION = 250e6
 #: how much more the model must promise before the parts are halved
 WORTH_IT = 1.2
@@ -98,21 +98,17 @@ def _delivers(n: int, part_size: int, latency_s: float, rate: float) -> float:
 
 def smaller_part_size(memory_budget: int, part_size: int, latency_s: float, rate: float) -> Optional[int]:
     """Half ``part_size``, when the budget is what limits (the reader waited with it full) and smaller parts
-    are worth it: the link is far (``latency_s`` is :data:`FAR_LATENCY_SHARE` of a part's time at ``rate``
-    bytes/s per connection, below :data:`SLOW_CONNECTION`), the half is at least :data:`MIN_PART_SIZE` and one latency's bytes, and twice
-    the parts in flight deliver :data:`WORTH_IT` times more; else ``None``.
+    are worth it: the link is far (``rate``, bytes/s per connection after its first byte, is below
+    :data:`SLOW_CONNECTION`), the half is at least :data:`MIN_PART_SIZE` and one latency's bytes, and
+    twice the parts in flight deliver :data:`WORTH_IT` times more by the model; else ``None``.
 
     >>> smaller_part_size(112 << 20, 16 << 20, 0.030, 90e6) >> 20  # S3: 30 ms, 90 MB/s per connection
     8
-    >>> smaller_part_size(112 << 20, 16 << 20, 0.001, 300e6) is None  # loopback: the first byte is free
-    True
-    >>> smaller_part_size(112 << 20, 16 << 20, 0.030, 500e6) is None  # a busy CPU's slow heads: fast connections
+    >>> smaller_part_size(112 << 20, 16 << 20, 0.030, 500e6) is None  # loopback, a busy CPU's slow heads
     True
     """
     half = part_size // 2
-    part_time = latency_s + part_size / rate
-    far = latency_s >= FAR_LATENCY_SHARE * part_time and rate < SLOW_CONNECTION
-    if not far or half < max(MIN_PART_SIZE, latency_s * rate):
+    if rate >= SLOW_CONNECTION or half < max(MIN_PART_SIZE, latency_s * rate):
         return None
     now = _delivers(most_in_flight(memory_budget, part_size), part_size, latency_s, rate)
     then = _delivers(most_in_flight(memory_budget, half), half, latency_s, rate)
