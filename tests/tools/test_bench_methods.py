@@ -45,6 +45,7 @@ def test_part_size_and_concurrency_reach_every_backend_that_reads_ranged_parts()
 def test_ranged_options_leave_out_other_backends_and_unset_values():
     assert MethodContext(urls=(), part_size=4 << 20, concurrency=2).ranged_options("awscli") == {}
     assert MethodContext(urls=(), concurrency=2).ranged_options("iopath") == {"concurrency": 2}
+    assert MethodContext(urls=(), memory_budget=64 << 20).ranged_options("boto3") == {"memory_budget": 64 << 20}
 
 
 @pytest.mark.parametrize("method", [

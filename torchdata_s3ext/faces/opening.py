@@ -24,10 +24,13 @@ class S3OpenerIterDataPipe(Pipe):
     reads (functional name: ``open_s3``).
 
     Memory stays bounded whatever the shard size (except on the ``s3fileloader`` backend, which downloads
-    each object whole): ``boto3``/``auto``, ``fsspec`` and ``iopath`` read ``part_size`` ranges, ``concurrency``
-    in flight, into ``(concurrency + 1) * part_size`` bytes of buffers (16 MiB and 6 by default), plus, with
-    ``prefetch``, the next shard's first ``concurrency`` parts: ``(2 * concurrency + 1) * part_size`` in all
-    (208 MiB by default), whatever the shard size; the other backends stream forward in large buffered reads. Each process
+    each object whole): ``boto3``/``auto``, ``fsspec`` and ``iopath`` read ranged parts, several in flight,
+    sized to the link within ``memory_budget`` bytes of buffers per open shard (112 MiB by default; 16 MiB x
+    6 at first, smaller parts and more of them on a link whose connections are each slow), or ``part_size``
+    ranges, ``concurrency`` in flight, into ``(concurrency + 1) * part_size`` bytes when either is given; plus,
+    with ``prefetch``, the next shard's first parts: under ``2 * memory_budget`` in all (224 MiB by default;
+    ``(2 * concurrency + 1) * part_size`` with fixed sizes), whatever the shard size (``docs/backends.md``);
+    the other backends stream forward in large buffered reads. Each process
     (DataLoader worker included) makes its own client on first use; the pipe itself holds none, so it
     pickles under both ``fork`` and ``spawn``.
 
@@ -59,8 +62,8 @@ class S3OpenerIterDataPipe(Pipe):
             reached; at most one shard ahead. Its errors are raised when its shard is reached; a shard opened
             ahead and never handed out is closed. Default ``True``
         settings: any :class:`S3Config` field (``anonymous=True``, ``profile=...``, ``max_attempts=...``), laid
-            over ``config`` where not ``None``; and the backend's options (``part_size`` and ``concurrency``
-            for the ranged backends, ``verify_etag`` for ``boto3``, ``aws_command`` for ``awscli``,
+            over ``config`` where not ``None``; and the backend's options (``memory_budget``, or
+            ``part_size`` and ``concurrency``, for the ranged backends, ``verify_etag`` for ``boto3``, ``aws_command`` for ``awscli``,
             ``request_timeout_ms`` for ``s3fileloader``, ``buffer_size`` for ``pipe``). Any other keyword raises
             ``TypeError`` here, naming it. With ``"auto"``, the options are ``boto3``'s; ``pipe:`` URLs then
             open with the ``pipe`` backend's defaults

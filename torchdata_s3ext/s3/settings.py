@@ -6,7 +6,7 @@ import inspect
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .._config import S3Config
-from .backends import check_backend_name, get_opener
+from .backends import check_backend_name, check_backend_options, get_opener
 from .keywords import check_keywords
 
 __all__ = ["CACHE_VERIFY_LEVELS", "OPENER_OPTIONS", "OpenSettings", "split_s3_settings"]
@@ -81,6 +81,7 @@ class OpenSettings:
         ``cache_dir``, ``cache_limit_bytes``, ``cache_verify`` and ``prefetch``."""
         concrete = check_backend_name(backend)
         config_fields, options = split_s3_settings(concrete, settings, others)
+        check_backend_options(concrete, options)
         cache_dir = options.pop("cache_dir", None)
         cache_limit_bytes = options.pop("cache_limit_bytes", None)
         prefetch = options.pop("prefetch", True)

@@ -159,6 +159,7 @@ def _measure(args: argparse.Namespace, methods: Sequence[str]) -> Tuple[List[Dic
         context, env = through_link(args, sources.context, sources.env, stack)
         context = dataclasses.replace(
             context, part_size=int(args.part_size * (1 << 20)) if args.part_size else None, concurrency=args.concurrency,
+            memory_budget=int(args.memory_budget * (1 << 20)) if args.memory_budget else None,
             cache_dir=args.cache_dir, cache_limit_bytes=args.cache_limit,
         )
         decoders = _measure_decoders(args, context, env) if args.decoders else None

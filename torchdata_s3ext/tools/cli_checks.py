@@ -11,6 +11,7 @@ import re
 import sys
 from typing import Callable, Iterator, Optional, Tuple
 
+from ..s3.io.sizing import MIN_PART_SIZE
 from .bench.cpus import cpus_problem, parse_cpu_list
 from .bench.methods import check_method_names
 
@@ -34,7 +35,7 @@ AT_LEAST = {
 }
 AT_MOST = {"classes": 256, "port": 65535}
 #: the numeric options that must be more than zero (seconds, MB/s, MiB)
-MORE_THAN_ZERO = ("time_limit", "link_mbps", "part_size", "duration")
+MORE_THAN_ZERO = ("time_limit", "link_mbps", "part_size", "memory_budget", "duration")
 _WHY_AT_MOST = {"classes": " (labels are uint8)"}
 _OPTION_NAMES = {"duration": "--for"}
 
@@ -126,6 +127,19 @@ def _number_problems(args: argparse.Namespace) -> Iterator[str]:
     part_size = getattr(args, "part_size", None)
     if part_size is not None and 0 < part_size and int(part_size * (1 << 20)) < 1:
         yield f"--part-size must be at least one byte ({1 / (1 << 20):.1e} MiB), got {part_size:g}"
+    yield from _memory_budget_mistakes(args)
+
+
+def _memory_budget_mistakes(args: argparse.Namespace) -> Iterator[str]:
+    """``--memory-budget``: alone (not with the fixed sizes), and room for two of the smallest parts."""
+    budget = getattr(args, "memory_budget", None)
+    if budget is None or not budget > 0:
+        return
+    if getattr(args, "part_size", None) is not None or getattr(args, "concurrency", None) is not None:
+        yield "--memory-budget sizes the parts itself: give it or --part-size/--concurrency, not both"
+    elif int(budget * (1 << 20)) < 2 * MIN_PART_SIZE:
+        yield (f"--memory-budget must hold two parts of {MIN_PART_SIZE / (1 << 20):g} MiB (one read, one in "
+               f"flight): at least {2 * MIN_PART_SIZE / (1 << 20):g}, got {budget:g}")
 
 
 def _endpoint_url(args: argparse.Namespace) -> Optional[str]:

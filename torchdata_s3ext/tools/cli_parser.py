@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from .._version import __version__
-from ..s3.io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+from ..s3.io.sizing import DEFAULT_CONCURRENCY, DEFAULT_MEMORY_BUDGET, DEFAULT_PART_SIZE
 from .bench.decoders import JPEG_ROW
 from .bench.link import LINKS
 from .bench.methods import DECODE_SAMPLES, NO_DECODE, RANGED_BACKENDS
@@ -110,9 +110,15 @@ def _add_bench_options(parser: argparse.ArgumentParser, batches: int, window: in
                         help="s3like: milliseconds to the first byte of each answer (default 30)")
     ranged = "/".join(RANGED_BACKENDS)
     parser.add_argument("--part-size", type=float, metavar="MiB",
-                        help=f"{ranged}: MiB per ranged GET (default {DEFAULT_PART_SIZE / (1 << 20):g})")
+                        help=f"{ranged}: MiB per ranged GET, fixed (default: sized to the link; "
+                             f"{DEFAULT_PART_SIZE / (1 << 20):g} with --concurrency)")
     parser.add_argument("--concurrency", type=int,
-                        help=f"{ranged}: ranged GETs in flight per shard (default {DEFAULT_CONCURRENCY})")
+                        help=f"{ranged}: ranged GETs in flight per shard, fixed (default: sized to the link; "
+                             f"{DEFAULT_CONCURRENCY} with --part-size)")
+    parser.add_argument("--memory-budget", type=float, metavar="MiB",
+                        help=f"{ranged}: MiB of parts per open shard, within which part size and GETs in flight "
+                             f"adapt to the link (default {DEFAULT_MEMORY_BUDGET / (1 << 20):g}; not with "
+                             "--part-size or --concurrency)")
     parser.add_argument("--mount", metavar="DIR", help="the same shards on a local path, for the local methods")
     parser.add_argument("--mix", nargs="+", metavar="NAME:WEIGHT",
                         help="the wds-pipe and wds-node methods read the shards cut into these named datasets, in "

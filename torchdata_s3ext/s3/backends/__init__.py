@@ -16,12 +16,13 @@ whole object) and ``pipe`` (the command's output from its first byte).
 """
 import importlib
 import importlib.util
-from typing import BinaryIO, Callable, Dict, NamedTuple, Tuple
+from typing import Any, BinaryIO, Callable, Dict, NamedTuple, Tuple
 
+from ..io.sizing import SIZING_OPTIONS, check_sizing_options
 from ..url import is_pipe_url, is_s3_url
 
 __all__ = ["Backend", "BACKENDS", "AUTO_BACKEND", "PIPE_BACKEND", "backend_for_url", "backend_names", "check_backend_name",
-           "check_url", "get_opener", "missing_libraries"]
+           "check_backend_options", "check_url", "get_opener", "missing_libraries"]
 
 
 class Backend(NamedTuple):
@@ -31,7 +32,8 @@ class Backend(NamedTuple):
     module: str
     #: how it reads an object, in a few words (``bench --list-methods`` prints it)
     description: str
-    #: reads the object as ranged parts, several in flight: takes ``part_size`` and ``concurrency``
+    #: reads the object as ranged parts, several in flight: takes ``memory_budget`` (parts adapted to the link
+    #: within it) or ``part_size`` and ``concurrency`` (fixed); see ``s3/io/sizing.py``
     ranged: bool
     #: the libraries it needs beyond the package's own, and the extra that installs them
     requires: Tuple[str, ...] = ()
@@ -81,6 +83,14 @@ def backend_for_url(name: str, url: str) -> str:
     if name == "auto" and is_pipe_url(url):
         return PIPE_BACKEND
     return check_backend_name(name)
+
+
+def check_backend_options(name: str, options: Dict[str, Any]) -> None:
+    """``ValueError`` for values backend ``name`` cannot take, before any request: for the ranged backends,
+    sizes that are not positive whole numbers, and a ``memory_budget`` too small or given with ``part_size`` or
+    ``concurrency`` (see ``s3/io/sizing.py``). Which keywords a backend takes is ``settings.py``'s check."""
+    if BACKENDS[check_backend_name(name)].ranged:
+        check_sizing_options(**{option: options[option] for option in SIZING_OPTIONS if option in options})
 
 
 def check_url(backend: str, url: str) -> None:

@@ -4,6 +4,7 @@ and resumed from the byte it reached, checked against the object's size and pinn
 With ``start``/``end`` the GETs cover bytes ``start .. end-1`` only; the first one starts at ``start`` and
 tells the object's size (a ``start`` at or past the end costs one HEAD instead, for the size)."""
 import threading
+import time
 from typing import Any, BinaryIO, Optional, Tuple
 
 from ..._config import S3Config
@@ -13,8 +14,9 @@ from ..client.clients import boto3_client
 from ..client.errors import ShortRead, WrongLength
 from ..client.objects import head_object, plain_md5
 from ..client.retry import call_with_retries, code_of
-from ..io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from ..io.ranged import RangedReader
 from ..io.ranges import check_range, is_whole
+from ..io.link_sizing import PartSizing, sizing_for
 from ..url import S3Location, parse_s3_url
 
 __all__ = ["open_url"]
@@ -23,8 +25,9 @@ __all__ = ["open_url"]
 class _ObjectParts:
     """Fetches byte ranges of one object version, retrying and resuming on transient faults."""
 
-    def __init__(self, url: str, location: S3Location, config: S3Config) -> None:
+    def __init__(self, url: str, location: S3Location, config: S3Config, sizing: PartSizing) -> None:
         self.url = url
+        self.sizing = sizing  # told how long each answer took to come
         self.location = location
         self.config = config
         self.client = boto3_client(config, retries=False)
@@ -38,8 +41,10 @@ class _ObjectParts:
         kwargs = {"Bucket": self.location.bucket, "Key": self.location.key, "Range": f"bytes={start}-{'' if end is None else end - 1}"}
         if self.etag:
             kwargs["IfMatch"] = self.etag  # the object must not change between parts
+        began = time.monotonic()
         with botocore_errors_translated(self.url, self.config):
             response = self.client.get_object(**kwargs)
+        self.sizing.first_byte(time.monotonic() - began)  # get_object returns once the answer's head is in
         try:
             _check_range_answer(self.url, response, start, end)
         except WrongLength:
@@ -83,19 +88,22 @@ class _ObjectParts:
 
 
 def open_url(
-    url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY,
-    verify_etag: bool = False, *, start: int = 0, end: Optional[int] = None,
+    url: str, config: S3Config, part_size: Optional[int] = None, concurrency: Optional[int] = None,
+    verify_etag: bool = False, memory_budget: Optional[int] = None, *, start: int = 0, end: Optional[int] = None,
 ) -> BinaryIO:
-    """Open ``url`` for streaming; ``part_size`` bytes per GET, ``concurrency`` GETs in flight; with
+    """Open ``url`` for streaming: ranged GETs, several in flight, sized to the link within ``memory_budget``
+    bytes of parts (112 MiB by default; see :mod:`~torchdata_s3ext.s3.io.sizing`), or ``part_size`` bytes per
+    GET and ``concurrency`` in flight, fixed, when either is given (16 MiB and 6 by default); with
     ``verify_etag``, the content is checked against an ETag that is a plain MD5 before the last part is read
     (a whole object only). ``start``/``end``: bytes ``start .. end-1`` only, at the object's offsets (see
     :class:`~torchdata_s3ext.s3.io.ranged.RangedReader`)."""
     check_range(url, start, end)
-    parts = _ObjectParts(url, parse_s3_url(url), config)
+    sizing = sizing_for(f"boto3 {config.endpoint_url or config.region}", part_size, concurrency, memory_budget)
+    parts = _ObjectParts(url, parse_s3_url(url), config, sizing)
     if end is not None and end == start:  # no byte to GET: a HEAD tells the object is there, and its size
         head = head_object(url, config)
         return RangedReader(url, head.size, fetch_into=parts.fetch_into, start=start, end=end)  # type: ignore[return-value]
-    first_end = start + part_size if end is None else min(start + part_size, end)
+    first_end = start + sizing.part_size if end is None else min(start + sizing.part_size, end)
     try:
         first = call_with_retries(url, config.max_attempts, lambda: parts.get(start, first_end))
     except OSError as error:
@@ -113,8 +121,8 @@ def open_url(
     parts.first_response = first  # its body is read as the first part, on the pool, while the next are requested
     content_md5 = plain_md5(first) if verify_etag and is_whole(start, end, size) else None
     return RangedReader(  # type: ignore[return-value]
-        url, size, part_size=part_size, concurrency=concurrency, content_md5=content_md5, fetch_into=parts.fetch_into,
-        start=start, end=end, etag=parts.etag,
+        url, size, content_md5=content_md5, fetch_into=parts.fetch_into, start=start, end=end, etag=parts.etag,
+        sizing=sizing,
     )
 
 

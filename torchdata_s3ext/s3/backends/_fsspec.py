@@ -18,8 +18,9 @@ from ..client.clients import s3fs_filesystem
 from ..client.errors import CONNECTION_BROKEN, STALLED, Classification, TransientError
 from ..client.pins import VersionPin
 from ..client.retry import call_with_retries
-from ..io.ranged import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RangedReader
+from ..io.ranged import RangedReader
 from ..io.ranges import check_part_length, check_range
+from ..io.link_sizing import sizing_for
 from ..url import parse_s3_url
 
 __all__ = ["open_url"]
@@ -77,13 +78,16 @@ def _with_url(url: str, error: OSError) -> OSError:
 
 
 def open_url(
-    url: str, config: S3Config, part_size: int = DEFAULT_PART_SIZE, concurrency: int = DEFAULT_CONCURRENCY, *,
+    url: str, config: S3Config, part_size: Optional[int] = None, concurrency: Optional[int] = None,
+    memory_budget: Optional[int] = None, *,
     start: int = 0, end: Optional[int] = None,
 ) -> BinaryIO:
-    """One HEAD (s3fs's ``info``: size and ETag), then ``cat_file`` parts of bytes ``start .. end-1``, at the
+    """One HEAD (s3fs's ``info``: size and ETag), then ``cat_file`` parts of bytes ``start .. end-1`` (sized
+    as ``boto3``'s: within ``memory_budget``, or fixed by ``part_size``/``concurrency``), at the
     object's offsets (see :class:`~torchdata_s3ext.s3.io.ranged.RangedReader`), each checked to announce and
     carry the bytes asked for of an object of that size (:class:`~torchdata_s3ext.s3.client.clients.VersionPin`)."""
     check_range(url, start, end)
+    sizing = sizing_for(f"fsspec {config.endpoint_url or config.region}", part_size, concurrency, memory_budget)
     location = parse_s3_url(url)
     path = f"{location.bucket}/{location.key}"
     filesystem = s3fs_filesystem(config)
@@ -97,4 +101,4 @@ def open_url(
 
         return call_with_retries(url, config.max_attempts, lambda: _named(url, config, fetch_once))
 
-    return RangedReader(url, info["size"], fetch, part_size, concurrency, start=start, end=end)  # type: ignore[return-value]
+    return RangedReader(url, info["size"], fetch, start=start, end=end, sizing=sizing)  # type: ignore[return-value]

@@ -15,10 +15,12 @@ import functools
 import hashlib
 import os
 import threading
+import time
 from typing import Callable, List, Optional, Union
 
 from ..stats import process_stats
 from .daemon_pool import DaemonPool
+from .link_sizing import PartSizing
 
 __all__ = ["Md5Check", "part_source", "PartData", "PartSource", "NewParts", "into_new_buffers", "PooledParts", "SpareBuffers"]
 
@@ -31,9 +33,10 @@ class SpareBuffers:
     without allocating and page-faulting its buffers again (on 105 MB shards that was most of the gap to a
     plain GET).
 
-    Holds at most one stream's buffers: of one part size, and no more than the stream giving one back lends
-    (``concurrency + 1``). A buffer of another part size replaces them all, since the next stream is likely
-    to have the settings of the last one to finish. Emptied in a child after ``fork``.
+    Holds at most one stream's buffers: of one part size, and no more than the stream giving one back may lend
+    (``concurrency + 1``, or its memory budget's worth). A stream of another part size (the sizing changed it,
+    :mod:`.link_sizing`) empties them when it takes a buffer, and a buffer of another size given back replaces
+    them all: the next stream is likely to have the settings of the last one. Emptied in a child after ``fork``.
     """
 
     def __init__(self) -> None:
@@ -44,7 +47,9 @@ class SpareBuffers:
     def take(self, part_size: int) -> bytearray:
         """A spare buffer of ``part_size`` bytes, or a new one."""
         with self._lock:
-            if self._buffers and self._part_size == part_size:
+            if self._part_size != part_size:
+                self._part_size, self._buffers = part_size, []  # of no use to the streams to come: let them go
+            if self._buffers:
                 return self._buffers.pop()
         return bytearray(part_size)
 
@@ -96,17 +101,22 @@ class PartSource:
 
 
 class NewParts(PartSource):
-    """Every part a new object from ``fetch(start, end)``, checked to hold ``end - start`` bytes."""
+    """Every part a new object from ``fetch(start, end)``, checked to hold ``end - start`` bytes; each fetch
+    timed for ``sizing``."""
 
-    def __init__(self, url: str, fetch: Callable[[int, int], PartData]) -> None:
+    def __init__(self, url: str, fetch: Callable[[int, int], PartData], sizing: Optional[PartSizing] = None) -> None:
         self.url = url
         self._fetch = fetch
+        self._sizing = sizing
 
     def job(self, start: int, end: int) -> Callable[[], PartData]:
         return functools.partial(self._checked_fetch, start, end)
 
     def _checked_fetch(self, start: int, end: int) -> PartData:
+        began = time.monotonic()
         data = self._fetch(start, end)
+        if self._sizing is not None:
+            self._sizing.timed(len(data), time.monotonic() - began)
         process_stats().add(bytes_received=len(data))
         if len(data) != end - start:
             raise OSError(f"{self.url}: bytes {start}-{end - 1} came back as {len(data)} bytes, not {end - start}")
@@ -125,8 +135,9 @@ def into_new_buffers(fetch_into: Callable[[int, memoryview], None]) -> Callable[
 
 
 class PooledParts(PartSource):
-    """Parts filled by ``fetch_into`` into at most ``concurrency + 1`` reused buffers of ``part_size`` bytes:
-    the parts requested ahead and the one being read.
+    """Parts filled by ``fetch_into`` into at most ``buffers`` reused buffers of ``part_size`` bytes (the
+    sizing's: ``most_in_flight + 1``, the parts requested ahead and the one being read), each fill timed for
+    the sizing. :attr:`lent` counts the buffers, so ``lent * part_size`` is the parts' memory.
 
     The one exception, so that a read longer than the pool still makes progress: the read holds every part
     it moves past until it returns (it joins them into its result), and the pool lends one more buffer for
@@ -139,15 +150,21 @@ class PooledParts(PartSource):
     back takes them from there again).
     """
 
-    def __init__(self, fetch_into: Callable[[int, memoryview], None], end: int, part_size: int, concurrency: int) -> None:
+    def __init__(self, fetch_into: Callable[[int, memoryview], None], end: int, sizing: PartSizing) -> None:
         self._fetch_into = fetch_into
         self._end = end  # where the reader's byte range ends: the object's end, or before
-        self._part_size = part_size
-        self._most = concurrency + 1
+        self._sizing = sizing
+        self.part_size = sizing.part_size
+        self._most = sizing.most_in_flight + 1
         self.lent = 0  # buffers this stream took from the spares and has not let go of
         self._free: List[bytearray] = []
         self._held: List[PartData] = []  # the parts the read in progress has moved past
         self._all_requested = False
+
+    @property
+    def lent_bytes(self) -> int:
+        """The memory of the buffers lent: what the sizing's budget bounds."""
+        return self.lent * self.part_size
 
     def job(self, start: int, end: int) -> Optional[Callable[[], memoryview]]:
         buffer = self._lend()
@@ -192,10 +209,12 @@ class PooledParts(PartSource):
         if self.lent >= self._most + max(len(self._held) - 1, 0):
             return None
         self.lent += 1
-        return _SPARE.take(self._part_size)
+        return _SPARE.take(self.part_size)
 
     def _fill(self, start: int, view: memoryview) -> memoryview:
+        began = time.monotonic()
         self._fetch_into(start, view)
+        self._sizing.timed(len(view), time.monotonic() - began)
         process_stats().add(bytes_received=len(view))
         return view
 
@@ -236,15 +255,14 @@ class Md5Check:
 
 def part_source(
     url: str, end: int, fetch: Optional[Callable[[int, int], PartData]],
-    fetch_into: Optional[Callable[[int, memoryview], None]], part_size: int, concurrency: int,
-    content_md5: Optional[str],
+    fetch_into: Optional[Callable[[int, memoryview], None]], sizing: PartSizing, content_md5: Optional[str],
 ) -> PartSource:
     """Where a reader's parts come from: new objects from ``fetch``, or ``fetch_into`` filling reused buffers."""
     if fetch is not None and fetch_into is None:
-        return NewParts(url, fetch)
+        return NewParts(url, fetch, sizing)
     if fetch_into is not None and fetch is None:
         if content_md5:
             # No reuse: the hashing thread may read a part after the reader is done with it.
-            return NewParts(url, into_new_buffers(fetch_into))
-        return PooledParts(fetch_into, end, part_size, concurrency)
+            return NewParts(url, into_new_buffers(fetch_into), sizing)
+        return PooledParts(fetch_into, end, sizing)
     raise TypeError("give RangedReader one of fetch and fetch_into")

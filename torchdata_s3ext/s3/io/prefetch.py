@@ -9,7 +9,9 @@ The ``open`` stage (``samples/opener.py``) keeps at most one opening ahead.
 
 Memory: the shard being read holds its ``(concurrency + 1) * part_size`` bytes of parts; the shard opened ahead
 holds its first window, ``concurrency * part_size`` bytes (the parts its reader requests on opening), so a pipe
-holds at most ``(2 * concurrency + 1) * part_size`` bytes of parts (208 MiB at 16 MiB x 6).
+holds at most ``(2 * concurrency + 1) * part_size`` bytes of parts (208 MiB at 16 MiB x 6). With parts sized
+within a ``memory_budget`` (:mod:`.sizing`): the budget, plus the budget less one part ahead, under
+``2 * memory_budget`` (224 MiB by default).
 
 Errors: whatever the opening ahead raises is kept, and raised in the consumer's thread when its shard is
 reached, never earlier; so is an error of the openings' source itself (it is read one opening ahead). A

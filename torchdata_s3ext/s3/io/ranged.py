@@ -24,12 +24,11 @@ from typing import Callable, Deque, List, NamedTuple, Optional
 
 from .daemon_pool import DaemonPool
 from .parts import Md5Check, PartData, part_source
+from .link_sizing import PartSizing, fixed_sizing
 from .ranges import check_range, clamp_range, is_whole, seek_target
+from .sizing import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 
 __all__ = ["RangedReader", "DEFAULT_PART_SIZE", "DEFAULT_CONCURRENCY"]
-
-DEFAULT_PART_SIZE = 16 << 20
-DEFAULT_CONCURRENCY = 6
 
 _NO_PART = memoryview(b"")  # the current part before the first read, when taking one failed, and once closed
 
@@ -46,7 +45,8 @@ class RangedReader(io.RawIOBase):
     """The object at ``url`` (``size`` bytes) as a seekable binary stream of ranged parts, fetched ahead.
 
     Give one of ``fetch(start, end) -> bytes`` and ``fetch_into(start, buffer)``; each call gets one part of
-    ``part_size`` bytes (the last one shorter), retried by the backend, on a pool of ``concurrency`` threads.
+    ``part_size`` bytes (the last one shorter), retried by the backend, ``concurrency`` in flight; or as
+    ``sizing`` says (:mod:`.link_sizing`: parts in flight that grow when a read waits, within its budget).
     ``content_md5``: check the bytes against it (see the module's docstring).
 
     Byte range: ``start`` and ``end`` (``None``: the object's end; past it, the object's end) make the stream
@@ -76,16 +76,16 @@ class RangedReader(io.RawIOBase):
     to its part source (:mod:`.parts`): at once for a part dropped, and for the parts a read moves past,
     once that read returns (what it returns is joined from views of them). With ``fetch`` every part is a
     new object, and a read of exactly one whole ``bytes`` part returns that object, uncopied. With
-    ``fetch_into`` the parts are views of ``concurrency + 1`` buffers filled straight from the socket again
-    and again, and reads copy out of them; a buffer dropped while its thread may still write into it is
-    never reused. (With ``fetch_into`` and an MD5 check, every part is a new buffer, as with ``fetch``.)
+    ``fetch_into`` the parts are views of reused buffers (at most ``concurrency + 1``, or the budget's worth)
+    filled straight from the socket, and reads copy out of them; a buffer dropped while its thread may still
+    write into it is never reused. (With ``fetch_into`` and an MD5 check, every part is a new buffer.)
 
     :meth:`when_all_requested` tells when the last part has been requested (for the next shard's prefetch,
     :mod:`.prefetch`); it requests nothing and holds no buffer.
 
-    Memory: at most ``(concurrency + 1) * part_size`` bytes of parts per open object, plus, for a single read
-    longer than that, the read's own size (it holds the parts it spans until it has copied them out), and
-    parts dropped while in flight until their threads are done with them.
+    Memory: at most ``(concurrency + 1) * part_size`` bytes of parts per open object (with ``sizing``, its
+    ``memory_budget``), plus, for a single read longer than that, the read's own size (it holds the parts it
+    spans until it has copied them out), and parts dropped while in flight until their threads are done.
     """
 
     def __init__(
@@ -101,9 +101,9 @@ class RangedReader(io.RawIOBase):
         start: int = 0,
         end: Optional[int] = None,
         etag: Optional[str] = None,
+        sizing: Optional[PartSizing] = None,
     ) -> None:
-        if part_size < 1 or concurrency < 1:
-            raise ValueError(f"part_size and concurrency must be positive, got {part_size} and {concurrency}")
+        sizing = sizing or fixed_sizing(part_size, concurrency)
         check_range(url, start, end)
         if not is_whole(start, end, size):
             content_md5 = None  # the MD5 is of the whole object
@@ -112,9 +112,8 @@ class RangedReader(io.RawIOBase):
         #: the ETag of the version read, where the backend knows it
         self.etag = etag
         self.start, self.end = clamp_range(start, end, size)
-        self._part_size = part_size
-        self._concurrency = concurrency
-        self._parts = part_source(url, self.end, fetch, fetch_into, part_size, concurrency, content_md5)
+        self._sizing = sizing
+        self._parts = part_source(url, self.end, fetch, fetch_into, sizing, content_md5)
         self._md5 = Md5Check(url, content_md5) if content_md5 else None
         self._error: Optional[BaseException] = None  # a part that failed for good fails every later read
         self._position = self.start
@@ -122,7 +121,8 @@ class RangedReader(io.RawIOBase):
         self._part_start = self.start
         self._window: Deque[_Part] = collections.deque()
         self._next_offset = self.start  # first byte not yet requested: the window's end
-        self._threads = DaemonPool(concurrency, "s3-part")
+        self._steady = False  # a part was taken since opening or the last restart: a wait now is the link's
+        self._threads = DaemonPool(sizing.most_in_flight, "s3-part")
         self._on_all_requested: Optional[Callable[[], None]] = None
         self._request_parts()
 
@@ -198,6 +198,7 @@ class RangedReader(io.RawIOBase):
             self._parts.release(self._part)
             self._part = _NO_PART
             self._parts.close()
+            self._sizing.finished()
         super().close()
 
     def _check_open(self) -> None:
@@ -227,6 +228,8 @@ class RangedReader(io.RawIOBase):
     def _take(self) -> PartData:
         """The first part of the window, once fetched (the caller refills the window)."""
         part = self._window.popleft()
+        self._sizing.wait_for(part.data, steady=self._steady)
+        self._steady = True
         try:
             data = part.data.result()
         except BaseException as error:
@@ -238,9 +241,9 @@ class RangedReader(io.RawIOBase):
         return data
 
     def _request_parts(self) -> None:
-        """Fill the window up to ``concurrency`` parts, as far as the part source has memory for them."""
-        while len(self._window) < self._concurrency and self._next_offset < self.end:
-            start, end = self._next_offset, min(self._next_offset + self._part_size, self.end)
+        """Fill the window up to ``sizing.in_flight`` parts, as far as the part source has memory for them."""
+        while len(self._window) < self._sizing.in_flight and self._next_offset < self.end:
+            start, end = self._next_offset, min(self._next_offset + self._sizing.part_size, self.end)
             job = self._parts.job(start, end)
             if job is None:
                 break  # no buffer free: the read in progress gives back the parts it holds when it returns
@@ -266,6 +269,7 @@ class RangedReader(io.RawIOBase):
         self._drop_window()
         self._stop_md5()  # bytes skipped or read again cannot be hashed in order
         self._next_offset = position
+        self._steady = False
         self._request_parts()
 
     def _drop_window(self) -> None:

@@ -7,7 +7,7 @@ from ...s3.backends import BACKENDS
 
 __all__ = ["MethodContext", "RANGED_BACKENDS"]
 
-#: the backends that read ranged parts, several in flight (``part_size``, ``concurrency``)
+#: the backends that read ranged parts, several in flight (``part_size``, ``concurrency``, ``memory_budget``)
 RANGED_BACKENDS = tuple(name for name, backend in BACKENDS.items() if backend.ranged)
 
 
@@ -23,9 +23,11 @@ class MethodContext:
     profile: Optional[str] = None
     anonymous: bool = False
     repeats: int = 1
-    #: ``part_size`` and ``concurrency`` for the backends that read ranged parts (``None``: their defaults)
+    #: ``part_size``, ``concurrency`` and ``memory_budget`` for the backends that read ranged parts (``None``:
+    #: their defaults, parts sized to the link within 112 MiB)
     part_size: Optional[int] = None
     concurrency: Optional[int] = None
+    memory_budget: Optional[int] = None
     #: the ``open_s3`` methods' shard cache (``bench --cache-dir``, see ``cached.py``), and its limit
     cache_dir: Optional[str] = None
     cache_limit_bytes: Optional[int] = None
@@ -54,5 +56,5 @@ class MethodContext:
     def ranged_options(self, backend: str) -> Dict[str, int]:
         if backend not in RANGED_BACKENDS:
             return {}
-        options = {"part_size": self.part_size, "concurrency": self.concurrency}
+        options = {"part_size": self.part_size, "concurrency": self.concurrency, "memory_budget": self.memory_budget}
         return {name: value for name, value in options.items() if value is not None}
