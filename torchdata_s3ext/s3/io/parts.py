@@ -13,6 +13,7 @@ Buffers a finished stream no longer needs go to this process's :class:`SpareBuff
 import concurrent.futures
 import functools
 import hashlib
+import mmap
 import os
 import threading
 import time
@@ -26,6 +27,10 @@ __all__ = ["Md5Check", "part_source", "PartData", "PartSource", "NewParts", "int
 
 #: a fetched part: a new object (``fetch``), or a view of a buffer filled by ``fetch_into``
 PartData = Union[bytes, bytearray, memoryview]
+#: a pooled part buffer: its own anonymous mapping, so that letting it go hands its memory back at once (a
+#: ``bytearray`` of 16 MiB stays in the allocator's heap once freed, where a process switching part sizes held
+#: both sizes' buffers)
+Buffer = Union[bytearray, mmap.mmap]
 
 
 class SpareBuffers:
@@ -42,18 +47,18 @@ class SpareBuffers:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._part_size = 0
-        self._buffers: List[bytearray] = []
+        self._buffers: List[Buffer] = []
 
-    def take(self, part_size: int) -> bytearray:
+    def take(self, part_size: int) -> Buffer:
         """A spare buffer of ``part_size`` bytes, or a new one."""
         with self._lock:
             if self._part_size != part_size:
                 self._part_size, self._buffers = part_size, []  # of no use to the streams to come: let them go
             if self._buffers:
                 return self._buffers.pop()
-        return bytearray(part_size)
+        return mmap.mmap(-1, part_size)
 
-    def give(self, buffer: bytearray, stream_buffers: int) -> None:
+    def give(self, buffer: Buffer, stream_buffers: int) -> None:
         """Keep ``buffer`` for the next stream; ``stream_buffers``: how many its stream lends at most."""
         with self._lock:
             if len(buffer) != self._part_size:
@@ -157,7 +162,7 @@ class PooledParts(PartSource):
         self.part_size = sizing.part_size
         self._most = sizing.most_in_flight + 1
         self.lent = 0  # buffers this stream took from the spares and has not let go of
-        self._free: List[bytearray] = []
+        self._free: List[Buffer] = []
         self._held: List[PartData] = []  # the parts the read in progress has moved past
         self._all_requested = False
 
@@ -202,7 +207,7 @@ class PooledParts(PartSource):
             _SPARE.give(buffer, self._most)
         self._free.clear()
 
-    def _lend(self) -> Optional[bytearray]:
+    def _lend(self) -> Optional[Buffer]:
         """A buffer for the next part: a free one, or one more while fewer than the bound are lent."""
         if self._free:
             return self._free.pop()
@@ -219,9 +224,9 @@ class PooledParts(PartSource):
         return view
 
 
-def _pooled_buffer(data: PartData) -> Optional[bytearray]:
+def _pooled_buffer(data: PartData) -> Optional[Buffer]:
     """The pool buffer ``data`` is a view of (``None`` for the empty part a reader starts with)."""
-    return data.obj if isinstance(data, memoryview) and isinstance(data.obj, bytearray) else None
+    return data.obj if isinstance(data, memoryview) and isinstance(data.obj, (bytearray, mmap.mmap)) else None
 
 
 class Md5Check:
