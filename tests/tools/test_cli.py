@@ -210,8 +210,11 @@ def test_bench_help_names_the_ranged_backends_and_their_defaults(monkeypatch, ca
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
     output = capsys.readouterr().out
-    assert f"boto3/fsspec/iopath: MiB per ranged GET (default {DEFAULT_PART_SIZE >> 20})" in output
-    assert f"boto3/fsspec/iopath: ranged GETs in flight per shard (default {DEFAULT_CONCURRENCY})" in output
+    assert (f"boto3/fsspec/iopath: MiB per ranged GET, fixed (default: sized to the link; "
+            f"{DEFAULT_PART_SIZE >> 20} with --concurrency)") in output
+    assert (f"boto3/fsspec/iopath: ranged GETs in flight per shard, fixed (default: sized to the link; "
+            f"{DEFAULT_CONCURRENCY} with --part-size)") in output
+    assert "boto3/fsspec/iopath: MiB of parts per open shard" in output and "(default 112;" in output
 
 
 def test_bench_rejects_a_negative_worker_count(tmp_path):
