@@ -60,8 +60,8 @@ class TarInput:
     read, then joined.
 
     ``size``: the stream's length from its start (see :func:`stream_length`), when it is known: a header may
-    not claim past it, and what is skipped is seeked past, not read (how an index is made from the headers
-    alone)."""
+    not claim past it, and a skip of 64 KiB or more is seeked past, not read (how an index is made from the
+    headers alone); a shorter one reads on, taking the next header with it."""
 
     def __init__(self, stream: IO[bytes], prefix: bytes = b"", size: Optional[int] = None) -> None:
         self._stream = stream
