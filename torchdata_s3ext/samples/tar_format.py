@@ -65,6 +65,7 @@ class TarInput:
 
     def __init__(self, stream: IO[bytes], prefix: bytes = b"", size: Optional[int] = None) -> None:
         self._stream = stream
+        self._read_after = getattr(stream, "read_after", None)  # looked up once a stream, not once a member
         self._buffer = prefix
         self._position = 0  # in _buffer
         self.offset = 0
@@ -83,9 +84,8 @@ class TarInput:
         head = self._buffer[self._position:]
         self._buffer, self._position = b"", 0
         wanted = size - buffered
-        read_after = getattr(self._stream, "read_after", None)
-        if wanted >= _READ_AHEAD and head and wanted <= PIECE and read_after is not None:
-            data = read_after(head, wanted)  # the bytes read ahead and the rest copied once, together
+        if wanted >= _READ_AHEAD and head and wanted <= PIECE and self._read_after is not None:
+            data = self._read_after(head, wanted)  # the bytes read ahead and the rest copied once, together
         elif wanted >= _READ_AHEAD:
             pieces = self._pieces(wanted, wanted)
             data = b"".join([head] + pieces) if head or len(pieces) != 1 else pieces[0]
